@@ -1,0 +1,6 @@
+"""Commands: (being written)."""
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

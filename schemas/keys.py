@@ -1,0 +1,86 @@
+"""Redis key names, as fixed in DESIGN.md. One place builds them so writers and readers agree.
+
+>>> k = Keys("sr:")
+>>> k.recs("u1", "popularity", 10, version=0)
+'sr:recs:u1:popularity:10'
+>>> k.pop_seg("plumber")
+'sr:pop:seg:plumber'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "sr:"
+
+    # popularity
+    @property
+    def pop_global(self) -> str:
+        return f"{self.prefix}pop:global"
+
+    @property
+    def pop_trend(self) -> str:
+        return f"{self.prefix}pop:trend"
+
+    def pop_seg(self, segment: str) -> str:
+        return f"{self.prefix}pop:seg:{segment}"
+
+    # co-occurrence
+    def pairs(self, item: str, segment: str = "ANY") -> str:
+        return f"{self.prefix}pairs:{item}" if segment == "ANY" else f"{self.prefix}pairs:{segment}:{item}"
+
+    def pairs_rev(self, item: str, segment: str = "ANY") -> str:
+        return f"{self.prefix}pairs_rev:{item}" if segment == "ANY" else f"{self.prefix}pairs_rev:{segment}:{item}"
+
+    # user history
+    def seen(self, user: str) -> str:
+        return f"{self.prefix}seen:{user}"
+
+    def recent(self, user: str) -> str:
+        return f"{self.prefix}recent:{user}"
+
+    def user_counts(self, user: str) -> str:
+        return f"{self.prefix}ucount:{user}"
+
+    def user_profile(self, user: str) -> str:
+        return f"{self.prefix}user:{user}"
+
+    def item(self, item: str) -> str:
+        return f"{self.prefix}item:{item}"
+
+    # cache: version 0 is the plain DESIGN key; a `model-updates` event bumps the version,
+    # which moves every reader to a fresh namespace without a KEYS scan.
+    @property
+    def cache_version(self) -> str:
+        return f"{self.prefix}recs_version"
+
+    def recs(self, user: str, strategy: str, k: int, version: int = 0) -> str:
+        v = f"v{version}:" if version else ""
+        return f"{self.prefix}recs:{v}{user}:{strategy}:{k}"
+
+    def recs_index(self, user: str) -> str:
+        """Set of the user's cached list keys, so the agents can invalidate them in one call."""
+        return f"{self.prefix}recs_idx:{user}"
+
+    # bandits, analytics, models
+    def bandit(self, policy: str) -> str:
+        return f"{self.prefix}bandit:{policy}"
+
+    def dedupe(self, event_id: str) -> str:
+        return f"{self.prefix}dedupe:{event_id}"
+
+    @property
+    def model_current(self) -> str:
+        return f"{self.prefix}model:current"
+
+    @property
+    def config(self) -> str:
+        """Hash of run-time overrides (strengths, half-life) the agents re-read."""
+        return f"{self.prefix}config"
+
+    @property
+    def new_events(self) -> str:
+        """Counter of interactions since the last training run (read by the scheduler)."""
+        return f"{self.prefix}train:new_events"

@@ -1,0 +1,96 @@
+"""The one settings class of streamrec.
+
+Every value can be set from the environment with the ``STREAMREC_`` prefix
+(``STREAMREC_REDIS_URL``, ``STREAMREC_EVENT_STRENGTHS='{"view": 1}'``...). Nothing else
+in the code base reads the environment: parts receive a ``Settings`` (or plain values
+taken from one) from their caller.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_STRENGTHS: dict[str, float] = {
+    "impression": 0.0,
+    "view": 1.0,
+    "click": 2.0,
+    "download": 3.0,
+    "rate": 4.0,
+    "enroll": 4.0,
+    "purchase": 4.0,
+    "like": 4.0,
+    "dislike": -2.0,
+}
+
+DEFAULT_REWARDS: dict[str, float] = {"view": 0.2, "click": 0.5, "download": 0.8, "enroll": 1.0, "purchase": 1.0}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Path(".streamrec")
+    artifact_dir: Path = Path("artifacts")
+    kafka_bootstrap: str | None = None  # None: `streamrec up` starts the embedded broker
+    redis_url: str | None = None  # None: `streamrec up` starts an embedded redis-server
+    topic_prefix: str = ""
+    redis_prefix: str = "sr:"
+    topic_partitions: int = 4
+
+    # --- stream processing -------------------------------------------------------------
+    worker_id: str = "streamrec-worker"  # Faust app id == consumer group
+    worker_web_port: int = 0  # 0: pick a free loopback port
+    batch_size: int = 2000
+    batch_within_s: float = 0.02
+    rebalance_timeout_s: float = 3.0
+    event_strengths: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_STRENGTHS))
+    dedupe_ttl_s: int = 7 * 24 * 3600
+    recent_max: int = 50
+    trend_half_life_s: float = 6 * 3600.0
+    session_gap_s: float = 30 * 60.0
+    pairs_top_n: int = 100
+    invalidating_types: list[str] = Field(
+        default_factory=lambda: [t for t in DEFAULT_STRENGTHS if t != "impression"]
+    )
+    bandit_reward_window_s: float = 3600.0
+    bandit_rewards: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_REWARDS))
+    bandit_policy: str = "epsilon_greedy"  # epsilon_greedy | ucb | thompson
+    bandit_epsilon: float = 0.1
+    bandit_arms: list[str] = Field(default_factory=lambda: ["popularity", "hybrid", "ncf", "lightfm", "two_tower"])
+
+    # --- serving -----------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    admin_key: str | None = None
+    cache_ttl_s: int = 3600
+    default_strategy: str = "popularity"
+    max_k: int = 100
+    redis_timeout_s: float = 0.3
+    hybrid_weights: dict[str, float] = Field(
+        default_factory=lambda: {"ncf": 0.3, "lightfm": 0.3, "two_tower": 0.2, "popularity": 0.2}
+    )
+    mmr_lambda: float = 0.7
+    category_cap: int | None = None
+    emit_impressions: bool = True
+    basket_profiles_file: Path | None = None  # None: the profiles shipped with streamrec
+    basket_profile: str = "precision"
+
+    # --- training ----------------------------------------------------------------------
+    promote_metric: str = "ndcg@10"
+    promote_min_delta: float = 0.0
+    retrain_interval_s: float = 24 * 3600.0
+    retrain_min_new_events: int = 10_000
+    keep_runs: int = 5
+    scheduler_model: str = "ease"
+
+    def topic(self, name: str) -> str:
+        """The full name of a topic, with the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
