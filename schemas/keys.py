@@ -64,6 +64,13 @@ class Keys:
         """Set of the user's cached list keys, so the agents can invalidate them in one call."""
         return f"{self.prefix}recs_idx:{user}"
 
+    @property
+    def invalidate_channel(self) -> str:
+        """Pub/sub channel: the agents publish a JSON list of user ids whose cached lists they
+        dropped, or ``["*"]`` when every list is stale (a model update); API processes holding
+        an in-process copy of cached bodies evict them on it."""
+        return f"{self.prefix}invalidate"
+
     # bandits, analytics, models
     def bandit(self, policy: str) -> str:
         return f"{self.prefix}bandit:{policy}"
