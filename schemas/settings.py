@@ -84,7 +84,17 @@ class Settings(BaseSettings):
     retrain_interval_s: float = 24 * 3600.0
     retrain_min_new_events: int = 10_000
     keep_runs: int = 5
-    scheduler_model: str = "ease"
+    retrain_models: list[str] = Field(default_factory=lambda: ["ease", "popularity"])  # scheduler's models
+    snapshot_dir: Path | None = None  # None: <data_dir>/snapshot (replayed interactions, Parquet)
+    replay_idle_s: float = 2.0  # a replay stops after this long without new records
+    min_user_interactions: int = 1  # users with fewer events are dropped before training
+    min_item_interactions: int = 1
+    max_items: int | None = None  # keep only the most popular N items
+    include_cold_items: bool = False  # catalog items without events still get an index
+    train_threads: int = 2  # torch / BLAS threads for training
+
+    def snapshot_path(self) -> Path:
+        return self.snapshot_dir or self.data_dir / "snapshot"
 
     def topic(self, name: str) -> str:
         """The full name of a topic, with the configured prefix."""
