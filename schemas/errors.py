@@ -5,6 +5,7 @@
     ├── NotFound                an unknown item, run or user where one is required
     ├── ModelNotTrained         a model strategy was asked for and no run serves it
     ├── ArtifactError           a run directory is incomplete or unreadable
+    ├── InvalidDataset          an interactions file or snapshot cannot be read as a dataset
     └── ServiceUnavailable      a backing service cannot be reached
         ├── BrokerUnavailable   Kafka (mapped from aiokafka / confluent errors at the boundary)
         └── StoreUnavailable    Redis (mapped from redis-py errors at the boundary)
@@ -42,6 +43,10 @@ class ModelNotTrained(StreamrecError):
 
 class ArtifactError(StreamrecError):
     pass
+
+
+class InvalidDataset(StreamrecError):
+    """A training data source that cannot be used (missing columns, unknown format, no rows)."""
 
 
 class ServiceUnavailable(StreamrecError):
