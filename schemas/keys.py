@@ -71,9 +71,37 @@ class Keys:
         an in-process copy of cached bodies evict them on it."""
         return f"{self.prefix}invalidate"
 
+    # stream-side working state (written and read only by the agents in streams/)
+    @property
+    def trend_meta(self) -> str:
+        """Hash ``{epoch, hl}``: the forward-decay reference time and half-life of ``pop:trend``."""
+        return f"{self.prefix}pop:trend:meta"
+
+    def session(self, user: str) -> str:
+        """Hash ``{i, t}``: the user's last interacted item and its time (session pairs)."""
+        return f"{self.prefix}sess:{user}"
+
+    def basket(self, basket_id: str) -> str:
+        """Set of the items already seen in one basket (basket pairs)."""
+        return f"{self.prefix}basket:{basket_id}"
+
+    def impressions(self, user: str) -> str:
+        """Hash item -> ``strategy|ts|credited`` of the user's recent impressions (bandit credit)."""
+        return f"{self.prefix}imp:{user}"
+
     # bandits, analytics, models
     def bandit(self, policy: str) -> str:
+        """Hash ``{arm}:pulls`` / ``{arm}:rewards`` (policy = ``Settings.bandit_policy``)."""
         return f"{self.prefix}bandit:{policy}"
+
+    def stats_day(self, day: str) -> str:
+        """Hash of counters for one UTC day (``2026-11-22``): ``{strategy}:impressions``,
+        ``{strategy}:clicks``, ``type:{type}``."""
+        return f"{self.prefix}stats:{day}"
+
+    def user_stats(self, user: str) -> str:
+        """Hash ``{day}:{strategy}:impressions`` / ``{day}:{strategy}:clicks`` for one user."""
+        return f"{self.prefix}ustats:{user}"
 
     def dedupe(self, event_id: str) -> str:
         return f"{self.prefix}dedupe:{event_id}"
