@@ -1,0 +1,173 @@
+"""``streamrec up``: the whole stack on this machine, supervised.
+
+Starts (or connects to) the broker and Redis, creates the topics, optionally loads the
+demo data, then runs the worker, the API and the retrain scheduler as child processes.
+A child that dies is restarted with backoff; ``stack.json`` in the data dir always names
+the live pids. Ctrl-C or SIGTERM stops the children, then the embedded services.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.stack import EmbeddedStack, child_env, spawn, stop_process
+from schemas.settings import Settings
+
+log = logging.getLogger("streamrec.up")
+
+
+@dataclass
+class Child:
+    name: str
+    cmd: list[str]
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    restarts: int = 0
+    next_start: float = 0.0
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    demo: bool = False
+    with_scheduler: bool = True
+    stack: EmbeddedStack | None = None
+    children: list[Child] = field(default_factory=list)
+    stopping: bool = False
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.data_dir).resolve()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def run(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            self._start_services()
+            self._start_children()
+            self._announce()
+            while not self.stopping:
+                self._watch()
+                time.sleep(0.5)
+        finally:
+            self.shutdown()
+
+    # --- steps ---------------------------------------------------------------------------
+    def _start_services(self) -> None:
+        s = self.settings
+        if s.kafka_bootstrap is None or s.redis_url is None:
+            self.stack = EmbeddedStack(self.data_dir)
+            self.stack.start()
+            self.settings = s = s.model_copy(update={
+                "kafka_bootstrap": s.kafka_bootstrap or self.stack.kafka_bootstrap,
+                "redis_url": s.redis_url or self.stack.redis_url,
+            })
+        from streams.admin import ensure_topics
+
+        asyncio.run(ensure_topics(s))
+        if self.demo:
+            self._load_demo()
+
+    def _load_demo(self) -> None:
+        from infra.demo import generate, summary
+        from infra.producer import produce_records
+
+        data = generate()
+        n = len(data.catalog) + len(data.users) + len(data.events)
+        asyncio.run(produce_records(self.settings, data.records(), total=n, progress=False))
+        print(f"demo data on the broker: {summary(data)}", flush=True)
+
+    def _start_children(self) -> None:
+        py = sys.executable
+        self.children = [Child("worker", [py, "-m", "streams"]), Child("api", [py, "-m", "inference"])]
+        if self.with_scheduler:
+            self.children.append(Child("scheduler", [py, "-m", "trainer.scheduler"]))
+        for child in self.children:
+            self._spawn(child)
+        self._write_stack_json()
+
+    def _env(self) -> dict[str, str]:
+        s = self.settings
+        return child_env(
+            kafka_bootstrap=s.kafka_bootstrap or "", redis_url=s.redis_url or "",
+            data_dir=str(self.data_dir), api_port=str(s.api_port), api_host=s.api_host,
+            artifact_dir=str(Path(s.artifact_dir).resolve()),
+            demo_bootstrap="1" if self.demo else "0",
+        )
+
+    def _spawn(self, child: Child) -> None:
+        child.proc = spawn(child.cmd, self.data_dir / "logs" / f"{child.name}.log", env=self._env())
+        child.started = time.monotonic()
+
+    def _watch(self) -> None:
+        changed = False
+        now = time.monotonic()
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is None:
+                continue
+            if child.proc is not None:  # it just died: schedule a restart with backoff
+                code = child.proc.returncode
+                uptime = now - child.started
+                child.restarts = 0 if uptime > 60 else child.restarts + 1
+                delay = min(30.0, 0.5 * 2 ** child.restarts)
+                log.warning("%s exited with %s after %.0f s; restarting in %.1f s", child.name, code, uptime, delay)
+                print(f"{child.name} exited ({code}); restarting in {delay:.1f} s "
+                      f"(log: {self.data_dir / 'logs' / (child.name + '.log')})", flush=True)
+                child.proc = None
+                child.next_start = now + delay
+            if now >= child.next_start:
+                self._spawn(child)
+                changed = True
+        if changed:
+            self._write_stack_json()
+
+    def _write_stack_json(self) -> None:
+        pids = {c.name: (c.proc.pid if c.proc else None) for c in self.children}
+        if self.stack:
+            pids["broker"] = self.stack.procs["broker"].pid
+            pids["redis"] = self.stack.procs["redis"].pid
+        body = {"kafka_bootstrap": self.settings.kafka_bootstrap, "redis_url": self.settings.redis_url,
+                "api_url": self.api_url, "pids": pids}
+        tmp = self.data_dir / "stack.json.tmp"
+        tmp.write_text(json.dumps(body, indent=2))
+        tmp.replace(self.data_dir / "stack.json")
+
+    def _announce(self) -> None:
+        s = self.settings
+        print(
+            "streamrec is up\n"
+            f"  API      {self.api_url}  (docs {self.api_url}/docs)\n"
+            f"  try      curl '{self.api_url}/api/v1/recommendations/home?user_id=user-0001&k=5'\n"
+            f"  Kafka    {s.kafka_bootstrap}\n"
+            f"  Redis    {s.redis_url}\n"
+            f"  stack    {self.data_dir / 'stack.json'}   logs {self.data_dir / 'logs'}\n"
+            "  Ctrl-C stops everything.",
+            flush=True,
+        )
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        for child in reversed(self.children):
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.terminate()
+        for child in reversed(self.children):
+            stop_process(child.proc, timeout=10)
+        if self.stack:
+            self.stack.stop()
+        stack_json = self.data_dir / "stack.json"
+        if stack_json.exists():
+            stack_json.unlink()
