@@ -1,7 +1,7 @@
 """Interaction events: the records of the ``interactions`` topic (key = user_id).
 
 >>> e = parse_event(b'{"event_id": "e1", "type": "view", "user_id": "u1", "item_id": "i1", "ts": 0}')
->>> (e.type, e.user_id, e.ts.year)
+>>> (e.type.value, e.user_id, e.ts.year)
 ('view', 'u1', 1970)
 """
 from __future__ import annotations
