@@ -1,0 +1,4 @@
+"""`python -m infra ...` is the `streamrec` command."""
+from infra.cli import main
+
+main()
