@@ -128,15 +128,26 @@ class Recommender(ABC):
     def similar_items(self, item: str, k: int = 10) -> tuple[list[str], list[float]]:
         """Most similar items by cosine over item embeddings (the item itself excluded)."""
         data = self._require()
-        emb = self.item_embeddings()
-        if emb is None or item not in data.item_index:
+        if item not in data.item_index:
             return [], []
-        norm = normalize_rows(emb)
         i = data.item_index[item]
-        sims = norm @ norm[i]
+        sims = self._item_similarities(i)
+        if sims is None:
+            return [], []
+        sims = np.asarray(sims, dtype=np.float32).copy()
         sims[i] = -np.inf
         idx, val = top_k(sims[None, :], k)
-        return data.item_ids[idx[0]].tolist(), val[0].astype(float).tolist()
+        keep = np.isfinite(val[0])
+        return data.item_ids[idx[0][keep]].tolist(), val[0][keep].astype(float).tolist()
+
+    def _item_similarities(self, i: int) -> np.ndarray | None:
+        """Similarity of item ``i`` to every item: cosine over ``item_embeddings`` by default.
+        Item-item models (EASE, ItemKNN, TF-IDF) override this with their own weights."""
+        emb = self.item_embeddings()
+        if emb is None:
+            return None
+        norm = normalize_rows(emb)
+        return norm @ norm[i]
 
     # --- persistence ---------------------------------------------------------------------
     def save(self, path: Path) -> None:

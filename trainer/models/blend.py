@@ -1,0 +1,96 @@
+"""A score-level ensemble: several models fitted on the same data, their per-user scores
+standardised and added with weights.
+
+Standardising each model's row of scores (z-score over the user's items) puts an EASE
+score, a cosine and a logit on one scale before they are mixed; the weights are then the
+only thing to tune. Components are plain ``{"model": name, "weight": w, "params": {...}}``
+dicts so they are recorded in ``params.json`` like any hyperparameter.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trainer.base import Recommender
+from trainer.data.interactions import Interactions
+
+DEFAULT_COMPONENTS: list[dict[str, Any]] = [
+    {"model": "ease", "weight": 1.0, "params": {"lambda_": 400.0}},
+    {"model": "rp3beta", "weight": 0.5, "params": {}},
+]
+
+
+def standardize_rows(scores: np.ndarray, how: str = "zscore") -> np.ndarray:
+    """Put each row on a common scale (``zscore`` or ``minmax``); -inf/NaN stay out of the statistics.
+
+    >>> [round(float(v), 3) for v in standardize_rows(np.array([[1.0, 2.0, 3.0]]))[0]]
+    [-1.225, 0.0, 1.225]
+    >>> standardize_rows(np.array([[1.0, 3.0]]), "minmax").tolist()
+    [[0.0, 1.0]]
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    finite = np.isfinite(s)
+    masked = np.where(finite, s, np.nan)
+    if how == "zscore":
+        mu = np.nanmean(masked, axis=1, keepdims=True)
+        sd = np.nanstd(masked, axis=1, keepdims=True)
+        out = (s - mu) / np.where(sd > 0, sd, 1.0)
+    elif how == "minmax":
+        lo = np.nanmin(masked, axis=1, keepdims=True)
+        hi = np.nanmax(masked, axis=1, keepdims=True)
+        out = (s - lo) / np.where(hi > lo, hi - lo, 1.0)
+    else:
+        raise ValueError(f"unknown normalisation {how!r}: use zscore or minmax")
+    return np.where(finite, out, 0.0).astype(np.float32)
+
+
+class Blend(Recommender):
+    name = "blend"
+
+    def __init__(self, components: list[dict[str, Any]] | None = None, normalize: str = "zscore"):
+        self.components = [dict(c) for c in (components or DEFAULT_COMPONENTS)]
+        self.normalize = normalize
+        for c in self.components:
+            if "model" not in c:
+                raise ValueError(f"blend component {c!r} has no 'model'")
+            if c["model"] == "blend":
+                raise ValueError("a blend cannot contain a blend")
+        self.models_: list[Recommender] = []
+
+    def _build(self) -> list[Recommender]:
+        from trainer.models import make_model
+
+        return [make_model(c["model"], **c.get("params", {})) for c in self.components]
+
+    def _fit(self, data: Interactions) -> None:
+        self.models_ = [m.fit(data) for m in self._build()]
+
+    def _score_users(self, uidx: np.ndarray) -> np.ndarray:
+        total = np.zeros((len(uidx), self._require().n_items), dtype=np.float32)
+        for comp, model in zip(self.components, self.models_):
+            total += float(comp.get("weight", 1.0)) * standardize_rows(model._score_users(uidx), self.normalize)
+        return total
+
+    def _item_similarities(self, i: int) -> np.ndarray | None:
+        for model in self.models_:
+            sims = model._item_similarities(i)
+            if sims is not None:
+                return sims
+        return None
+
+    def item_embeddings(self) -> np.ndarray | None:
+        for model in self.models_:
+            emb = model.item_embeddings()
+            if emb is not None:
+                return emb
+        return None
+
+    def _state(self) -> dict[str, Any]:
+        return {"states": [m._state() for m in self.models_]}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.models_ = self._build()
+        for model, st in zip(self.models_, state["states"]):
+            model.data = self.data
+            model._load_state(st)
