@@ -4,7 +4,8 @@ Layout of one run (``artifact_dir/run_YYYYMMDD_HHMMSS[_tag]/``)::
 
     params.json           {model name: hyperparameters, "dataset": {...}}
     versions.json         package versions, "snapshot_offsets"
-    metrics.json          {model name: {metric: value}, "primary": "ndcg@10", "validation": {...}}
+    metrics.json          {"primary": "ndcg@10", "score": best validation value, "best_model": name,
+                           "validation": {model name: {metric: value}}, "split": how validation was cut}
     item_ids.json         item ids, in the index order every array below uses
     user_ids.json         user ids, likewise
     popularity.npy        float32 popularity per item
@@ -13,7 +14,8 @@ Layout of one run (``artifact_dir/run_YYYYMMDD_HHMMSS[_tag]/``)::
     faiss/{name}.index    FAISS inner-product index over those embeddings
     COMPLETE              written last; a run without it is not a run
 
-``artifact_dir/run_current`` is a symlink to the serving run.
+``artifact_dir/run_current`` is a symlink to the serving run; ``artifact_dir/promotions.json``
+(``trainer.promotion``) keeps the stack of promoted runs that ``rollback`` walks back.
 """
 from __future__ import annotations
 
@@ -201,3 +203,70 @@ def set_current(artifact_dir: Path, run_dir: Path) -> None:
         tmp.unlink()
     os.symlink(Path(run_dir).name, tmp)
     os.replace(tmp, artifact_dir / CURRENT)
+
+
+def resolve_run(artifact_dir: Path, ref: str | Path) -> Path:
+    """A run from a path, a run name under ``artifact_dir``, or ``current``.
+
+    Raises ``ArtifactError`` when there is no such run."""
+    if str(ref) in ("current", CURRENT):
+        cur = current_run(artifact_dir)
+        if cur is None:
+            raise ArtifactError(f"no serving run: {Path(artifact_dir) / CURRENT} does not exist")
+        return cur
+    path = Path(ref)
+    if path.is_dir():
+        return path.resolve()
+    under = Path(artifact_dir) / str(ref)
+    if under.is_dir():
+        return under.resolve()
+    raise ArtifactError(f"no run {ref!r} (neither a directory nor a run under {artifact_dir})")
+
+
+def run_score(metrics: dict[str, Any], metric: str) -> float | None:
+    """A run's figure for ``metric``: its best model's validation value (None when absent).
+
+    >>> run_score({"validation": {"ease": {"ndcg@10": 0.4}, "pop": {"ndcg@10": 0.2}}}, "ndcg@10")
+    0.4
+    >>> run_score({"validation": {"ease": {"p@10": 0.4}}}, "ndcg@10") is None
+    True
+    """
+    values = [m[metric] for m in (metrics.get("validation") or {}).values() if isinstance(m, dict) and metric in m]
+    values = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if values:
+        return max(values)
+    top = metrics.get(metric)
+    return float(top) if isinstance(top, (int, float)) else None
+
+
+def reindex_run(run_dir: Path) -> list[str]:
+    """Rebuild every FAISS index of a run; returns the model names indexed.
+
+    Embeddings come from ``embeddings/{name}.npy``; a model that has embeddings but lost
+    its file gets it back from the saved model first."""
+    import faiss
+
+    from trainer.models import MODELS
+
+    run_dir = Path(run_dir)
+    done = []
+    emb_dir = run_dir / "embeddings"
+    for mdir in sorted((run_dir / "models").iterdir()) if (run_dir / "models").is_dir() else []:
+        if (emb_dir / f"{mdir.name}.npy").exists():
+            continue
+        kind = json.loads((mdir / "params.json").read_text()).get("model", mdir.name)
+        if kind not in MODELS:
+            continue
+        emb = MODELS[kind].load(mdir).item_embeddings()
+        if emb is not None:
+            emb_dir.mkdir(exist_ok=True)
+            np.save(emb_dir / f"{mdir.name}.npy", normalize_rows(emb))
+    if not emb_dir.is_dir():
+        return done
+    (run_dir / "faiss").mkdir(exist_ok=True)
+    for emb in sorted(emb_dir.glob("*.npy")):
+        tmp = run_dir / "faiss" / f".{emb.stem}.index.tmp"
+        faiss.write_index(build_faiss_index(np.load(emb)), str(tmp))
+        os.replace(tmp, run_dir / "faiss" / f"{emb.stem}.index")
+        done.append(emb.stem)
+    return done

@@ -1,0 +1,273 @@
+"""Training runs: dataset → validation split → fit → evaluate → save a run → (promote).
+
+``train_run`` is what ``streamrec train`` and the scheduler call. Validation holds out a
+per-user random share of the user–item pairs (``val_ratio``, 10 % by default), fits every
+model on the rest and measures it with ``trainer.evaluation`` (full ranking over unseen
+items); ``metrics.json`` records those figures and promotion compares them. The models saved
+in the run are then refitted on all the data (``refit=False`` keeps the validation fits),
+so ``recommend`` excludes every item a user interacted with.
+
+``evaluate_split`` is what ``streamrec eval`` calls: several models, one split, one table.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from schemas.errors import InvalidDataset
+from schemas.settings import Settings
+from trainer.artifacts import new_run_dir, package_versions, run_score, save_run
+from trainer.data.dataset import build_interactions, describe
+from trainer.data.filters import Filters
+from trainer.data.interactions import Interactions
+from trainer.data.sources import Source
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("random", "leave-last-out", "72/8/20")
+
+
+# --- hyperparameters from the command line -------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """A CLI value: JSON when it parses (numbers, lists, true/null), the text otherwise.
+
+    >>> parse_value("3"), parse_value("[64, 32]"), parse_value("bce"), parse_value("none")
+    (3, [64, 32], 'bce', None)
+    """
+    if text.lower() in ("none", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def accepted_params(cls: type) -> set[str]:
+    return {p for p in inspect.signature(cls.__init__).parameters if p != "self"}
+
+
+def parse_params(specs: list[str], models: list[str]) -> dict[str, dict[str, Any]]:
+    """``["ncf.epochs=2", "seed=1"]`` → per-model constructor arguments. A bare key goes to
+    every model that accepts it; a key no chosen model accepts is an error."""
+    from trainer.models import MODELS
+
+    out: dict[str, dict[str, Any]] = {m: {} for m in models}
+    for spec in specs:
+        key, sep, raw = spec.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param {spec!r}: expected KEY=VALUE or MODEL.KEY=VALUE")
+        value = parse_value(raw)
+        target, _, name = key.rpartition(".")
+        targets = [target] if target else models
+        hit = False
+        for m in targets:
+            if m not in out:
+                raise ValueError(f"--param {spec!r}: model {m!r} is not being trained ({', '.join(models)})")
+            if name in accepted_params(MODELS[m]):
+                out[m][name] = value
+                hit = True
+        if not hit:
+            raise ValueError(f"--param {spec!r}: no model among {', '.join(targets)} takes a parameter {name!r}")
+    return out
+
+
+# --- datasets ----------------------------------------------------------------------------------
+def dataset_from_source(source: Source, settings: Settings) -> Interactions:
+    return build_interactions(
+        source.events,
+        settings.event_strengths,
+        Filters.from_settings(settings),
+        item_meta=source.item_meta,
+        user_meta=source.user_meta,
+        include_cold_items=settings.include_cold_items,
+    )
+
+
+def pairs_frame(data: Interactions) -> pd.DataFrame:
+    """One row per user–item pair of ``data``: summed strength, latest time and value.
+
+    Splits work on pairs, so a user's view and click of one item never straddle train and test."""
+    ev = data.events
+    agg = ev.groupby(["user_id", "item_id"], sort=False).agg(
+        timestamp=("timestamp", "max"), strength=("strength", "sum"), value=("value", "last"), type=("type", "last")
+    )
+    return agg.reset_index()
+
+
+def restrict(data: Interactions, pairs: pd.DataFrame) -> Interactions:
+    """``data`` limited to ``pairs``, in the same index space (ids and metadata kept)."""
+    return Interactions.from_events(
+        pairs, item_meta=data.item_meta, user_meta=data.user_meta, item_ids=data.item_ids, user_ids=data.user_ids
+    )
+
+
+def split_pairs(pairs: pd.DataFrame, split: str, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) pairs for a split name (``random`` 75/25, ``leave-last-out``,
+    ``72/8/20`` → train 72 %, test 20 %, the 8 % validation part left out)."""
+    from trainer import splits
+
+    if split == "random":
+        return splits.random_split(pairs, 0.75, seed=seed)
+    if split == "leave-last-out":
+        return splits.leave_last_out(pairs)
+    if split == "72/8/20":
+        train, _val, test = splits.train_val_test_split(pairs, seed=seed)
+        return train, test
+    raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+
+
+def _limit_threads(n: int) -> None:
+    if "torch" in sys.modules and n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _build(name: str, params: dict[str, Any], verbose: bool):
+    from trainer.models import MODELS, make_model
+
+    params = dict(params)
+    if verbose and "verbose" in accepted_params(MODELS[name]) and "verbose" not in params:
+        params["verbose"] = True
+    return make_model(name, **params)
+
+
+# --- one training run ------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    promotion: Any = None  # trainer.promotion.PromotionResult when asked to promote
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def train_run(
+    source: Source,
+    settings: Settings,
+    models: list[str],
+    params: dict[str, dict[str, Any]] | None = None,
+    tag: str | None = None,
+    promote: bool = False,
+    val_ratio: float = 0.1,
+    refit: bool = True,
+    k: int = 10,
+    seed: int = 42,
+    verbose: bool = False,
+) -> TrainResult:
+    """Train ``models`` on ``source`` and save one run with all of them."""
+    from trainer import evaluation, splits
+
+    if not models:
+        raise ValueError("no model to train: pass at least one --model")
+    params = params or {}
+    _limit_threads(settings.train_threads)
+    data = dataset_from_source(source, settings)
+    info = {"source": source.report.source, "dropped": source.report.dropped, **describe(data),
+            "filters": Filters.from_settings(settings).__dict__, "val_ratio": val_ratio, "refit": refit}
+    validation: dict[str, dict[str, float]] = {}
+    fit_seconds: dict[str, float] = {}
+    fitted: dict[str, Any] = {}
+    if val_ratio > 0:
+        pairs = pairs_frame(data)
+        train_pairs, val_pairs = splits.random_split(pairs, 1.0 - val_ratio, seed=seed)
+        if val_pairs.empty:
+            log.warning("validation split is empty (too few interactions per user): no validation figures")
+        else:
+            train = restrict(data, train_pairs)
+            for name in models:
+                model = _build(name, params.get(name, {}), verbose)
+                t0 = time.perf_counter()
+                model.fit(train)
+                fit_seconds[name] = time.perf_counter() - t0
+                validation[name] = _clean(evaluation.evaluate(model, train, val_pairs, k=k, sampled=False))
+                log.info("%s: validation %s", name, _short(validation[name], k))
+                fitted[name] = model
+    final: dict[str, Any] = {}
+    for name in models:
+        if name in fitted and not refit:
+            final[name] = fitted[name]
+            continue
+        model = _build(name, params.get(name, {}), verbose)
+        t0 = time.perf_counter()
+        model.fit(data)
+        fit_seconds.setdefault(name, time.perf_counter() - t0)
+        final[name] = model
+    metrics: dict[str, Any] = {
+        "primary": settings.promote_metric,
+        "split": f"per-user random {1 - val_ratio:.0%}/{val_ratio:.0%} of user-item pairs, full ranking, k={k}",
+        "validation": validation,
+        "fit_seconds": {n: round(s, 3) for n, s in fit_seconds.items()},
+    }
+    metrics["score"] = run_score(metrics, settings.promote_metric)
+    scored = {n: v.get(settings.promote_metric) for n, v in validation.items() if v.get(settings.promote_metric) is not None}
+    metrics["best_model"] = max(scored, key=scored.get) if scored else models[0]
+    versions = {**package_versions(), "snapshot_offsets": source.offsets, "source": source.report.source}
+    run_dir = save_run(new_run_dir(settings.artifact_dir, tag), final, metrics, dataset_info=info, versions=versions)
+    log.info("saved %s (score %s = %s)", run_dir, settings.promote_metric, metrics["score"])
+    result = TrainResult(run_dir, metrics, fit_seconds=fit_seconds)
+    if promote:
+        from trainer.promotion import promote as do_promote
+
+        result.promotion = do_promote(settings, run_dir)
+    return result
+
+
+# --- comparison on one split --------------------------------------------------------------------
+def evaluate_split(
+    source: Source,
+    settings: Settings,
+    models: list[str],
+    params: dict[str, dict[str, Any]] | None = None,
+    split: str = "random",
+    k: int = 10,
+    seed: int = 42,
+    sampled: bool = True,
+    verbose: bool = False,
+) -> pd.DataFrame:
+    """Fit every model on the train part of ``split`` and evaluate it on the test part;
+    one row of metrics per model (plus ``fit_s``)."""
+    from trainer import evaluation
+
+    params = params or {}
+    _limit_threads(settings.train_threads)
+    data = dataset_from_source(source, settings)
+    train_pairs, test_pairs = split_pairs(pairs_frame(data), split, seed=seed)
+    if test_pairs.empty:
+        raise InvalidDataset(f"the {split} split left no test interactions (too few per user)")
+    train = restrict(data, train_pairs)
+    rows = {}
+    for name in models:
+        model = _build(name, params.get(name, {}), verbose)
+        t0 = time.perf_counter()
+        model.fit(train)
+        fit_s = time.perf_counter() - t0
+        row = _clean(evaluation.evaluate(model, train, test_pairs, k=k, sampled=sampled, seed=seed))
+        row["fit_s"] = round(fit_s, 3)
+        rows[name] = row
+        log.info("%s on %s: %s (fit %.1f s)", name, split, _short(row, k), fit_s)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, v in metrics.items():
+        if isinstance(v, (np.floating, float)):
+            out[key] = float(v)
+        elif isinstance(v, (np.integer, int)):
+            out[key] = int(v)
+        else:
+            out[key] = v
+    return out
+
+
+def _short(m: dict[str, Any], k: int) -> str:
+    return " ".join(f"{key}={m[key]:.4f}" for key in (f"precision@{k}", f"recall@{k}", f"ndcg@{k}") if key in m)

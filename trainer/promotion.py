@@ -1,0 +1,310 @@
+"""Champion/challenger promotion, rollback and cleanup of runs.
+
+A run is promoted only when its validation figure for ``Settings.promote_metric`` beats the
+serving run's by more than ``Settings.promote_min_delta`` (``force`` skips the comparison).
+Promotion then, in this order:
+
+1. moves ``run_current`` (atomically; the source of truth for every reader);
+2. records the run in Redis ``Keys.model_current`` (run id, models, metrics);
+3. publishes a ``ModelUpdate`` to the ``model-updates`` topic.
+
+Steps 2 and 3 happen only when Redis / the broker are configured; offline, promotion just
+moves the link and says so. A failure there does not undo the promotion: it is reported
+as a warning (readers that missed the message still find the new run behind the link).
+``promotions.json`` beside the runs keeps the stack of promoted runs that ``rollback`` walks back.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from schemas import topics
+from schemas.catalog import ModelUpdate
+from schemas.errors import ArtifactError, BrokerUnavailable, StoreUnavailable
+from schemas.keys import Keys
+from schemas.settings import Settings
+from trainer.artifacts import current_run, list_runs, run_score, set_current, verify_run
+
+log = logging.getLogger(__name__)
+
+HISTORY = "promotions.json"
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reason: str
+    challenger: float | None
+    champion: float | None
+
+
+def decide(challenger: float | None, champion: float | None, metric: str, min_delta: float) -> Decision:
+    """Champion/challenger on one figure (higher is better).
+
+    >>> decide(0.42, 0.40, "ndcg@10", 0.01).promote
+    True
+    >>> d = decide(0.405, 0.40, "ndcg@10", 0.01); d.promote, d.reason
+    (False, 'ndcg@10 0.4050 does not beat the serving run 0.4000 by more than 0.01')
+    >>> decide(0.1, None, "ndcg@10", 0.0).promote
+    True
+    """
+    if challenger is None:
+        return Decision(False, f"the new run has no validation {metric}", challenger, champion)
+    if champion is None:
+        return Decision(True, f"no serving run with a {metric} to beat", challenger, champion)
+    if challenger > champion + min_delta:
+        return Decision(
+            True, f"{metric} {challenger:.4f} beats the serving run {champion:.4f} by more than {min_delta:g}",
+            challenger, champion,
+        )
+    return Decision(
+        False, f"{metric} {challenger:.4f} does not beat the serving run {champion:.4f} by more than {min_delta:g}",
+        challenger, champion,
+    )
+
+
+@dataclass
+class PromotionResult:
+    run_id: str
+    promoted: bool
+    reason: str
+    challenger: float | None = None
+    champion: float | None = None
+    champion_run: str | None = None
+    notified: list[str] = field(default_factory=list)  # "redis", "kafka"
+    warnings: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        head = f"promoted {self.run_id}" if self.promoted else f"kept {self.champion_run or 'no run'}; refused {self.run_id}"
+        tail = f" (notified: {', '.join(self.notified)})" if self.notified else ""
+        return f"{head}: {self.reason}{tail}"
+
+
+# --- the promotion stack ---------------------------------------------------------------------
+def _history(artifact_dir: Path) -> dict[str, Any]:
+    f = Path(artifact_dir) / HISTORY
+    if f.exists():
+        try:
+            return json.loads(f.read_text())
+        except ValueError:
+            log.warning("%s is unreadable; starting a new promotion history", f)
+    return {"stack": [], "log": []}
+
+
+def _save_history(artifact_dir: Path, hist: dict[str, Any]) -> None:
+    f = Path(artifact_dir) / HISTORY
+    tmp = f.with_name(f".{HISTORY}.tmp")
+    tmp.write_text(json.dumps(hist, indent=2))
+    os.replace(tmp, f)
+
+
+def _record(artifact_dir: Path, action: str, run_id: str, **extra: Any) -> None:
+    hist = _history(artifact_dir)
+    if action == "promote":
+        hist["stack"] = [r for r in hist["stack"] if r != run_id] + [run_id]
+    hist["log"].append({"action": action, "run_id": run_id, "at": _now(), **extra})
+    hist["log"] = hist["log"][-200:]
+    _save_history(artifact_dir, hist)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _metrics(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(run_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# --- promote / rollback --------------------------------------------------------------------------
+def promote(settings: Settings, run_dir: Path, force: bool = False, redis_client=None) -> PromotionResult:
+    """Promote ``run_dir`` if it beats the serving run (or ``force``)."""
+    run_dir = Path(run_dir).resolve()
+    problems = verify_run(run_dir)
+    if problems:
+        raise ArtifactError(f"{run_dir.name} is not a complete run: {'; '.join(problems)}")
+    if run_dir.parent != Path(settings.artifact_dir).resolve():
+        raise ArtifactError(f"{run_dir} is not under the artifact dir {settings.artifact_dir}: only its runs can serve")
+    metric = settings.promote_metric
+    challenger = run_score(_metrics(run_dir), metric)
+    serving = current_run(settings.artifact_dir)
+    champion = run_score(_metrics(serving), metric) if serving is not None else None
+    if serving is not None and serving == run_dir:
+        return PromotionResult(run_dir.name, False, "this run is already serving", challenger, champion, serving.name)
+    decision = decide(challenger, champion, metric, settings.promote_min_delta)
+    if force and not decision.promote:
+        decision = Decision(True, f"forced ({decision.reason})", challenger, champion)
+    result = PromotionResult(
+        run_dir.name, decision.promote, decision.reason, challenger, champion, serving.name if serving else None
+    )
+    if not decision.promote:
+        log.warning("promotion refused for %s: %s", run_dir.name, decision.reason)
+        _record(settings.artifact_dir, "refused", run_dir.name, reason=decision.reason)
+        return result
+    _move(settings, run_dir, "promote", result, redis_client)
+    log.info("%s", result.describe())
+    removed = cleanup(settings.artifact_dir, settings.keep_runs)
+    if removed:
+        log.info("cleanup: removed %d old runs (%s)", len(removed), ", ".join(p.name for p in removed))
+    return result
+
+
+def rollback(settings: Settings, redis_client=None) -> PromotionResult:
+    """Serve the run promoted before the current one (or, without history, the newest
+    complete run older than it)."""
+    adir = Path(settings.artifact_dir)
+    serving = current_run(adir)
+    if serving is None:
+        raise ArtifactError("nothing to roll back: no run is serving")
+    hist = _history(adir)
+    stack = [r for r in hist["stack"] if r != serving.name]
+    target = None
+    while stack:
+        cand = adir / stack[-1]
+        if not verify_run(cand):
+            target = cand
+            break
+        stack.pop()  # removed or broken since: skip it
+    if target is None:
+        older = [r for r in list_runs(adir) if r.name < serving.name and not verify_run(r)]
+        if not older:
+            raise ArtifactError(f"nothing to roll back to: no complete run before {serving.name}")
+        target = older[-1]
+    hist["stack"] = stack if stack else [target.name]
+    _save_history(adir, hist)
+    metric = settings.promote_metric
+    result = PromotionResult(
+        target.name, True, f"rolled back from {serving.name}", run_score(_metrics(target), metric),
+        run_score(_metrics(serving), metric), serving.name,
+    )
+    _move(settings, target, "rollback", result, redis_client)
+    log.info("%s", result.describe())
+    return result
+
+
+def _move(settings: Settings, run_dir: Path, action: str, result: PromotionResult, redis_client) -> None:
+    set_current(settings.artifact_dir, run_dir)
+    _record(settings.artifact_dir, action, run_dir.name, score=result.challenger, previous=result.champion_run)
+    update = model_update(run_dir, settings.promote_metric)
+    if settings.redis_url or redis_client is not None:
+        try:
+            write_model_current(settings, update, action, redis_client)
+            result.notified.append("redis")
+        except StoreUnavailable as exc:
+            result.warnings.append(str(exc))
+    else:
+        result.warnings.append("no Redis configured: sr:model:current not written (offline: only run_current moved)")
+    if settings.kafka_bootstrap:
+        try:
+            publish_model_update(settings, update)
+            result.notified.append("kafka")
+        except BrokerUnavailable as exc:
+            result.warnings.append(str(exc))
+    else:
+        result.warnings.append("no broker configured: nothing published to model-updates (offline)")
+    for w in result.warnings:
+        log.warning("%s", w)
+
+
+def model_update(run_dir: Path, metric: str) -> ModelUpdate:
+    """The ``model-updates`` record of a run: its models and its best model's validation figures."""
+    run_dir = Path(run_dir)
+    metrics = _metrics(run_dir)
+    validation = metrics.get("validation") or {}
+    best = metrics.get("best_model")
+    flat: dict[str, float] = {}
+    for name, values in validation.items():
+        for key, value in (values or {}).items():
+            if isinstance(value, (int, float)):
+                flat[f"{name}.{key}"] = float(value)
+    score = run_score(metrics, metric)
+    if score is not None:
+        flat[metric] = score
+    models = sorted(p.name for p in (run_dir / "models").iterdir()) if (run_dir / "models").is_dir() else []
+    if best and best in models:  # the best model first: the one a reader should prefer
+        models = [best] + [m for m in models if m != best]
+    return ModelUpdate(run_id=run_dir.name, run_dir=str(run_dir.resolve()), models=models, metrics=flat)
+
+
+def write_model_current(settings: Settings, update: ModelUpdate, action: str, client=None) -> None:
+    """Replace the ``sr:model:current`` hash in one transaction."""
+    import redis
+
+    key = Keys(settings.redis_prefix).model_current
+    client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    fields = {
+        "run_id": update.run_id,
+        "run_dir": update.run_dir,
+        "models": json.dumps(update.models),
+        "metrics": json.dumps(update.metrics),
+        "metric": settings.promote_metric,
+        "score": "" if update.metrics.get(settings.promote_metric) is None else str(update.metrics[settings.promote_metric]),
+        "action": action,
+        "promoted_at": update.ts.isoformat(),
+    }
+    try:
+        pipe = client.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping=fields)
+        pipe.execute()
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"could not write {key} to Redis: {exc}") from exc
+
+
+def publish_model_update(settings: Settings, update: ModelUpdate) -> None:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    topic = settings.topic(topics.MODEL_UPDATES)
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
+        try:
+            await producer.start()
+            await producer.send_and_wait(topic, update.model_dump_json().encode(), key=update.run_id.encode())
+        finally:
+            await producer.stop()
+
+    try:
+        asyncio.run(send())
+    except (KafkaError, OSError) as exc:
+        raise BrokerUnavailable(f"could not publish to {topic}: {exc}") from exc
+
+
+# --- cleanup ---------------------------------------------------------------------------------------
+def cleanup(artifact_dir: Path, keep: int, grace_s: float = 3600.0) -> list[Path]:
+    """Delete all but the newest ``keep`` runs. The serving run and the one a rollback would
+    return to are always kept; an incomplete run younger than ``grace_s`` may still be
+    being written and is left alone."""
+    adir = Path(artifact_dir)
+    runs = list_runs(adir)
+    protected = set()
+    cur = current_run(adir)
+    if cur is not None:
+        protected.add(cur.name)
+    stack = _history(adir)["stack"]
+    protected.update(stack[-2:])
+    removed = []
+    for run in runs[: max(0, len(runs) - max(keep, 1))]:
+        if run.name in protected:
+            continue
+        if not (run / "COMPLETE").exists() and time.time() - run.stat().st_mtime < grace_s:
+            continue
+        shutil.rmtree(run, ignore_errors=True)
+        removed.append(run)
+    if removed:
+        hist = _history(adir)
+        gone = {r.name for r in removed}
+        hist["stack"] = [r for r in hist["stack"] if r not in gone]
+        _save_history(adir, hist)
+    return removed

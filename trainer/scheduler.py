@@ -1,0 +1,206 @@
+"""The retrain scheduler: replay, train ``Settings.retrain_models``, promote if better.
+
+A retrain is due when no run has been made yet, every ``retrain_interval_s``, and as soon
+as the counter ``Keys.new_events`` (kept by the stream worker) exceeds
+``retrain_min_new_events``. After a run the counter is decreased by the value read before
+it, so events that arrived during training still count towards the next one.
+
+``streamrec up`` runs it as a child (``python -m trainer.scheduler``); ``run_scheduler``
+blocks until SIGTERM / SIGINT (or ``stop`` is set). A failed retrain is logged and retried
+after a back-off; it never ends the loop.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from schemas.errors import InvalidDataset, ServiceUnavailable, StoreUnavailable
+from schemas.keys import Keys
+from schemas.settings import Settings, get_settings
+
+log = logging.getLogger("streamrec.scheduler")
+
+STATE = "scheduler.json"
+
+
+def due(now: float, last_run_at: float | None, new_events: int, interval_s: float, min_new_events: int) -> str | None:
+    """Why a retrain is due now, or None.
+
+    >>> due(100.0, None, 0, 50, 10)
+    'no run yet'
+    >>> due(100.0, 60.0, 0, 50, 10) is None
+    True
+    >>> due(100.0, 40.0, 0, 50, 10)
+    'interval of 50 s elapsed'
+    >>> due(100.0, 90.0, 11, 50, 10)
+    '11 new events (threshold 10)'
+    """
+    if last_run_at is None:
+        return "no run yet"
+    if now - last_run_at >= interval_s:
+        return f"interval of {interval_s:g} s elapsed"
+    if new_events > min_new_events:
+        return f"{new_events} new events (threshold {min_new_events})"
+    return None
+
+
+@dataclass
+class Outcome:
+    run_dir: Path | None
+    promoted: bool
+    message: str
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, redis_client=None):
+        self.settings = settings
+        self.keys = Keys(settings.redis_prefix)
+        self._redis = redis_client
+        self.state_file = Path(settings.data_dir) / STATE
+
+    # --- state -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        if self.state_file.exists():
+            try:
+                return json.loads(self.state_file.read_text())
+            except ValueError:
+                log.warning("%s unreadable; starting afresh", self.state_file)
+        return {}
+
+    def _save_state(self, **fields: Any) -> None:
+        st = {**self.state(), **fields}
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_name(f".{STATE}.tmp")
+        tmp.write_text(json.dumps(st, indent=2, default=str))
+        os.replace(tmp, self.state_file)
+
+    def last_run_at(self) -> float | None:
+        st = self.state()
+        if st.get("last_run_at") is not None:
+            return float(st["last_run_at"])
+        from trainer.artifacts import current_run
+
+        cur = current_run(self.settings.artifact_dir)
+        return (cur / "COMPLETE").stat().st_mtime if cur is not None and (cur / "COMPLETE").exists() else None
+
+    # --- the counter ------------------------------------------------------------------------
+    def redis(self):
+        if self._redis is None and self.settings.redis_url:
+            import redis
+
+            self._redis = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, decode_responses=True)
+        return self._redis
+
+    def new_events(self) -> int:
+        client = self.redis()
+        if client is None:
+            return 0
+        import redis
+
+        try:
+            return int(client.get(self.keys.new_events) or 0)
+        except (redis.RedisError, ValueError) as exc:
+            raise StoreUnavailable(f"cannot read {self.keys.new_events}: {exc}") from exc
+
+    def _consume(self, n: int) -> None:
+        client = self.redis()
+        if client is None or n <= 0:
+            return
+        import redis
+
+        try:
+            client.decrby(self.keys.new_events, n)
+        except redis.RedisError as exc:
+            log.warning("could not decrease %s by %d: %s", self.keys.new_events, n, exc)
+
+    # --- one retrain --------------------------------------------------------------------------
+    def check(self, now: float | None = None) -> str | None:
+        s = self.settings
+        try:
+            n = self.new_events()
+        except StoreUnavailable as exc:
+            log.warning("%s; deciding on the interval alone", exc)
+            n = 0
+        return due(time.time() if now is None else now, self.last_run_at(), n, s.retrain_interval_s,
+                   s.retrain_min_new_events)
+
+    def retrain(self, reason: str = "asked") -> Outcome:
+        """Replay (when a broker is configured), train, promote if better."""
+        from trainer.data.snapshot import Snapshot
+        from trainer.pipeline import train_run
+
+        s = self.settings
+        try:
+            counted = self.new_events()
+        except StoreUnavailable:
+            counted = 0
+        log.info("retrain (%s): %d new events counted", reason, counted)
+        if s.kafka_bootstrap:
+            from trainer.replay import replay
+
+            try:
+                log.info("%s", replay(s).describe())
+            except ServiceUnavailable as exc:
+                log.warning("replay failed (%s); training on the snapshot as it is", exc)
+        try:
+            source = Snapshot(s.snapshot_path()).read()
+            if source.events.empty:
+                raise InvalidDataset("the snapshot holds no events yet")
+        except InvalidDataset as exc:
+            self._save_state(last_attempt_at=time.time(), last_message=str(exc))
+            log.info("nothing to train on: %s", exc)
+            return Outcome(None, False, f"nothing to train on: {exc}")
+        result = train_run(source, s, list(s.retrain_models), tag="sched", promote=True)
+        self._consume(counted)
+        promo = result.promotion
+        msg = promo.describe() if promo is not None else f"trained {result.run_dir.name}"
+        self._save_state(last_run_at=time.time(), last_run=result.run_dir.name, last_message=msg,
+                         last_attempt_at=time.time())
+        log.info("%s", msg)
+        return Outcome(result.run_dir, bool(promo and promo.promoted), msg)
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, poll_s: float | None = None) -> None:
+        s = self.settings
+        poll = poll_s if poll_s is not None else max(1.0, min(30.0, s.retrain_interval_s / 10))
+        backoff = 0.0
+        log.info("scheduler: models %s, every %g s or after %d new events", s.retrain_models,
+                 s.retrain_interval_s, s.retrain_min_new_events)
+        while not stop.is_set():
+            reason = self.check()
+            if reason and time.time() >= backoff:
+                try:
+                    out = self.retrain(reason)
+                    backoff = 0.0
+                    if out.run_dir is None:  # no data yet: look again after a poll or two
+                        backoff = time.time() + poll
+                except Exception as exc:  # noqa: BLE001 - one failed retrain must not end the scheduler
+                    log.exception("retrain failed: %s", exc)
+                    backoff = time.time() + min(s.retrain_interval_s, 300.0)
+            stop.wait(poll)
+        log.info("scheduler stopped")
+
+
+def run_scheduler(settings: Settings, stop: threading.Event | None = None, poll_s: float | None = None) -> None:
+    """Blocking entry point: retrain whenever due until SIGTERM / SIGINT or ``stop``."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    Scheduler(settings).run(stop, poll_s)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    run_scheduler(get_settings())
+
+
+if __name__ == "__main__":
+    main()
