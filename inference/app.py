@@ -1,0 +1,201 @@
+"""The FastAPI app: ``create_app(settings)``, and ``factory`` for ``uvicorn --factory``.
+
+Two raw ASGI layers wrap the FastAPI app (no ``BaseHTTPMiddleware``: it costs more than a
+whole cached answer):
+
+- ``CachedHomeFastPath`` answers a plain ``GET /api/v1/recommendations/home`` whose body the
+  process already holds, straight from bytes: no routing, no validation, no serialisation.
+  Anything it is unsure about (unknown parameters, bandit, a miss) goes to FastAPI.
+- ``MetricsLayer`` counts requests and latency per route template.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from inference.broker import new_request_id
+from inference.routes import admin, events, health, recommendations, stats
+from inference.runtime import Runtime
+from schemas.errors import ModelNotTrained, NotFound, ServiceUnavailable, StreamrecError
+from schemas.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+HOME_PATH = "/api/v1/recommendations/home"
+_FAST_PARAMS = {"user_id", "k", "strategy", "explain", "exclude_seen"}
+_BOOL = {"true": True, "1": True, "false": False, "0": False}
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class CachedHomeFastPath:
+    """Serve home lists already held in-process without entering FastAPI."""
+
+    def __init__(self, app, runtime: Runtime):
+        self.app = app
+        self.rt = runtime
+
+    def _key(self, query: bytes) -> tuple | None:
+        try:
+            params = parse_qsl(query.decode("latin-1"), keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            return None
+        got = dict(params)
+        if len(got) != len(params) or not got.keys() <= _FAST_PARAMS or "user_id" not in got:
+            return None
+        k = got.get("k", "10")
+        if not k.isdigit():
+            return None
+        strategy = got.get("strategy") or self.rt.settings.default_strategy
+        if strategy == "bandit":
+            return None
+        explain = _BOOL.get(got.get("explain", "false").lower())
+        exclude_seen = _BOOL.get(got.get("exclude_seen", "true").lower())
+        if explain is None or exclude_seen is None:
+            return None
+        return (got["user_id"], strategy, int(k), ("~x" if explain else "") + ("" if exclude_seen else "~a"))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == HOME_PATH and scope["method"] == "GET":
+            t0 = time.perf_counter()
+            key = self._key(scope["query_string"])
+            entry = self.rt.local.get(key) if key is not None else None
+            if entry is not None:
+                rt = self.rt
+                rt.metrics.hit_local.inc()
+                rid = new_request_id()
+                body = entry.body(rid, True)
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": _JSON_HEADERS + [(b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                rt.served(rid, entry)
+                rt.metrics.home_ok.inc()
+                rt.metrics.home_latency.observe(time.perf_counter() - t0)
+                return
+        await self.app(scope, receive, send)
+
+
+class MetricsLayer:
+    """Requests and latency per route template (the matched endpoint's path)."""
+
+    def __init__(self, app, runtime: Runtime):
+        self.app = app
+        self.metrics = runtime.metrics
+
+    @staticmethod
+    def _route(scope) -> str:
+        return getattr(scope.get("route"), "path", None) or "unmatched"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapped(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapped)
+        finally:
+            route = self._route(scope)
+            self.metrics.requests.labels(route, scope["method"], str(status["code"])).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")) or "request"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "string_pattern_mismatch":
+            msg = "must be 1-128 characters of letters, digits and _ . : @ -"
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(exc), "errors": _jsonable(exc.errors())}, status_code=422)
+
+    @app.exception_handler(ModelNotTrained)
+    async def not_trained(_: Request, exc: ModelNotTrained) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "fix": f"streamrec train --model {exc.strategy}"}, status_code=503)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(ServiceUnavailable)
+    async def unavailable(_: Request, exc: ServiceUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after_s)})
+
+    @app.exception_handler(StreamrecError)
+    async def other(_: Request, exc: StreamrecError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+
+def _jsonable(errors: list) -> list:
+    out = []
+    for e in errors:
+        out.append({"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))})
+    return out
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API: routers, error mapping, and the fast path and metrics layers as raw ASGI middleware."""
+    settings = settings or get_settings()
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    api = FastAPI(title="streamrec", version=_pkg_version(), lifespan=lifespan,
+                  description="Streaming recommendations: home lists, similar items, baskets, events, stats.")
+    api.state.runtime = runtime
+    _install_errors(api)
+    for module in (health, recommendations, events, stats, admin):
+        api.include_router(module.router)
+    from inference.routes import basket
+
+    api.include_router(basket.router)
+    _with_event_schemas(api)
+    # the last added is the outermost: the fast path answers before anything else runs
+    api.add_middleware(MetricsLayer, runtime=runtime)
+    api.add_middleware(CachedHomeFastPath, runtime=runtime)
+    return api
+
+
+def _with_event_schemas(api: FastAPI) -> None:
+    plain = api.openapi
+
+    def openapi() -> dict:
+        if api.openapi_schema is None:
+            api.openapi_schema = events.add_schemas(plain())
+        return api.openapi_schema
+
+    api.openapi = openapi
+
+
+def _pkg_version() -> str:
+    from inference.routes.health import _version
+
+    return _version()
+
+
+def factory():
+    """``uvicorn --factory inference.app:factory``: settings from the environment."""
+    return create_app(get_settings())

@@ -1,0 +1,170 @@
+"""The Kafka boundary of the API: producing events and impressions, checking the broker.
+
+aiokafka errors become ``BrokerUnavailable`` here. The producer is started lazily and
+restarted after a failure, so an API started before the broker (or across a broker
+restart) recovers by itself. Impressions are queued by the request and sent by a
+background task in batches; a request never waits on the broker for them, and under
+overload the queue sheds (counted in the metrics) instead of growing.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Iterable
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from schemas import topics
+from schemas.errors import BrokerUnavailable
+from schemas.events import Interaction
+from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def impression_events(request_id: str, user_id: str, strategy: str, items: Iterable[str], ts: str) -> list[bytes]:
+    """The impression records of one served list, one per position.
+
+    >>> [orjson.loads(b)["context"]["position"] for b in impression_events("r", "u", "p", ["a", "b"], "2026-01-01T00:00:00Z")]
+    [0, 1]
+    """
+    return [
+        orjson.dumps({
+            "event_id": f"{request_id}-{pos}", "type": "impression", "user_id": user_id, "item_id": item,
+            "ts": ts, "value": None,
+            "context": {"request_id": request_id, "strategy": strategy, "position": pos},
+        })
+        for pos, item in enumerate(items)
+    ]
+
+
+class Broker:
+    def __init__(self, settings: Settings, metrics=None):
+        self.settings = settings
+        self.metrics = metrics
+        self.topic = settings.topic(topics.INTERACTIONS)
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+        self._health: tuple[float, bool] = (0.0, False)
+        self._impressions: collections.deque = collections.deque()
+        self.flush_every_s = 0.2
+        self.max_pending = max(1, int(settings.impression_max_lists_per_s * self.flush_every_s))
+
+    async def _ensure(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        if not self.settings.kafka_bootstrap:
+            raise BrokerUnavailable("no broker configured (STREAMREC_KAFKA_BOOTSTRAP)")
+        async with self._lock:
+            if self._producer is None:
+                p = AIOKafkaProducer(
+                    bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=5,
+                    request_timeout_ms=int(self.settings.broker_timeout_s * 1000),
+                    metadata_max_age_ms=30000,
+                )
+                try:
+                    await asyncio.wait_for(p.start(), timeout=self.settings.broker_timeout_s)
+                except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+                    await self._stop(p)
+                    raise BrokerUnavailable(f"broker at {self.settings.kafka_bootstrap} unreachable: {exc}") from exc
+                self._producer = p
+        return self._producer
+
+    @staticmethod
+    async def _stop(p: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(p.stop(), timeout=2)
+        except Exception:  # noqa: BLE001 - stopping a producer whose broker is gone
+            pass
+
+    async def _reset(self) -> None:
+        p, self._producer = self._producer, None
+        if p is not None:
+            await self._stop(p)
+
+    async def send_events(self, events: list[Interaction]) -> int:
+        """Produce validated events (key = user id) and wait for the broker's acks."""
+        p = await self._ensure()
+        try:
+            futs = [await p.send(self.topic, e.to_json(), key=e.user_id.encode()) for e in events]
+            await asyncio.wait_for(asyncio.gather(*futs), timeout=self.settings.broker_timeout_s)
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            self._health = (time.monotonic(), False)
+            await self._reset()
+            raise BrokerUnavailable(f"broker did not take the events: {type(exc).__name__} {exc}") from exc
+        return len(events)
+
+    async def healthy(self, max_age_s: float = 1.5) -> bool:
+        """Whether the broker answers a metadata request; cached for ``max_age_s``."""
+        at, ok = self._health
+        if time.monotonic() - at < max_age_s:
+            return ok
+        try:
+            p = await self._ensure()
+            await asyncio.wait_for(p.client.fetch_all_metadata(), timeout=self.settings.broker_timeout_s)
+            ok = True
+        except (BrokerUnavailable, KafkaError, OSError, asyncio.TimeoutError):
+            ok = False
+            await self._reset()
+        self._health = (time.monotonic(), ok)
+        return ok
+
+    # --- impressions ------------------------------------------------------------------
+    def queue_impressions(self, request_id: str, user_id: str, strategy: str, items: tuple[str, ...]) -> None:
+        """Called on the request path: O(1), never waits, sheds when the queue is full."""
+        if len(self._impressions) >= self.max_pending:
+            if self.metrics is not None:
+                self.metrics.impressions.labels("dropped").inc(len(items))
+            return
+        self._impressions.append((request_id, user_id, strategy, items))
+
+    async def flush_impressions(self) -> int:
+        """Send what is queued, as one batch of sends; returns the number of events."""
+        if not self._impressions:
+            return 0
+        batch = []
+        while self._impressions:
+            batch.append(self._impressions.popleft())
+        ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        n = 0
+        try:
+            p = await self._ensure()
+            futs = []
+            for rid, user, strategy, items in batch:
+                key = user.encode()
+                for raw in impression_events(rid, user, strategy, items, ts):
+                    futs.append(await p.send(self.topic, raw, key=key))
+                    n += 1
+            await asyncio.wait_for(asyncio.gather(*futs), timeout=self.settings.broker_timeout_s * 2)
+        except (BrokerUnavailable, KafkaError, OSError, asyncio.TimeoutError) as exc:
+            lost = sum(len(b[3]) for b in batch)
+            log.warning("%d impressions not delivered: %s", lost, exc)
+            if self.metrics is not None:
+                self.metrics.impressions.labels("failed").inc(lost)
+            await self._reset()
+            return 0
+        if self.metrics is not None:
+            self.metrics.impressions.labels("sent").inc(n)
+        return n
+
+    async def run_impressions(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.flush_every_s)
+            except asyncio.TimeoutError:
+                pass
+            await self.flush_impressions()
+
+    async def close(self) -> None:
+        await self.flush_impressions()
+        await self._reset()
+
+
+def new_request_id() -> str:
+    return "r-" + uuid.uuid4().hex

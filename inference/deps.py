@@ -1,0 +1,60 @@
+"""``Annotated`` dependencies of the routes: the process runtime and what it holds."""
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from inference.broker import Broker
+from inference.models import ModelRegistry, ServingRun
+from inference.runtime import Runtime
+from inference.store import RedisStore
+from schemas.settings import Settings
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_settings_dep(rt: RuntimeDep) -> Settings:
+    return rt.settings
+
+
+def get_store(rt: RuntimeDep) -> RedisStore:
+    return rt.store
+
+
+def get_broker(rt: RuntimeDep) -> Broker:
+    return rt.broker
+
+
+def get_registry(rt: RuntimeDep) -> ModelRegistry:
+    return rt.models
+
+
+def get_model(rt: RuntimeDep) -> ServingRun | None:
+    """The serving run at the start of the request (it stays the same for the whole request)."""
+    return rt.models.current
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+RedisDep = Annotated[RedisStore, Depends(get_store)]
+BrokerDep = Annotated[Broker, Depends(get_broker)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+ModelDep = Annotated[ServingRun | None, Depends(get_model)]
+
+
+def require_admin(rt: RuntimeDep, x_admin_key: Annotated[str | None, Header()] = None) -> None:
+    """Admin routes need ``X-Admin-Key`` when a key is configured (compared in constant time)."""
+    expected = rt.settings.admin_key
+    if not expected:
+        return
+    if x_admin_key is None or not hmac.compare_digest(x_admin_key.encode(), expected.encode()):
+        raise HTTPException(status_code=401, detail="admin routes need a valid X-Admin-Key header")
+
+
+AdminDep = Depends(require_admin)

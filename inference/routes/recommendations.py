@@ -1,0 +1,68 @@
+"""``/api/v1/recommendations``: home lists and similar items."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import Response
+
+from inference.broker import new_request_id
+from inference.deps import RuntimeDep
+from inference.ranking import Filters
+from inference.strategies import HomeQuery
+from schemas.api import ErrorBody, RecommendationResponse, SimilarResponse
+from schemas.errors import NotFound
+from schemas.events import ID_PATTERN
+
+router = APIRouter(prefix="/api/v1/recommendations", tags=["recommendations"])
+
+ID_HELP = "1-128 characters: letters, digits and _ . : @ -"
+ERRORS = {422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
+
+
+def check_k(k: int, max_k: int) -> None:
+    if not 1 <= k <= max_k:
+        raise HTTPException(422, detail=f"k must be between 1 and {max_k}, got {k}")
+
+
+@router.get("/home", response_model=RecommendationResponse, responses=ERRORS)
+async def home(
+    rt: RuntimeDep,
+    user_id: Annotated[str, Query(pattern=ID_PATTERN, description=f"the user ({ID_HELP})")],
+    k: Annotated[int, Query(description="how many items (1..max_k)")] = 10,
+    strategy: Annotated[str | None, Query(description="popularity, hybrid, bandit or a model name; "
+                                                       "default: the configured default strategy")] = None,
+    explain: Annotated[bool, Query(description="give every item a reason in words")] = False,
+    exclude_seen: Annotated[bool, Query(description="leave out items the user interacted with")] = True,
+    include: Annotated[str | None, Query(max_length=4000, description="comma list of allowed item ids / category:NAME")] = None,
+    exclude: Annotated[str | None, Query(max_length=4000, description="comma list of banned item ids / category:NAME")] = None,
+    category_cap: Annotated[int | None, Query(ge=1, le=1000, description="at most this many items per category")] = None,
+) -> Response:
+    settings = rt.settings
+    check_k(k, settings.max_k)
+    name = strategy or settings.default_strategy
+    if name not in rt.strategies:
+        raise HTTPException(422, detail=f"unknown strategy {name!r}: choose one of {', '.join(rt.strategies)}")
+    if name == "bandit":
+        name = await rt.bandit.choose(rt.bandit_arms())
+    q = HomeQuery(user_id=user_id, k=k, strategy=name, explain=explain, mmr_lambda=settings.mmr_lambda,
+                  filters=Filters(exclude_seen=exclude_seen, include=Filters.parse_list(include),
+                                  exclude=Filters.parse_list(exclude), category_cap=category_cap))
+    served = await rt.home(q)
+    rid = new_request_id()
+    rt.served(rid, served.entry)
+    return Response(served.entry.body(rid, served.cached), media_type="application/json")
+
+
+@router.get("/similar/{item_id}", response_model=SimilarResponse, responses={**ERRORS, 404: {"model": ErrorBody}})
+async def similar(
+    rt: RuntimeDep,
+    item_id: Annotated[str, Path(pattern=ID_PATTERN, description=f"the item ({ID_HELP})")],
+    k: Annotated[int, Query(description="how many items (1..max_k)")] = 10,
+) -> SimilarResponse:
+    check_k(k, rt.settings.max_k)
+    try:
+        got = await rt.similar(item_id, k)
+    except NotFound as exc:
+        raise HTTPException(404, detail=str(exc)) from None
+    return SimilarResponse(request_id=new_request_id(), **got)
