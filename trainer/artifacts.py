@@ -180,11 +180,18 @@ def load_run(run_dir: Path, models: list[str] | None = None) -> Run:
 
 
 def list_runs(artifact_dir: Path) -> list[Path]:
-    """Runs under ``artifact_dir``, oldest first."""
+    """Runs under ``artifact_dir``, oldest first (by the time in the name, then by when
+    they were written: two runs of one second differ only by tag)."""
     d = Path(artifact_dir)
     if not d.is_dir():
         return []
-    return sorted(p for p in d.iterdir() if p.is_dir() and not p.is_symlink() and RUN_RE.match(p.name))
+    runs = [p for p in d.iterdir() if p.is_dir() and not p.is_symlink() and RUN_RE.match(p.name)]
+
+    def when(p: Path) -> tuple[str, float]:
+        done = p / "COMPLETE"
+        return p.name[4:19], (done if done.exists() else p).stat().st_mtime
+
+    return sorted(runs, key=when)
 
 
 def current_run(artifact_dir: Path) -> Path | None:

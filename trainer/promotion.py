@@ -176,7 +176,10 @@ def rollback(settings: Settings, redis_client=None) -> PromotionResult:
             break
         stack.pop()  # removed or broken since: skip it
     if target is None:
-        older = [r for r in list_runs(adir) if r.name < serving.name and not verify_run(r)]
+        ordered = list_runs(adir)
+        names = [r.name for r in ordered]
+        before = ordered[: names.index(serving.name)] if serving.name in names else []
+        older = [r for r in before if not verify_run(r)]
         if not older:
             raise ArtifactError(f"nothing to roll back to: no complete run before {serving.name}")
         target = older[-1]
