@@ -1,0 +1,179 @@
+"""The Faust app: topics, then agents. Each agent is a short loop over batches that calls the
+plain functions of ``streams.batch`` / ``streams.processor`` / ``streams.state``.
+
+Topics are consumed as raw bytes and validated with the ``schemas/`` models by us, not by
+Faust's codecs: a record that fails must reach ``interactions.dlq`` with its reason and its
+original text, and a codec error inside Faust would skip or crash instead.
+
+Acknowledgement: agents take batches with ``noack_take`` and ack every event only after the
+batch's Redis writes (and dead letters) succeeded, so Faust commits an offset only then. A crash
+in between replays the batch; the per-event dedupe markers, written atomically with the effects,
+make the replay count nothing twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Awaitable, Callable
+
+import faust
+import redis.asyncio as aioredis
+
+from schemas import topics
+from schemas.catalog import CatalogItem, ModelUpdate, UserProfile
+from schemas.errors import StoreUnavailable
+from schemas.settings import Settings
+from streams import metrics
+from streams.batch import DeadLetter, Record, decode_models
+from streams.processor import ConfigWatcher, InteractionProcessor
+from streams.state import StreamState
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def broker_url(bootstrap: str) -> str:
+    """``host1:9092,host2:9092`` → Faust's ``kafka://host1:9092;kafka://host2:9092``.
+
+    >>> broker_url("a:1,b:2")
+    'kafka://a:1;kafka://b:2'
+    """
+    return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
+
+
+def to_records(events: list) -> list[Record]:
+    return [
+        Record(e.message.value, e.message.topic, e.message.partition, e.message.offset, e.message.timestamp)
+        for e in events
+    ]
+
+
+def build_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.worker_id,
+        broker=broker_url(settings.kafka_bootstrap or "127.0.0.1:9092"),
+        store="memory://",
+        autodiscover=False,
+        datadir=str(settings.data_dir / "faust" / settings.worker_id),
+        # Faust binds its web server even when disabled: give it a free loopback port
+        web_enabled=False,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=settings.worker_web_port or free_port(),
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        # the broker holds a join for about half the session timeout (30 s with Faust's default 60 s);
+        # a short session also lets a SIGKILLed worker's partitions move on quickly
+        broker_session_timeout=2 * settings.rebalance_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.rebalance_timeout_s / 3),
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=10_000,
+        stream_buffer_maxsize=max(10_000, 4 * settings.batch_size),
+        stream_wait_empty=False,
+    )
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(settings.topic(name), value_type=bytes, value_serializer="raw",
+                         key_type=bytes, key_serializer="raw", partitions=settings.topic_partitions)
+
+    interactions_topic = raw_topic(topics.INTERACTIONS)
+    catalog_topic = raw_topic(topics.CATALOG)
+    users_topic = raw_topic(topics.USERS)
+    model_updates_topic = raw_topic(topics.MODEL_UPDATES)
+    dlq_topic = raw_topic(topics.INTERACTIONS_DLQ)
+
+    shared: dict[str, object] = {}
+    positions: dict[tuple[str, int], int] = {}  # next offset to process, per interactions partition
+
+    def state() -> StreamState:
+        # created lazily, inside the worker's event loop
+        if "state" not in shared:
+            client = aioredis.Redis.from_url(
+                settings.redis_url or "redis://127.0.0.1:6379/0", socket_timeout=10, socket_connect_timeout=5
+            )
+            shared["state"] = StreamState(client, settings)
+        return shared["state"]  # type: ignore[return-value]
+
+    async def send_dead(dead: list[DeadLetter]) -> None:
+        pending = [await dlq_topic.send(key=d.topic.encode(), value=d.to_json()) for d in dead]
+        await asyncio.gather(*pending)  # delivered before the batch is acknowledged
+
+    def processor() -> InteractionProcessor:
+        if "processor" not in shared:
+            shared["processor"] = InteractionProcessor(
+                state(), ConfigWatcher(state(), settings), send_dead, stopping=lambda: app.should_stop
+            )
+        return shared["processor"]  # type: ignore[return-value]
+
+    async def acked(stream: faust.StreamT, events: list) -> None:
+        for event in events:
+            await stream.ack(event)
+
+    async def retry_store(call: Callable[[], Awaitable[object]]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await call()
+                return
+            except StoreUnavailable as exc:
+                metrics.REDIS_ERRORS.inc()
+                if app.should_stop:
+                    raise asyncio.CancelledError("worker stopping") from exc
+                log.warning("redis unavailable, retrying in %.1f s: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def upserts(stream: faust.StreamT, model: type, write: Callable) -> None:
+        async for events in stream.noack_take(500, within=0.1):
+            records = to_records(events)
+            good, dead = decode_models(records, model)
+            if good:
+                await retry_store(lambda: write(good))
+            if dead:
+                await send_dead(dead)
+                for d in dead:
+                    metrics.DLQ.labels(d.topic).inc()
+            await acked(stream, events)
+
+    @app.agent(interactions_topic)
+    async def interactions(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_s):
+            await processor().process(to_records(events))
+            await acked(stream, events)
+            for e in events:
+                tp = (e.message.topic, e.message.partition)
+                positions[tp] = max(positions.get(tp, 0), e.message.offset + 1)
+
+    @app.agent(catalog_topic)
+    async def catalog(stream: faust.StreamT) -> None:
+        await upserts(stream, CatalogItem, lambda items: state().upsert_items(items))
+
+    @app.agent(users_topic)
+    async def users(stream: faust.StreamT) -> None:
+        await upserts(stream, UserProfile, lambda profiles: state().upsert_users(profiles))
+
+    @app.agent(model_updates_topic)
+    async def model_updates(stream: faust.StreamT) -> None:
+        async def invalidate_all(updates: list) -> None:
+            version = await state().model_updated()
+            log.info("model update %s: cache version now %d", updates[-1].run_id, version)
+
+        await upserts(stream, ModelUpdate, invalidate_all)
+
+    @app.timer(interval=5.0)
+    async def report_lag() -> None:
+        for tp in app.consumer.assignment():
+            if tp.topic != interactions_topic.get_topic_name():
+                continue
+            high = app.consumer.highwater(tp)
+            done = positions.get((tp.topic, tp.partition))
+            if high is not None and done is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
+
+    return app

@@ -1,0 +1,309 @@
+-- One batch of interactions applied atomically: deduplication on event_id and every effect.
+--
+-- ARGV[1]: JSON config (key templates, strengths already applied, half-life, windows...)
+-- ARGV[2]: JSON list of rows [event_id, type, user, item, ts, strength, segment, basket_id, strategy, day]
+--
+-- Why one script: the dedupe markers and the effects commit together (a replay after a crash
+-- counts nothing twice) and every effect is aggregated per distinct key here, on the server,
+-- instead of one client-packed command per event.
+--
+-- Dedupe markers are checked first (read only) and written last, so a script that fails half-way
+-- (Redis does not roll scripts back) leaves the batch to be retried rather than silently skipped.
+--
+-- Returns {new, duplicates, invalidated users}.
+
+local cfg = cjson.decode(ARGV[1])
+local rows = cjson.decode(ARGV[2])
+local K = cfg.keys
+
+local function key(tmpl, a, b)
+  return string.format(tmpl, a, b)
+end
+
+local function num(x)
+  return string.format('%.17g', x)
+end
+
+-- --------------------------------------------------------------------------- trending epoch
+-- Forward decay: an event at time ts adds strength * 2^((ts - epoch) / hl). The ranking is the
+-- same as exponential decay at any "now", whatever the order events arrive in; when the weights
+-- grow large (or the half-life changes) every score is rescaled once and the epoch moved.
+local meta = redis.call('HMGET', K.trend_meta, 'epoch', 'hl')
+local epoch, hl = tonumber(meta[1]), tonumber(meta[2])
+if not epoch then
+  epoch, hl = cfg.now, cfg.hl
+  redis.call('HSET', K.trend_meta, 'epoch', num(epoch), 'hl', num(hl))
+elseif hl ~= cfg.hl or (cfg.now - epoch) / hl > cfg.renorm then
+  local factor = math.pow(2, -(cfg.now - epoch) / hl)
+  if redis.call('EXISTS', K.pop_trend) == 1 then
+    redis.call('ZUNIONSTORE', K.pop_trend, 1, K.pop_trend, 'WEIGHTS', num(factor))
+  end
+  epoch, hl = cfg.now, cfg.hl
+  redis.call('HSET', K.trend_meta, 'epoch', num(epoch), 'hl', num(hl))
+end
+
+-- --------------------------------------------------------------------------- lazy lookups
+local segment_of = {}
+local function segment(user, from_event)
+  if from_event ~= '' then return from_event end
+  local s = segment_of[user]
+  if s == nil then
+    s = redis.call('HGET', key(K.user_profile, user), 'segment') or ''
+    if s == '' then s = false end
+    segment_of[user] = s
+  end
+  return s
+end
+
+local sessions, sessions_dirty = {}, {}
+local function session(user)
+  local s = sessions[user]
+  if s == nil then
+    local got = redis.call('HMGET', key(K.session, user), 'i', 't')
+    s = {i = got[1], t = tonumber(got[2])}
+    sessions[user] = s
+  end
+  return s
+end
+
+local baskets, baskets_new = {}, {}
+local function basket(id)
+  local b = baskets[id]
+  if b == nil then
+    b = {set = {}, n = 0, list = {}}
+    for _, it in ipairs(redis.call('SMEMBERS', key(K.basket, id))) do
+      b.set[it] = true; b.n = b.n + 1; b.list[#b.list + 1] = it
+    end
+    baskets[id] = b
+    baskets_new[id] = {}
+  end
+  return b
+end
+
+local imps, imps_dirty = {}, {}
+local function impression(user, item)
+  local u = imps[user]
+  if u == nil then u = {}; imps[user] = u end
+  local r = u[item]
+  if r == nil then
+    r = false
+    local raw = redis.call('HGET', key(K.impressions, user), item)
+    if raw then
+      local strat, ts, credited = string.match(raw, '^(.*)|([^|]*)|([^|]*)$')
+      if strat then r = {s = strat, t = tonumber(ts), c = tonumber(credited)} end
+    end
+    u[item] = r
+  end
+  return r
+end
+
+-- --------------------------------------------------------------------------- aggregation
+local pop, trend, segpop = {}, {}, {}
+local pairs_inc = {}
+local seen, recent, counts = {}, {}, {}
+local pulls, rewards = {}, {}
+local day_stats, user_stats = {}, {}
+local invalidate = {}
+local markers = {}
+local new, dups, interactions = 0, 0, 0
+
+local function add(t, k, v)
+  t[k] = (t[k] or 0) + v
+end
+
+local function sub(t, k)
+  local s = t[k]
+  if s == nil then s = {}; t[k] = s end
+  return s
+end
+
+local function add_pair(seg, a, b)
+  add(sub(sub(pairs_inc, 'ANY'), a), b, 1)
+  if seg then add(sub(sub(pairs_inc, seg), a), b, 1) end
+end
+
+local function count_day(day, user, field)
+  add(sub(day_stats, day), field, 1)
+  if user then add(sub(user_stats, user), day .. ':' .. field, 1) end
+end
+
+for _, r in ipairs(rows) do
+  local eid, typ, user, item, ts, strength = r[1], r[2], r[3], r[4], r[5], r[6]
+  local dkey = key(K.dedupe, eid)
+  if markers[dkey] or redis.call('EXISTS', dkey) == 1 then
+    dups = dups + 1
+  else
+    markers[dkey] = true
+    new = new + 1
+    local seg = segment(user, r[7])
+    local day = r[10]
+    add(sub(counts, user), typ, 1)
+    count_day(day, nil, 'type:' .. typ)
+    if cfg.invalidating[typ] then invalidate[user] = true end
+
+    if typ == 'impression' then
+      -- impressions feed the bandit and CTR only: never popularity, pairs or the seen set
+      local strat = r[9]
+      if strat ~= '' then
+        add(pulls, strat, 1)
+        count_day(day, user, strat .. ':impressions')
+        local u = imps[user]
+        if u == nil then u = {}; imps[user] = u end
+        u[item] = {s = strat, t = ts, c = 0}
+        sub(imps_dirty, user)[item] = true
+      end
+    else
+      interactions = interactions + 1
+      if strength ~= 0 then
+        add(pop, item, strength)
+        if seg then add(sub(segpop, seg), item, strength) end
+        add(trend, item, strength * math.pow(2, (ts - epoch) / hl))
+      end
+      local sn = sub(seen, user)
+      sn[item] = true
+      local rl = sub(recent, user)
+      rl[#rl + 1] = item
+
+      -- session pairs: consecutive interactions of one user within the gap, A -> B
+      local s = session(user)
+      if s.i and s.i ~= item and ts >= s.t and ts - s.t <= cfg.gap then
+        add_pair(seg, s.i, item)
+      end
+      if not s.t or ts >= s.t then
+        s.i, s.t = item, ts
+        sessions_dirty[user] = true
+      end
+
+      -- basket pairs: purchase lines of one basket, both directions
+      local bid = r[8]
+      if typ == 'purchase' and bid ~= '' then
+        local b = basket(bid)
+        if not b.set[item] and b.n < cfg.basket_max then
+          for _, other in ipairs(b.list) do
+            add_pair(seg, other, item)
+            add_pair(seg, item, other)
+          end
+          b.set[item] = true; b.n = b.n + 1; b.list[#b.list + 1] = item
+          local bn = baskets_new[bid]
+          bn[#bn + 1] = item
+        end
+      end
+
+      -- bandit credit: the best reward an impression earned within the window, credited once
+      local reward = cfg.rewards[typ]
+      local imp = nil
+      if reward or typ == 'click' then imp = impression(user, item) end
+      if reward and imp and ts >= imp.t and ts - imp.t <= cfg.window and reward > imp.c then
+        add(rewards, imp.s, reward - imp.c)
+        imp.c = reward
+        sub(imps_dirty, user)[item] = true
+      end
+      if typ == 'click' then
+        local strat = r[9]
+        if strat == '' then strat = (imp and imp.s) or '_' end
+        count_day(day, user, strat .. ':clicks')
+      end
+    end
+  end
+end
+
+-- --------------------------------------------------------------------------- writes
+for item, v in pairs(pop) do redis.call('ZINCRBY', K.pop_global, num(v), item) end
+for seg, items in pairs(segpop) do
+  local k = key(K.pop_seg, seg)
+  for item, v in pairs(items) do redis.call('ZINCRBY', k, num(v), item) end
+end
+for item, v in pairs(trend) do redis.call('ZINCRBY', K.pop_trend, num(v), item) end
+
+local touched = {}
+for seg, by_a in pairs(pairs_inc) do
+  local fwd, rev = K.pairs_any, K.pairs_rev_any
+  if seg ~= 'ANY' then fwd, rev = K.pairs_seg, K.pairs_rev_seg end
+  for a, by_b in pairs(by_a) do
+    local ka = (seg == 'ANY') and key(fwd, a) or key(fwd, seg, a)
+    touched[ka] = true
+    for b, w in pairs(by_b) do
+      redis.call('ZINCRBY', ka, w, b)
+      local kb = (seg == 'ANY') and key(rev, b) or key(rev, seg, b)
+      redis.call('ZINCRBY', kb, w, a)
+      touched[kb] = true
+    end
+  end
+end
+-- keep every list to its top N so memory stays bounded however long the stream runs
+for k in pairs(touched) do
+  if redis.call('ZCARD', k) > cfg.top_n then
+    redis.call('ZREMRANGEBYRANK', k, 0, -(cfg.top_n + 1))
+  end
+end
+
+local CHUNK = 500
+local function chunked(cmd, k, list)
+  for i = 1, #list, CHUNK do
+    redis.call(cmd, k, unpack(list, i, math.min(i + CHUNK - 1, #list)))
+  end
+end
+
+for user, items in pairs(seen) do
+  local list = {}
+  for it in pairs(items) do list[#list + 1] = it end
+  chunked('SADD', key(K.seen, user), list)
+end
+for user, list in pairs(recent) do
+  local k = key(K.recent, user)
+  chunked('LPUSH', k, list)
+  redis.call('LTRIM', k, 0, cfg.recent_max - 1)
+end
+for user, by_type in pairs(counts) do
+  local k = key(K.user_counts, user)
+  for typ, n in pairs(by_type) do redis.call('HINCRBY', k, typ, n) end
+end
+for user in pairs(sessions_dirty) do
+  local s = sessions[user]
+  local k = key(K.session, user)
+  redis.call('HSET', k, 'i', s.i, 't', num(s.t))
+  redis.call('EXPIRE', k, cfg.session_ttl)
+end
+for id, items in pairs(baskets_new) do
+  if #items > 0 then
+    local k = key(K.basket, id)
+    chunked('SADD', k, items)
+    redis.call('EXPIRE', k, cfg.basket_ttl)
+  end
+end
+for user, items in pairs(imps_dirty) do
+  local k = key(K.impressions, user)
+  for item in pairs(items) do
+    local r = imps[user][item]
+    redis.call('HSET', k, item, r.s .. '|' .. num(r.t) .. '|' .. num(r.c))
+  end
+  redis.call('EXPIRE', k, cfg.imp_ttl)
+end
+for arm, n in pairs(pulls) do redis.call('HINCRBY', K.bandit, arm .. ':pulls', n) end
+for arm, v in pairs(rewards) do redis.call('HINCRBYFLOAT', K.bandit, arm .. ':rewards', num(v)) end
+for day, fields in pairs(day_stats) do
+  local k = key(K.stats_day, day)
+  for f, n in pairs(fields) do redis.call('HINCRBY', k, f, n) end
+end
+for user, fields in pairs(user_stats) do
+  local k = key(K.user_stats, user)
+  for f, n in pairs(fields) do redis.call('HINCRBY', k, f, n) end
+end
+if interactions > 0 then redis.call('INCRBY', K.new_events, interactions) end
+
+-- cache invalidation: drop every cached list of the users touched, then tell the API processes
+local users = {}
+for user in pairs(invalidate) do
+  local idx = key(K.recs_index, user)
+  local cached = redis.call('SMEMBERS', idx)
+  if #cached > 0 then
+    chunked('DEL', idx, cached)
+  end
+  users[#users + 1] = user
+end
+if #users > 0 then redis.call('PUBLISH', K.invalidate_channel, cjson.encode(users)) end
+
+-- the dedupe markers last: the batch counts as applied only once every effect above is written
+for k in pairs(markers) do redis.call('SET', k, '1', 'EX', cfg.dedupe_ttl) end
+
+return {new, dups, #users}

@@ -1,0 +1,115 @@
+"""What the interactions agent does with one batch, independent of Faust:
+decode → dead letters out → one atomic Redis script call (retried until it succeeds) → metrics.
+
+The caller acknowledges the batch's offsets only after ``process`` returns, so an offset is
+committed only once the batch's Redis writes (and its dead letters) are done.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+from schemas.errors import StoreUnavailable
+from schemas.settings import Settings
+from streams import metrics
+from streams.batch import DeadLetter, DecodedBatch, Record, decode_interactions
+from streams.config import StreamConfig
+from streams.state import ApplyResult, ScriptRejected, StreamState
+
+log = logging.getLogger(__name__)
+
+SendDead = Callable[[list[DeadLetter]], Awaitable[None]]
+
+
+class ConfigWatcher:
+    """The current ``StreamConfig``: settings plus the Redis overrides, re-read every few seconds."""
+
+    def __init__(self, state: StreamState, settings: Settings):
+        self.state = state
+        self.base = StreamConfig.from_settings(settings)
+        self.refresh_s = settings.config_refresh_s
+        self.current = self.base
+        self._read_at = float("-inf")
+        self._last_problems: list[str] = []
+
+    async def get(self) -> StreamConfig:
+        if time.monotonic() - self._read_at >= self.refresh_s:
+            self._read_at = time.monotonic()
+            try:
+                overrides = await self.state.read_overrides()
+            except StoreUnavailable as exc:
+                log.warning("cannot read run-time config, keeping the last one: %s", exc)
+                return self.current
+            self.current, problems = self.base.with_overrides(overrides)
+            if problems and problems != self._last_problems:
+                log.warning("ignored run-time config fields: %s", "; ".join(problems))
+            self._last_problems = problems
+        return self.current
+
+
+class InteractionProcessor:
+    def __init__(self, state: StreamState, config: ConfigWatcher, send_dead: SendDead,
+                 stopping: Callable[[], bool] = lambda: False):
+        self.state = state
+        self.config = config
+        self.send_dead = send_dead
+        self.stopping = stopping
+
+    async def process(self, records: list[Record]) -> None:
+        """Apply one batch. Returns only when it is fully applied (or the worker is stopping,
+        in which case it raises ``asyncio.CancelledError`` so that nothing gets acknowledged)."""
+        started = time.perf_counter()
+        cfg = await self.config.get()
+        decoded = decode_interactions(records, cfg.strengths)
+        dead = list(decoded.dead)
+        if decoded.rows:
+            dead += await self._apply(decoded, cfg)
+        if dead:
+            await self.send_dead(dead)
+            for d in dead:
+                metrics.DLQ.labels(d.topic).inc()
+        done = time.time()
+        for typ, n in decoded.types.items():
+            metrics.EVENTS.labels(typ).inc(n)
+        observe = metrics.EVENT_TO_REDIS.observe
+        for rec in records:
+            if rec.timestamp:
+                observe(max(0.0, done - rec.timestamp))
+        metrics.BATCH_SIZE.observe(len(records))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _apply(self, decoded: DecodedBatch, cfg: StreamConfig) -> list[DeadLetter]:
+        try:
+            result = await self._retrying(decoded.rows, cfg)
+        except ScriptRejected as exc:
+            log.error("redis rejected a batch (%s); applying its events one by one", exc)
+            return await self._apply_one_by_one(decoded, cfg)
+        metrics.DUPLICATES.inc(result.duplicates)
+        metrics.INVALIDATED.inc(result.invalidated_users)
+        return []
+
+    async def _retrying(self, rows: list[list], cfg: StreamConfig) -> ApplyResult:
+        """Retry while Redis is unavailable: the batch stays unacknowledged meanwhile."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.state.apply_interactions(rows, cfg)
+            except StoreUnavailable as exc:
+                metrics.REDIS_ERRORS.inc()
+                if self.stopping():
+                    raise asyncio.CancelledError("worker stopping with a batch not applied") from exc
+                log.warning("redis unavailable, retrying the batch in %.1f s: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _apply_one_by_one(self, decoded: DecodedBatch, cfg: StreamConfig) -> list[DeadLetter]:
+        """Isolate the rows Redis refuses so that one poisoned event cannot stall the stream."""
+        dead = []
+        for row, source in zip(decoded.rows, decoded.sources):
+            try:
+                await self._retrying([row], cfg)
+            except ScriptRejected as exc:
+                dead.append(DeadLetter.of(source, f"redis rejected the event: {exc}"))
+        return dead

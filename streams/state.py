@@ -1,0 +1,154 @@
+"""The Redis side of the agents: one script call per interactions batch, plain writes for
+catalog, users and model updates. Redis errors are mapped here, at the boundary.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+
+import orjson
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+
+from schemas.catalog import CatalogItem, UserProfile
+from schemas.errors import StoreUnavailable
+from schemas.keys import Keys
+from schemas.settings import Settings
+from streams.config import StreamConfig
+
+_SCRIPT = resources.files("streams").joinpath("lua/apply_interactions.lua").read_text()
+_A, _B = "\x00", "\x01"  # placeholders turned into %s for the script's string.format
+
+
+class ScriptRejected(Exception):
+    """Redis refused the script for this batch (e.g. WRONGTYPE on a key): not a transient error."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    new: int
+    duplicates: int
+    invalidated_users: int
+
+
+def _template(key: str) -> str:
+    """A key with placeholders as a Lua format string (``%`` elsewhere escaped)."""
+    return key.replace("%", "%%").replace(_A, "%s").replace(_B, "%s")
+
+
+def key_templates(keys: Keys, policy: str) -> dict[str, str]:
+    """Every key the script touches, built by ``Keys`` so writers and readers cannot drift.
+
+    >>> t = key_templates(Keys("sr:"), "epsilon_greedy")
+    >>> t["seen"], t["pairs_seg"], t["bandit"]
+    ('sr:seen:%s', 'sr:pairs:%s:%s', 'sr:bandit:epsilon_greedy')
+    """
+    seg_first = keys.pairs(_B, _A)
+    assert seg_first.index(_A) < seg_first.index(_B), "the script formats (segment, item)"
+    return {
+        "pop_global": keys.pop_global, "pop_trend": keys.pop_trend, "trend_meta": keys.trend_meta,
+        "pop_seg": _template(keys.pop_seg(_A)),
+        "pairs_any": _template(keys.pairs(_A)), "pairs_rev_any": _template(keys.pairs_rev(_A)),
+        "pairs_seg": _template(keys.pairs(_B, _A)), "pairs_rev_seg": _template(keys.pairs_rev(_B, _A)),
+        "seen": _template(keys.seen(_A)), "recent": _template(keys.recent(_A)),
+        "user_counts": _template(keys.user_counts(_A)), "user_profile": _template(keys.user_profile(_A)),
+        "session": _template(keys.session(_A)), "basket": _template(keys.basket(_A)),
+        "impressions": _template(keys.impressions(_A)), "bandit": keys.bandit(policy),
+        "stats_day": _template(keys.stats_day(_A)), "user_stats": _template(keys.user_stats(_A)),
+        "dedupe": _template(keys.dedupe(_A)), "recs_index": _template(keys.recs_index(_A)),
+        "invalidate_channel": keys.invalidate_channel, "new_events": keys.new_events,
+    }
+
+
+def item_fields(item: CatalogItem) -> dict[str, str]:
+    """The catalog hash the serving and basket code read.
+
+    >>> item_fields(CatalogItem(item_id="i1", title="T", private_label=True))["private_label"]
+    '1'
+    """
+    return {
+        "title": item.title, "text": item.text, "category": item.category or "",
+        "subcategory": item.subcategory or "", "level": "" if item.level is None else str(item.level),
+        "private_label": "1" if item.private_label else "0",
+        "attributes": orjson.dumps(item.attributes).decode(),
+    }
+
+
+def user_fields(user: UserProfile) -> dict[str, str]:
+    """The user hash (``segment`` and ``profession`` are synonyms, both written)."""
+    return {
+        "segment": user.segment or "", "profession": user.profession or "",
+        "level": "" if user.level is None else str(user.level),
+        "attributes": orjson.dumps(user.attributes).decode(),
+    }
+
+
+class StreamState:
+    """Writes the agents' effects to Redis. The client is passed in, never created globally."""
+
+    def __init__(self, client: aioredis.Redis, settings: Settings):
+        self.redis = client
+        self.settings = settings
+        self.keys = Keys(settings.redis_prefix)
+        self._templates = key_templates(self.keys, settings.bandit_policy)
+        self._script = client.register_script(_SCRIPT)
+
+    def script_config(self, cfg: StreamConfig, now: float) -> bytes:
+        s = self.settings
+        return orjson.dumps({
+            "keys": self._templates, "now": now, "hl": cfg.half_life_s, "renorm": s.trend_renorm_half_lives,
+            "gap": cfg.session_gap_s, "session_ttl": max(1, int(cfg.session_gap_s) + 60),
+            "window": cfg.reward_window_s, "imp_ttl": max(1, int(cfg.reward_window_s) + 60),
+            "rewards": cfg.rewards, "invalidating": {t: True for t in cfg.invalidating},
+            "top_n": s.pairs_top_n, "recent_max": s.recent_max, "dedupe_ttl": s.dedupe_ttl_s,
+            "basket_ttl": s.basket_ttl_s, "basket_max": s.basket_max_items,
+        })
+
+    async def apply_interactions(self, rows: list[list], cfg: StreamConfig, now: float | None = None) -> ApplyResult:
+        """Deduplicate and apply one batch atomically (one script call)."""
+        args = [self.script_config(cfg, time.time() if now is None else now), orjson.dumps(rows)]
+        try:
+            new, dups, users = await self._script(keys=[], args=args)
+        except rexc.ResponseError as exc:
+            raise ScriptRejected(str(exc)) from exc
+        except rexc.RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return ApplyResult(int(new), int(dups), int(users))
+
+    async def upsert_items(self, items: list[CatalogItem]) -> None:
+        await self._hset_many([(self.keys.item(i.item_id), item_fields(i)) for i in items])
+
+    async def upsert_users(self, users: list[UserProfile]) -> None:
+        await self._hset_many([(self.keys.user_profile(u.user_id), user_fields(u)) for u in users])
+
+    async def model_updated(self) -> int:
+        """Every cached list is stale: move readers to a new cache namespace (no KEYS scan)."""
+        try:
+            version = await self.redis.incr(self.keys.cache_version)
+            await self.redis.publish(self.keys.invalidate_channel, b'["*"]')
+        except rexc.RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return int(version)
+
+    async def read_overrides(self) -> dict[str, str]:
+        try:
+            raw = await self.redis.hgetall(self.keys.config)
+        except rexc.RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def _hset_many(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        if not entries:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, fields in entries:
+                    pipe.hset(key, mapping=fields)
+                await pipe.execute()
+        except rexc.RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
