@@ -150,7 +150,9 @@ def sampled_ranking_metrics(
             pool = np.flatnonzero(~banned)
             if len(pool) == 0:
                 continue
-            negs = rng.choice(pool, size=(len(targets), min(n_negatives, len(pool))), replace=len(pool) < n_negatives)
+            n = min(n_negatives, len(pool))
+            # n distinct negatives per target: the n smallest of random keys over the pool
+            negs = pool[np.argpartition(rng.random((len(targets), len(pool))), n - 1, axis=1)[:, :n]]
             t = scores[row, targets][:, None]
             ranks.append(((scores[row, negs] >= t) | ~np.isfinite(t)).sum(axis=1))
     if not ranks:
