@@ -1,0 +1,67 @@
+"""Basket complements end to end, over plain inputs: segments → pool → scores → assortment.
+
+>>> from inference.basket.signals import BasketSignals
+>>> from inference.basket.profiles import BasketParams
+>>> sig = BasketSignals(pairs={"ANY": {"milk": {"bread": 5.0, "eggs": 2.0}}}, pop_global={"beer": 9.0})
+>>> [(c.item_id, reason(c, [])) for c in complements(["milk"], sig, BasketParams(), [], k=3)]
+[('bread', 'bought with milk'), ('eggs', 'bought with milk'), ('beer', 'popular')]
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from inference.basket.assortment import select
+from inference.basket.profiles import BasketParams
+from inference.basket.scoring import Candidate, score_candidates, similarity
+from inference.basket.segments import basket_vector, detect_segments
+from inference.basket.signals import BasketSignals
+
+
+def resolve_segments(
+    profession: str | None,
+    basket: list[str],
+    sig: BasketSignals,
+    centroids: Mapping[str, np.ndarray] | None,
+    p: BasketParams,
+) -> list[tuple[str, float]]:
+    """The explicit profession with weight 1, else the auto-detected mix (maybe empty)."""
+    if profession:
+        return [(profession, 1.0)]
+    if sig.embeddings is None or not centroids:
+        return []
+    vec = basket_vector(sig.embeddings.rows(basket))
+    return detect_segments(vec, centroids, p.SEG_TOP_K, p.SEG_TEMPERATURE, p.SEG_MIN_MASS)
+
+
+def complements(
+    basket: list[str],
+    sig: BasketSignals,
+    p: BasketParams,
+    segments: list[tuple[str, float]],
+    k: int,
+) -> list[Candidate]:
+    ranked = score_candidates(basket, sig, p, segments)
+    return select(
+        ranked, k,
+        cap_per_category=p.CAP_PER_GAMME, diversify=p.DIVERSIFY, mmr_lambda=p.MMR_LAMBDA,
+        pair_quota=p.PAIR_QUOTA,
+        category=lambda i: sig.meta[i].category if i in sig.meta else None,
+        similarity=lambda a, b: similarity(sig, a, b),
+    )
+
+
+def reason(c: Candidate, segments: list[tuple[str, float]]) -> str:
+    """Why an item is there, in words (its largest score component)."""
+    if c.from_pairs and c.via:
+        return f"bought with {c.via}"
+    parts = {k: v for k, v in c.components.items() if k != "pair"}
+    top = max(parts, key=parts.get) if parts else "popg"
+    if top == "emb":
+        return "similar to the basket"
+    if top == "popp" and segments:
+        return f"popular with {segments[0][0]}"
+    if top == "private_label":
+        return "private label"
+    return "popular"

@@ -1,0 +1,154 @@
+"""Candidate pool and the linear blend that scores it.
+
+Each source is normalised to [0, 1] per list (divided by its maximum), so pair counts from
+the stream, offline counts and weighted popularity can be mixed with one set of weights.
+
+>>> from inference.basket.signals import BasketSignals
+>>> from inference.basket.profiles import BasketParams
+>>> sig = BasketSignals(pairs={"ANY": {"a": {"b": 4.0, "c": 1.0}}}, pop_global={"d": 9.0, "b": 3.0})
+>>> [(c.item_id, round(c.score, 3)) for c in score_candidates(["a"], sig, BasketParams(W_POPG=0.1), [])]
+[('b', 1.033), ('c', 0.25), ('d', 0.1)]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inference.basket.profiles import BasketParams
+from inference.basket.segments import basket_vector
+from inference.basket.signals import ANY, BasketSignals, Scores
+
+
+@dataclass
+class Candidate:
+    item_id: str
+    score: float = 0.0
+    pair: float = 0.0  # the blended pair term (segment + ANY, forward or reverse)
+    emb: float = 0.0
+    popp: float = 0.0
+    popg: float = 0.0
+    coverage: float = 0.0
+    private_label: float = 0.0
+    via: str | None = None  # the basket item that links to it most
+    components: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def from_pairs(self) -> bool:
+        return self.pair > 0
+
+
+def top(scores: Scores, n: int) -> Scores:
+    """The n best entries (ties by id, so results are deterministic).
+
+    >>> top({"x": 1.0, "y": 3.0, "z": 1.0}, 2)
+    {'y': 3.0, 'x': 1.0}
+    """
+    if n <= 0:
+        return {}
+    return dict(sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
+
+
+def normalised(scores: Scores) -> Scores:
+    m = max(scores.values(), default=0.0)
+    return {k: v / m for k, v in scores.items()} if m > 0 else {}
+
+
+def pair_sources(segments: list[tuple[str, float]], p: BasketParams) -> list[tuple[str, float, int]]:
+    """(pair segment, weight, how many to read): the detected/explicit segments, then ANY.
+
+    >>> pair_sources([], BasketParams(TOP_PAIRS=10))
+    [('ANY', 1.0, 10)]
+    >>> pair_sources([("plumber", 1.0)], BasketParams(TOP_PAIRS=10, PAIR_ANY_WEIGHT=0.5, TOP_PAIRS_ANY_FRAC=0.3))
+    [('plumber', 1.0, 10), ('ANY', 0.5, 3)]
+    """
+    if not segments:
+        return [(ANY, 1.0, p.TOP_PAIRS)]
+    out = [(s, w, p.TOP_PAIRS) for s, w in segments]
+    n_any = int(round(p.TOP_PAIRS * p.TOP_PAIRS_ANY_FRAC))
+    if n_any > 0 and p.PAIR_ANY_WEIGHT > 0:
+        out.append((ANY, p.PAIR_ANY_WEIGHT, n_any))
+    return out
+
+
+def score_candidates(
+    basket: list[str],
+    sig: BasketSignals,
+    p: BasketParams,
+    segments: list[tuple[str, float]],
+) -> list[Candidate]:
+    """Every candidate of the pool with its score, best first; the basket's items excluded."""
+    items = list(dict.fromkeys(basket))
+    in_basket = set(items)
+    n = max(len(items), 1)
+    cands: dict[str, Candidate] = {}
+
+    def cand(c: str) -> Candidate:
+        if c not in cands:
+            cands[c] = Candidate(c)
+        return cands[c]
+
+    # pairs: per basket item a, link(a, c) = max(forward, W_REV × reverse), averaged over a
+    links: dict[str, set[str]] = {}
+    best_via: dict[str, tuple[float, str]] = {}
+    for seg, weight, limit in pair_sources(segments, p):
+        for a in items:
+            fwd = normalised(top(sig.pairs.get(seg, {}).get(a, {}), limit))
+            rev = normalised(top(sig.pairs_rev.get(seg, {}).get(a, {}), limit))
+            for c in fwd.keys() | rev.keys():
+                if c in in_basket:
+                    continue
+                link = max(fwd.get(c, 0.0), p.W_REV * rev.get(c, 0.0))
+                if link <= 0:
+                    continue
+                cand(c).pair += weight * link / n
+                links.setdefault(c, set()).add(a)
+                if link * weight > best_via.get(c, (0.0, ""))[0]:
+                    best_via[c] = (link * weight, a)
+
+    # popularity: segment mix, then global
+    popp: Scores = {}
+    for seg, weight in segments:
+        for c, v in normalised(top(sig.pop_seg.get(seg, {}), p.TOP_POPP)).items():
+            popp[c] = popp.get(c, 0.0) + weight * v
+    popg = normalised(top(sig.pop_global, p.TOP_POPG))
+    for c in list(popp) + list(popg):
+        if c not in in_basket:
+            cand(c)
+
+    # embeddings: cosine to the basket centroid
+    centroid = None
+    if sig.embeddings is not None and p.W_EMB:
+        centroid = basket_vector(sig.embeddings.rows(items))
+
+    pl_share = sum(1 for a in items if sig.meta.get(a) and sig.meta[a].private_label) / n
+    full_popg = normalised(sig.pop_global)
+    for c, x in cands.items():
+        x.popp = popp.get(c, 0.0)
+        x.popg = popg.get(c, full_popg.get(c, 0.0))
+        x.coverage = len(links.get(c, ())) / n if len(items) > 1 else 0.0
+        if centroid is not None:
+            v = sig.embeddings.get(c)
+            x.emb = float(v @ centroid) if v is not None else 0.0
+        meta = sig.meta.get(c)
+        if meta is not None and meta.private_label:
+            x.private_label = p.W_PL_BASE + p.W_PL_PER_BASK_PL * pl_share
+        x.via = best_via.get(c, (0.0, None))[1]
+        x.components = {
+            "pair": p.W_PAIR * x.pair, "emb": p.W_EMB * x.emb, "popp": p.W_POPP * x.popp,
+            "popg": p.W_POPG * x.popg, "coverage": p.W_COVERAGE * x.coverage, "private_label": x.private_label,
+        }
+        x.score = float(sum(x.components.values()))
+    return sorted(cands.values(), key=lambda x: (-x.score, x.item_id))
+
+
+def similarity(sig: BasketSignals, a: str, b: str) -> float:
+    """Redundancy of two candidates for MMR: cosine of their embeddings when both have one,
+    else 1 for the same (non-empty) category and 0 otherwise."""
+    if sig.embeddings is not None:
+        va, vb = sig.embeddings.get(a), sig.embeddings.get(b)
+        if va is not None and vb is not None:
+            return max(0.0, float(np.dot(va, vb)))
+    ca = sig.meta.get(a).category if a in sig.meta else ""
+    cb = sig.meta.get(b).category if b in sig.meta else ""
+    return 1.0 if ca and ca == cb else 0.0
