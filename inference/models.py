@@ -35,6 +35,14 @@ class ServingRun:
         self.item_ids: list[str] = list(self.run.item_ids)
         self.item_index = {it: i for i, it in enumerate(self.item_ids)}
         self.popularity = np.asarray(self.run.popularity, dtype=np.float32)
+        self._user_vectors: dict[str, np.ndarray | None] = {}
+
+    def user_vectors(self, model: str) -> np.ndarray | None:
+        """The model's user embeddings, computed once per loaded run (some models build them per call)."""
+        if model not in self._user_vectors:
+            vec = self.models[model].user_embeddings()
+            self._user_vectors[model] = None if vec is None else np.ascontiguousarray(vec, dtype=np.float32)
+        return self._user_vectors[model]
 
     @property
     def run_id(self) -> str:
@@ -43,6 +51,21 @@ class ServingRun:
     @property
     def models(self) -> dict[str, Any]:
         return self.run.models
+
+    def warm_up(self) -> None:
+        """Build lazy per-run state before the run serves (its first request stays fast)."""
+        for name in self.models:
+            if name in self.run.indexes:
+                try:
+                    self.user_vectors(name)
+                except Exception:  # noqa: BLE001 - a model without user vectors still serves
+                    self._user_vectors[name] = None
+            data = self.models[name].data
+            if data is not None and data.n_users:
+                try:
+                    self.models[name].score_matrix(np.array([0]))
+                except Exception:  # noqa: BLE001
+                    pass
 
     def similarity_model(self) -> str | None:
         names = [n for n in SIMILARITY_PREFERENCE if n in self.run.embeddings]
@@ -98,6 +121,7 @@ class ModelRegistry:
             if self.current is not None and Path(self.current.run.path) == path.resolve():
                 return self.current
             serving = await asyncio.to_thread(self._load, path)
+            await asyncio.to_thread(serving.warm_up)
             self.current = serving
             self.history.append({"run_id": serving.run_id, "loaded_at": serving.loaded_at})
             self.history = self.history[-10:]

@@ -76,7 +76,7 @@ def _model_candidates(serving: ServingRun, name: str, ctx: UserContext, n: int) 
     uidx = data.user_index.get(ctx.user_id)
     if uidx is not None:
         scores = model.score_matrix(np.array([uidx]))[0]
-        user_emb = model.user_embeddings() if index is not None else None
+        user_emb = serving.user_vectors(name) if index is not None else None
         if user_emb is not None and user_emb.shape[1] == index.d:
             ann_pos, _ = ann_search(index, user_emb[uidx], n)
             pos = ann_pos.tolist()
@@ -183,7 +183,8 @@ async def rank_home(q: HomeQuery, ctx: UserContext, serving: ServingRun | None, 
         serving = _require(serving, strategy)
         cand = _model_candidates(serving, strategy, ctx, n) or Candidates([], Provenance())
         model_label = strategy
-    ranked = sorted(cand.scored, key=lambda t: -t[1])
+    # popularity keeps its order: segment list first, then global (their scales differ)
+    ranked = cand.scored if strategy == "popularity" else sorted(cand.scored, key=lambda t: -t[1])
     seen = ctx.seen
     cap = q.filters.category_cap if q.filters.category_cap is not None else category_cap
     needs_meta = ctx.level is not None or cap or q.explain or any(
