@@ -89,8 +89,21 @@ def _check_models(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _source(settings: Settings, interactions: Path | None, fmt: str, do_replay: bool, progress: bool):
-    """The training data: the file, or the snapshot (after a replay when a broker is set)."""
+def _source(settings: Settings, interactions: Path | None, fmt: str, do_replay: bool, progress: bool,
+            items: Path | None = None, profiles: Path | None = None):
+    """The training data: the file, or the snapshot (after a replay when a broker is set),
+    with item / user metadata from ``items`` / ``profiles`` when given."""
+    from trainer.data.sources import ITEM_FIELDS, USER_FIELDS, read_meta
+
+    src = _events(settings, interactions, fmt, do_replay, progress)
+    if items is not None:
+        src.item_meta = read_meta(items, "item_id", ITEM_FIELDS)
+    if profiles is not None:
+        src.user_meta = read_meta(profiles, "user_id", USER_FIELDS)
+    return src
+
+
+def _events(settings: Settings, interactions: Path | None, fmt: str, do_replay: bool, progress: bool):
     from trainer.data.snapshot import Snapshot
     from trainer.data.sources import load_source
 
@@ -124,6 +137,11 @@ def train(
                                                                 "(every model that takes it), repeatable."),
     tag: str = typer.Option(None, "--tag", help="Suffix of the run directory name."),
     promote: bool = typer.Option(False, "--promote", help="Promote the run if it beats the serving one."),
+    items: Path = typer.Option(None, "--items", exists=True, readable=True,
+                               help="Item metadata: CSV item_id[,title][,text][,category][,subcategory] or "
+                                    "catalog JSON lines (the content model needs it; MovieLens brings u.item)."),
+    profiles: Path = typer.Option(None, "--user-profiles", exists=True, readable=True,
+                                  help="User metadata: CSV user_id[,segment|profession][,level] or JSON lines."),
     fmt: str = typer.Option("auto", "--format", help="auto | csv | movielens | snapshot"),
     do_replay: bool = typer.Option(True, "--replay/--no-replay", help="Without --interactions: replay new "
                                                                        "records into the snapshot first."),
@@ -152,7 +170,7 @@ def train(
                              include_cold_items=cold)
         names = _check_models(model or list(settings.retrain_models))
         params = parse_params(param or [], names)
-        source = _source(settings, interactions, fmt, do_replay, progress)
+        source = _source(settings, interactions, fmt, do_replay, progress, items, profiles)
         typer.echo(source.report.describe(), err=True)
         result = train_run(source, settings, names, params, tag=tag, promote=promote, val_ratio=val_ratio,
                            refit=refit, k=k, seed=seed, verbose=progress)
@@ -177,6 +195,11 @@ def eval_(
     sampled: bool = typer.Option(True, "--sampled/--no-sampled", help="Also report sampled ranking (1 + 99)."),
     json_out: str = typer.Option(None, "--json", help="Write the figures as JSON to this file ('-': stdout, "
                                                       "instead of the table)."),
+    items: Path = typer.Option(None, "--items", exists=True, readable=True,
+                               help="Item metadata: CSV item_id[,title][,text][,category][,subcategory] or "
+                                    "catalog JSON lines (the content model needs it; MovieLens brings u.item)."),
+    profiles: Path = typer.Option(None, "--user-profiles", exists=True, readable=True,
+                                  help="User metadata: CSV user_id[,segment|profession][,level] or JSON lines."),
     fmt: str = typer.Option("auto", "--format", help="auto | csv | movielens | snapshot"),
     seed: int = typer.Option(42, "--seed"),
     progress: bool = typer.Option(None, "--progress/--no-progress"),
@@ -197,7 +220,8 @@ def eval_(
         settings = _settings()
         names = _check_models(model or ["popularity", "itemknn", "ease"])
         params = parse_params(param or [], names)
-        source = _source(settings, interactions, fmt, do_replay=False, progress=progress)
+        source = _source(settings, interactions, fmt, do_replay=False, progress=progress, items=items,
+                         profiles=profiles)
         table = evaluate_split(source, settings, names, params, split=split, k=k, seed=seed, sampled=sampled,
                                verbose=progress)
     payload = {"split": split, "k": k, "source": source.report.source,

@@ -59,7 +59,7 @@ def test_movielens_formats_and_item_metadata(tmp_path):
     assert src.events["type"].unique().tolist() == ["rate"]
     assert src.events["value"].tolist() == [5.0, 3.0]
     assert src.item_meta.loc["10", "title"] == "Toy Story (1995)"
-    assert src.item_meta.loc["10", "category"] == "Animation"
+    assert src.item_meta.loc["10", "category"] == "Animation|Children's|Comedy"
 
     dat = write(tmp_path / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n")
     assert load_source(dat).events["item_id"].tolist() == ["1193", "661"]
@@ -155,3 +155,15 @@ def test_movielens_100k_loads_whole():
     src = load_source(SHARED_ML100K)
     assert len(src.events) == 100_000
     assert src.item_meta is not None and len(src.item_meta) == 1682
+
+
+def test_item_and_user_metadata_from_csv_and_jsonl(tmp_path):
+    from trainer.data.sources import ITEM_FIELDS, USER_FIELDS, read_meta
+
+    items = write(tmp_path / "items.csv", "item_id,title,category,price\ni1,Drill,tools,9\ni1,Drill 2,tools,9\n")
+    meta = read_meta(items, "item_id", ITEM_FIELDS)
+    assert meta.loc["i1", "title"] == "Drill 2" and "price" not in meta
+    users = write(tmp_path / "users.jsonl", '{"user_id": "u1", "profession": "plumber"}\n')
+    assert read_meta(users, "user_id", USER_FIELDS).loc["u1", "segment"] == "plumber"
+    with pytest.raises(InvalidDataset, match="item_id"):
+        read_meta(write(tmp_path / "x.csv", "id,title\n1,a\n"), "item_id", ITEM_FIELDS)

@@ -156,11 +156,42 @@ def read_movielens_items(folder: Path) -> pd.DataFrame | None:
     return pd.DataFrame(
         {
             "title": titles.fillna("").to_numpy(),
-            "text": [" ".join(g) for g in genres],
-            "category": [g[0] if g else None for g in genres],
+            "category": ["|".join(g) if g else None for g in genres],  # multi-valued, `|`-separated
         },
         index=pd.Index(ids.astype(str).to_numpy(), name="item_id"),
     )
+
+
+ITEM_FIELDS = ("title", "text", "category", "subcategory", "level")
+USER_FIELDS = ("segment", "profession", "level")
+
+
+def read_meta(path: Path, id_column: str, fields: tuple[str, ...]) -> pd.DataFrame:
+    """Item or user metadata from a CSV (header with ``id_column``) or JSON lines (catalog /
+    users records as on the topics); indexed by the id, the last record of an id winning."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidDataset(f"{path}: no such file")
+    if path.suffix in (".jsonl", ".json", ".ndjson"):
+        try:
+            raw = pd.read_json(path, lines=True, dtype=False)
+        except ValueError as exc:
+            raise InvalidDataset(f"{path}: not JSON lines: {exc}") from None
+    else:
+        try:
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise InvalidDataset(f"{path}: not a readable CSV: {exc}") from None
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    if id_column not in raw:
+        raise InvalidDataset(f"{path}: no {id_column} column (found {', '.join(raw.columns) or 'none'})")
+    raw = raw[raw[id_column].notna()]
+    if "segment" in fields and "segment" not in raw and "profession" in raw:
+        raw["segment"] = raw["profession"]  # synonyms, as in schemas.catalog.UserProfile
+    keep = [f for f in fields if f in raw]
+    meta = raw[keep].copy()
+    meta.index = pd.Index(raw[id_column].astype(str).str.strip(), name=id_column)
+    return meta[~meta.index.duplicated(keep="last")]
 
 
 def _first_line(path: Path) -> str:

@@ -1,0 +1,197 @@
+"""The offline contract of DESIGN through the CLI: train --interactions, recommend, score,
+plus eval, verify, runs, promote / rollback and reindex; no broker, no Redis."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from infra.cli import app
+from trainer.models import MODELS
+
+# tiny epoch counts so every model trains in a second or two
+FAST = ["epochs=2", "patience=null"]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Settings from a clean environment: artifacts and data under the test's folder."""
+    from schemas.settings import get_settings
+
+    for var in ("STREAMREC_KAFKA_BOOTSTRAP", "STREAMREC_REDIS_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("STREAMREC_ARTIFACT_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("STREAMREC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STREAMREC_TRAIN_THREADS", "1")
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def tiny_csv(tmp_path) -> Path:
+    """40 users in two taste groups over 30 items; users of a group share their items."""
+    rows = ["user_id,item_id,timestamp,type"]
+    for u in range(40):
+        group = u % 2
+        for j in range(8):
+            item = group * 15 + (u + j * 2) % 15
+            rows.append(f"u{u},i{item},{1_700_000_000 + u * 100 + j},{['view', 'click', 'download'][j % 3]}")
+    path = tmp_path / "tiny.csv"
+    path.write_text("\n".join(rows) + "\n")
+    items = ["item_id,title,category"] + [f"i{i},item {i} {'red' if i < 15 else 'blue'},{'A' if i < 15 else 'B'}"
+                                          for i in range(30)]
+    (tmp_path / "items.csv").write_text("\n".join(items) + "\n")
+    return path
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result
+
+
+def stdout_lines(result) -> list[str]:
+    return [line for line in result.stdout.splitlines() if line.strip()]
+
+
+def train(csv: Path, *args: str) -> Path:
+    res = invoke("train", "--interactions", csv, "--no-progress", *args)
+    assert res.exit_code == 0, res.output
+    run = Path(stdout_lines(res)[-1])  # the contract: the run directory on the last line
+    assert run.is_dir()
+    return run
+
+
+def test_train_recommend_score_with_a_cheap_model(env, tiny_csv):
+    run = train(tiny_csv, "--model", "ease", "--model", "popularity", "--tag", "cheap")
+    assert run.name.startswith("run_") and run.name.endswith("_cheap")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["validation"]) == {"ease", "popularity"}
+    assert metrics["best_model"] in {"ease", "popularity"}
+    versions = json.loads((run / "versions.json").read_text())
+    assert "numpy" in versions and "snapshot_offsets" in versions
+    params = json.loads((run / "params.json").read_text())
+    assert params["dataset"]["users"] == 40 and "lambda_" in params["ease"]
+
+    users = env / "users.txt"
+    users.write_text("u0\nu1\nstranger\n")
+    out = env / "recs.jsonl"
+    res = invoke("recommend", "--run", run, "--users", users, "--k", "5", "--out", out, "--model", "ease")
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["user_id"] for r in recs] == ["u0", "u1", "stranger"]
+    seen = pd.read_csv(tiny_csv).groupby("user_id")["item_id"].apply(set)
+    for r in recs[:2]:
+        assert len(r["items"]) == 5 and len(r["scores"]) == 5
+        assert not set(r["items"]) & seen[r["user_id"]]  # training items excluded
+        assert r["scores"] == sorted(r["scores"], reverse=True)
+    # users of a taste group are recommended that group's items
+    assert all(int(i[1:]) < 15 for i in recs[0]["items"])
+    assert all(int(i[1:]) >= 15 for i in recs[1]["items"])
+    assert len(recs[2]["items"]) == 5  # an unknown user falls back to popular items
+
+    pairs = env / "pairs.csv"
+    pairs.write_text("user_id,item_id\nu0,i3\nu1,i20\nstranger,i1\nu0,unknown-item\n")
+    scored = env / "scored.csv"
+    res = invoke("score", "--run", run, "--pairs", pairs, "--out", scored)
+    assert res.exit_code == 0, res.output
+    frame = pd.read_csv(scored)
+    assert list(frame.columns) == ["user_id", "item_id", "score"]
+    assert frame["score"].notna().tolist() == [True, True, False, False]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_offline_contract_for_every_model(env, tiny_csv, name):
+    fast = [a for p in FAST if p.split("=")[0] in _accepted(name) for a in ("--param", p)]
+    run = train(tiny_csv, "--model", name, "--items", tiny_csv.parent / "items.csv", *fast)
+    users = env / "users.txt"
+    users.write_text("u0\nu3\n")
+    out = env / "recs.jsonl"
+    assert invoke("recommend", "--run", run, "--users", users, "--k", "3", "--out", out).exit_code == 0
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    seen = pd.read_csv(tiny_csv).groupby("user_id")["item_id"].apply(set)
+    for r in recs:
+        assert 0 < len(r["items"]) <= 3
+        assert not set(r["items"]) & seen[r["user_id"]]
+    pairs = env / "pairs.csv"
+    pairs.write_text("user_id,item_id\nu0,i1\nu3,i2\n")
+    scored = env / "scored.csv"
+    assert invoke("score", "--run", run, "--pairs", pairs, "--out", scored).exit_code == 0
+    assert pd.read_csv(scored)["score"].notna().all()
+    assert invoke("verify", run).exit_code == 0
+
+
+def _accepted(name: str) -> set[str]:
+    from trainer.pipeline import accepted_params
+
+    return accepted_params(MODELS[name])
+
+
+def test_train_help_lists_every_model():
+    res = invoke("train", "--help")
+    assert res.exit_code == 0
+    text = " ".join(res.output.split())
+    for name in MODELS:
+        assert name in text
+
+
+def test_bad_input_gets_a_message_and_exit_code_2(env, tmp_path, tiny_csv):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item\nu1,i1\n")
+    res = invoke("train", "--interactions", bad, "--model", "ease")
+    assert res.exit_code == 2 and "user_id" in res.output
+    res = invoke("train", "--interactions", tiny_csv, "--model", "nosuchmodel")
+    assert res.exit_code == 2 and "nosuchmodel" in res.output
+    res = invoke("train", "--interactions", tiny_csv, "--model", "ease", "--param", "ease.nope=1")
+    assert res.exit_code == 2 and "nope" in res.output
+    res = invoke("recommend", "--users", tiny_csv, "--out", tmp_path / "x.jsonl")
+    assert res.exit_code == 2 and "no serving run" in res.output
+    res = invoke("train", "--model", "ease")  # no file, no broker, no snapshot
+    assert res.exit_code == 2 and "streamrec replay" in res.output
+
+
+def test_eval_prints_a_table_and_json(env, tiny_csv):
+    res = invoke("eval", "--interactions", tiny_csv, "--model", "popularity", "--model", "ease", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "| ease |" in res.stdout and "ndcg@10" in res.stdout and "sampled" in res.stdout
+    res = invoke("eval", "-i", tiny_csv, "-m", "ease", "--split", "leave-last-out", "--json", "-", "--no-sampled")
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert payload["split"] == "leave-last-out" and 0 <= payload["models"]["ease"]["ndcg@10"] <= 1
+    assert invoke("eval", "-i", tiny_csv, "--split", "sideways").exit_code == 2
+
+
+def test_runs_promote_rollback_verify_reindex(env, tiny_csv):
+    first = train(tiny_csv, "--model", "popularity", "--promote")
+    assert (env / "artifacts" / "run_current").resolve() == first
+    better = train(tiny_csv, "--model", "ease")
+    res = invoke("promote", better.name)
+    assert res.exit_code == 0, res.output
+    assert "promoted" in res.stdout
+    assert (env / "artifacts" / "run_current").resolve() == better
+    res = invoke("promote", first.name)  # worse: refused, exit 1, both figures shown
+    assert res.exit_code == 1 and "does not beat" in res.stdout
+    res = invoke("runs")
+    assert res.exit_code == 0 and f"* {better.name}" in res.stdout
+    assert invoke("rollback").exit_code == 0
+    assert (env / "artifacts" / "run_current").resolve() == first
+    listed = json.loads(invoke("runs", "--json").stdout)
+    assert [r["current"] for r in listed] == [True, False]
+
+    assert invoke("verify", "current").exit_code == 0
+    (better / "COMPLETE").unlink()
+    res = invoke("verify", better)
+    assert res.exit_code == 1 and "missing COMPLETE" in res.stdout
+
+
+def test_reindex_rebuilds_faiss_indexes(env, tiny_csv):
+    run = train(tiny_csv, "--model", "ncf", "--param", "epochs=1", "--param", "embedding_dim=8")
+    index = run / "faiss" / "ncf.index"
+    assert index.exists()
+    index.unlink()
+    res = invoke("reindex", run)
+    assert res.exit_code == 0 and "ncf" in res.stdout
+    assert index.exists()
