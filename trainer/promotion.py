@@ -46,7 +46,9 @@ class Decision:
     champion: float | None
 
 
-def decide(challenger: float | None, champion: float | None, metric: str, min_delta: float) -> Decision:
+def decide(
+    challenger: float | None, champion: float | None, metric: str, min_delta: float, serving: bool = True
+) -> Decision:
     """Champion/challenger on one figure (higher is better).
 
     >>> decide(0.42, 0.40, "ndcg@10", 0.01).promote
@@ -55,7 +57,13 @@ def decide(challenger: float | None, champion: float | None, metric: str, min_de
     (False, 'ndcg@10 0.4050 does not beat the serving run 0.4000 by more than 0.01')
     >>> decide(0.1, None, "ndcg@10", 0.0).promote
     True
+    >>> decide(None, None, "ndcg@10", 0.0, serving=False).promote  # a model beats no model
+    True
+    >>> decide(None, None, "ndcg@10", 0.0, serving=True).promote
+    False
     """
+    if challenger is None and not serving:
+        return Decision(True, f"no run is serving (the new run has no validation {metric})", challenger, champion)
     if challenger is None:
         return Decision(False, f"the new run has no validation {metric}", challenger, champion)
     if champion is None:
@@ -141,7 +149,7 @@ def promote(settings: Settings, run_dir: Path, force: bool = False, redis_client
     champion = run_score(_metrics(serving), metric) if serving is not None else None
     if serving is not None and serving == run_dir:
         return PromotionResult(run_dir.name, False, "this run is already serving", challenger, champion, serving.name)
-    decision = decide(challenger, champion, metric, settings.promote_min_delta)
+    decision = decide(challenger, champion, metric, settings.promote_min_delta, serving=serving is not None)
     if force and not decision.promote:
         decision = Decision(True, f"forced ({decision.reason})", challenger, champion)
     result = PromotionResult(
@@ -274,7 +282,8 @@ def publish_model_update(settings: Settings, update: ModelUpdate) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
         try:
             await producer.start()
-            await producer.send_and_wait(topic, update.model_dump_json().encode(), key=update.run_id.encode())
+            # one key for every update: one partition, so readers see promotions in order
+            await producer.send_and_wait(topic, update.model_dump_json().encode(), key=b"run_current")
         finally:
             await producer.stop()
 
