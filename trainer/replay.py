@@ -1,4 +1,5 @@
-"""``streamrec replay``: copy the ``interactions`` topic into the local snapshot.
+"""``streamrec replay``: copy the ``interactions`` topic (and ``catalog`` / ``users``, the
+metadata the feature-aware models read) into the local snapshot.
 
 Reads every partition without a consumer group (nothing is committed on the broker: the
 snapshot's manifest holds the offsets), from the stored offsets by default, from the
@@ -18,9 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from schemas import topics
+from schemas.catalog import CatalogItem, UserProfile
 from schemas.errors import BrokerUnavailable, InvalidEvent
-from schemas.events import parse_event
+from schemas.events import describe, parse_event
 from schemas.settings import Settings
 from trainer.data.snapshot import Snapshot
 
@@ -39,6 +43,7 @@ class ReplayResult:
     parts: list[str] = field(default_factory=list)
     snapshot_rows: int = 0
     seconds: float = 0.0
+    meta: dict[str, int] = field(default_factory=dict)  # catalog / users records appended
 
     def describe(self) -> str:
         skipped = sum(self.skipped.values())
@@ -46,7 +51,9 @@ class ReplayResult:
         return (
             f"replayed {self.read} records from {self.topic}: {self.appended} appended, {skipped} skipped"
             + (f" ({why})" if why else "")
-            + f"; snapshot holds {self.snapshot_rows} events; {self.seconds:.1f} s"
+            + f"; snapshot holds {self.snapshot_rows} events"
+            + "".join(f"; {n} {kind} records" for kind, n in self.meta.items() if n)
+            + f"; {self.seconds:.1f} s"
         )
 
 
@@ -76,6 +83,45 @@ def to_record(raw: bytes | None, topic: str, partition: int, offset: int) -> dic
     }
 
 
+def catalog_record(raw: bytes | None, topic: str, partition: int, offset: int) -> dict[str, Any]:
+    """One catalog snapshot row from a ``catalog`` record (an item upsert).
+
+    >>> catalog_record(b'{"item_id": "i1", "title": "Drill", "level": 2}', "c", 0, 3)["level"]
+    2.0
+    """
+    item = _validate(CatalogItem, raw)
+    return {"item_id": item.item_id, "title": item.title, "text": item.text, "category": item.category,
+            "subcategory": item.subcategory, "level": None if item.level is None else float(item.level),
+            "topic": topic, "partition": partition, "offset": offset}
+
+
+def user_record(raw: bytes | None, topic: str, partition: int, offset: int) -> dict[str, Any]:
+    """One users snapshot row from a ``users`` record (a profile upsert)."""
+    user = _validate(UserProfile, raw)
+    return {"user_id": user.user_id, "segment": user.segment, "profession": user.profession,
+            "level": None if user.level is None else float(user.level),
+            "topic": topic, "partition": partition, "offset": offset}
+
+
+def _validate(model, raw: bytes | None):
+    if raw is None:
+        raise InvalidEvent("empty record")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise InvalidEvent("malformed JSON: not a JSON object") from None
+        raise InvalidEvent(describe(exc)) from None
+
+
+#: what each replayed topic becomes: (snapshot kind, record converter)
+STREAMS = {
+    topics.INTERACTIONS: ("interactions", to_record),
+    topics.CATALOG: ("catalog", catalog_record),
+    topics.USERS: ("users", user_record),
+}
+
+
 def reason_key(reason: str) -> str:
     """A short, bounded counter key for a validation failure.
 
@@ -95,10 +141,11 @@ def replay(
     since: datetime | None = None,
     reset: bool = False,
     progress: bool = False,
-    topic_name: str = topics.INTERACTIONS,
+    metadata: bool = True,
 ) -> ReplayResult:
-    """Run one replay step (blocking)."""
-    return asyncio.run(replay_async(settings, since=since, reset=reset, progress=progress, topic_name=topic_name))
+    """Run one replay step (blocking): ``interactions``, then ``catalog`` and ``users``
+    (item and user metadata for the feature-aware models) unless ``metadata=False``."""
+    return asyncio.run(replay_async(settings, since=since, reset=reset, progress=progress, metadata=metadata))
 
 
 async def replay_async(
@@ -106,18 +153,42 @@ async def replay_async(
     since: datetime | None = None,
     reset: bool = False,
     progress: bool = False,
-    topic_name: str = topics.INTERACTIONS,
+    metadata: bool = True,
 ) -> ReplayResult:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.errors import KafkaError
-
     if not settings.kafka_bootstrap:
         raise BrokerUnavailable("no broker configured (STREAMREC_KAFKA_BOOTSTRAP); replay needs one")
-    topic = settings.topic(topic_name)
     snap = Snapshot(settings.snapshot_path())
     if reset and snap.path.exists():
         log.warning("replay --reset: removing the snapshot at %s", snap.path)
         shutil.rmtree(snap.path)
+    result = await replay_topic(settings, topics.INTERACTIONS, since=since, progress=progress)
+    if metadata:
+        for name in (topics.CATALOG, topics.USERS):
+            # metadata is small and always wanted whole: --since does not apply to it
+            part = await replay_topic(settings, name, progress=False, required=False)
+            result.meta[STREAMS[name][0]] = part.appended
+            for reason, n in part.skipped.items():
+                key = f"{STREAMS[name][0]}: {reason}"
+                result.skipped[key] = result.skipped.get(key, 0) + n
+    log.info("%s", result.describe())
+    return result
+
+
+async def replay_topic(
+    settings: Settings,
+    topic_name: str,
+    since: datetime | None = None,
+    progress: bool = False,
+    required: bool = True,
+) -> ReplayResult:
+    """Replay one topic into its snapshot (``STREAMS`` says which and how)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaError
+
+    kind, convert = STREAMS[topic_name]
+    topic = settings.topic(topic_name)
+    root = Snapshot(settings.snapshot_path())
+    snap = root if kind == "interactions" else root.meta(kind)
     result = ReplayResult(topic=topic)
     started = time.monotonic()
     consumer = AIOKafkaConsumer(
@@ -132,6 +203,9 @@ async def replay_async(
         await consumer.topics()  # fetch metadata
         parts = consumer.partitions_for_topic(topic)
         if not parts:
+            if not required:
+                log.info("no topic %s: nothing to replay from it", topic)
+                return result
             raise BrokerUnavailable(f"topic {topic} does not exist on {settings.kafka_bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
@@ -180,7 +254,7 @@ async def replay_async(
                         if since_ms is not None and rec.timestamp is not None and 0 <= rec.timestamp < since_ms:
                             continue  # before --since (brokers that ignore the time lookup land here)
                         try:
-                            buffer.append(to_record(rec.value, topic, tp.partition, rec.offset))
+                            buffer.append(convert(rec.value, topic, tp.partition, rec.offset))
                         except InvalidEvent as exc:
                             key = reason_key(exc.reason)
                             skipped[key] = skipped.get(key, 0) + 1
@@ -207,9 +281,8 @@ async def replay_async(
         raise BrokerUnavailable(f"replay from {settings.kafka_bootstrap} failed: {exc}") from exc
     finally:
         await consumer.stop()
-    result.snapshot_rows = snap.rows
+    result.snapshot_rows = root.rows
     result.seconds = time.monotonic() - started
-    log.info("%s", result.describe())
     return result
 
 

@@ -67,3 +67,58 @@ def test_replay_since_skips_older_log_records(settings):
     res = replay(settings, since=future)
     assert res.appended == 0
     assert len(Snapshot(settings.snapshot_path()).frame()) == 0
+
+
+def produce_to(settings, topic: str, values: list[dict]) -> None:
+    async def go():
+        p = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await p.start()
+        try:
+            for v in values:
+                await p.send_and_wait(settings.topic(topic), json.dumps(v).encode())
+        finally:
+            await p.stop()
+
+    asyncio.run(go())
+
+
+def test_replay_brings_catalog_and_users_as_metadata(settings):
+    produce(settings, [event(n, f"u{n % 3}") for n in range(12)])
+    produce_to(settings, "catalog", [{"item_id": f"i{n}", "title": f"old {n}", "category": "tools"} for n in range(7)]
+               + [{"item_id": "i1", "title": "Cordless drill", "category": "tools|power"}, {"title": "no id"}])
+    produce_to(settings, "users", [{"user_id": "u1", "profession": "plumber"}])
+    res = replay(settings)
+    assert res.meta == {"catalog": 8, "users": 1}
+    assert res.skipped == {"catalog: invalid item_id": 1}
+    src = Snapshot(settings.snapshot_path()).read()
+    assert src.item_meta.loc["i1", "title"] == "Cordless drill"  # the last upsert wins
+    assert src.item_meta.loc["i2", "category"] == "tools"
+    assert src.user_meta.loc["u1", "segment"] == "plumber"
+    assert settings.topic("catalog") in src.offsets
+
+
+def test_train_from_the_topic_through_the_cli(settings, monkeypatch):
+    """`streamrec train` without --interactions: replay, train (content needs the catalog), promote."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from infra.cli import app
+    from schemas.settings import get_settings
+
+    produce(settings, [event(n, f"u{n % 4}") for n in range(24)])
+    produce_to(settings, "catalog", [{"item_id": f"i{n}", "title": f"item {n}", "category": "c"} for n in range(7)])
+    env = {"KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "REDIS_URL": settings.redis_url,
+           "TOPIC_PREFIX": settings.topic_prefix, "DATA_DIR": str(settings.data_dir),
+           "ARTIFACT_DIR": str(settings.artifact_dir)}
+    for k, v in env.items():
+        monkeypatch.setenv(f"STREAMREC_{k}", v)
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(app, ["train", "-m", "content", "-m", "popularity", "--promote", "--no-progress"])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    run = Path(res.stdout.strip().splitlines()[-1])
+    assert (settings.artifact_dir / "run_current").resolve() == run
+    assert (run / "models" / "content").is_dir()

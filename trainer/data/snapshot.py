@@ -13,6 +13,8 @@ Layout::
                               "rows": n, "skipped": {reason: n}, "updated": iso}
         part-000001.parquet  columns: event_id, user_id, item_id, timestamp, type, value,
                              strategy, basket_id, profession, topic, partition, offset
+        catalog/             the same, for the ``catalog`` topic (item metadata; last record wins)
+        users/               the same, for the ``users`` topic (user metadata; last record wins)
 """
 from __future__ import annotations
 
@@ -47,10 +49,47 @@ SCHEMA = pa.schema(
     ]
 )
 
+CATALOG_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("title", pa.string()),
+        ("text", pa.string()),
+        ("category", pa.string()),
+        ("subcategory", pa.string()),
+        ("level", pa.float64()),
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+    ]
+)
+USERS_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("segment", pa.string()),
+        ("profession", pa.string()),
+        ("level", pa.float64()),
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+    ]
+)
+#: kind → (schema, the column a record is unique on, keep which duplicate)
+KINDS = {
+    "interactions": (SCHEMA, "event_id", "first"),  # a re-sent event counts once
+    "catalog": (CATALOG_SCHEMA, "item_id", "last"),  # an upsert replaces the record
+    "users": (USERS_SCHEMA, "user_id", "last"),
+}
+
 
 class Snapshot:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, kind: str = "interactions"):
         self.path = Path(path)
+        self.kind = kind
+        self.schema, self.unique_on, self.keep = KINDS[kind]
+
+    def meta(self, kind: str) -> "Snapshot":
+        """The catalog or users snapshot that sits beside an interactions snapshot."""
+        return Snapshot(self.path / kind, kind)
 
     # --- the manifest ----------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
@@ -90,7 +129,7 @@ class Snapshot:
             part = f"part-{len(man['parts']) + 1:06d}.parquet"
             while (self.path / part).exists():  # an orphan of a replay that did not commit
                 (self.path / part).unlink()
-            table = pa.Table.from_pylist(records, schema=SCHEMA)
+            table = pa.Table.from_pylist(records, schema=self.schema)
             pq.write_table(table, self.path / part)
             man["parts"].append(part)
             man["rows"] = int(man["rows"]) + len(records)
@@ -107,14 +146,24 @@ class Snapshot:
 
     # --- reading -----------------------------------------------------------------------------
     def frame(self) -> pd.DataFrame:
-        """Every committed record, duplicates (same ``event_id``) dropped, oldest first."""
+        """Every committed record, one per ``event_id`` (interactions: the first, oldest first)
+        or per id (catalog / users: the last upsert)."""
         man = self.manifest()
         if not man["parts"]:
-            return pd.DataFrame({c: pd.Series(dtype=f) for c, f in zip(SCHEMA.names, _pandas_types())})
-        tables = [pq.read_table(self.path / p, schema=SCHEMA) for p in man["parts"]]
+            return self.schema.empty_table().to_pandas()
+        tables = [pq.read_table(self.path / p, schema=self.schema) for p in man["parts"]]
         df = pa.concat_tables(tables).to_pandas()
-        # the same event sent twice (a producer retry) is one interaction
-        return df.drop_duplicates("event_id", keep="first").sort_values("timestamp", kind="stable").reset_index(drop=True)
+        df = df.drop_duplicates(self.unique_on, keep=self.keep)
+        if self.kind == "interactions":
+            df = df.sort_values("timestamp", kind="stable")
+        return df.reset_index(drop=True)
+
+    def meta_frame(self) -> pd.DataFrame | None:
+        """Catalog / users records as metadata indexed by id (None when there are none)."""
+        if not self.exists():
+            return None
+        df = self.frame()
+        return df.drop(columns=["topic", "partition", "offset"]).set_index(self.unique_on)
 
     def read(self) -> Source:
         """The snapshot as a dataset source (the columns every reader produces)."""
@@ -125,9 +174,8 @@ class Snapshot:
         skipped = self.manifest()["skipped"]
         for reason, n in skipped.items():
             report.drop(f"skipped at replay: {reason}", n)
-        return Source(df[COLUMNS].reset_index(drop=True), report, offsets=self.all_offsets())
-
-
-def _pandas_types() -> list[str]:
-    return ["object", "object", "object", "float64", "object", "float64", "object", "object", "object",
-            "object", "int32", "int64"]
+        offsets = dict(self.all_offsets())
+        for kind in ("catalog", "users"):
+            offsets.update(self.meta(kind).all_offsets())
+        return Source(df[COLUMNS].reset_index(drop=True), report, offsets=offsets,
+                      item_meta=self.meta("catalog").meta_frame(), user_meta=self.meta("users").meta_frame())
