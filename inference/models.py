@@ -115,7 +115,7 @@ class ModelRegistry:
     async def reload(self, run_dir: Path | None = None) -> ServingRun | None:
         """Load ``run_dir`` (default: ``run_current``) and swap it in; None when there is no run."""
         async with self._lock:
-            path = Path(run_dir) if run_dir else self.current_path()
+            path = self.resolve(run_dir) if run_dir else self.current_path()
             if path is None:
                 return self.current
             if self.current is not None and Path(self.current.run.path) == path.resolve():
@@ -127,6 +127,19 @@ class ModelRegistry:
             self.history = self.history[-10:]
             log.info("serving run %s (%s)", serving.run_id, ", ".join(serving.models))
             return serving
+
+    def resolve(self, run_dir: str | Path) -> Path:
+        """A run directory by name or path; only runs under the artifact dir are loaded (a run
+        is unpickled: a path from a request or a topic must not point anywhere else)."""
+        base = Path(self.settings.artifact_dir).resolve()
+        try:
+            path = Path(run_dir)
+            path = (path if path.is_absolute() else base / path).resolve()
+        except (ValueError, OSError) as exc:
+            raise NotFound(f"not a run directory: {run_dir!r} ({exc})") from None
+        if not path.is_relative_to(base) or path == base:
+            raise NotFound(f"{run_dir!r} is not a run under the artifact dir {base}")
+        return path
 
     @staticmethod
     def _load(path: Path) -> ServingRun:

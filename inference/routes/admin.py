@@ -1,8 +1,6 @@
 """``/admin``: loaded runs, hot reload, FAISS reindex (``X-Admin-Key`` when a key is configured)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel, Field
 
@@ -51,15 +49,10 @@ async def reload(rt: RuntimeDep, body: ReloadRequest | None = Body(default=None)
     if body.profile is not None:
         out["basket_profile"] = _set_basket_profile(body.profile)
     if body.run is not None or body.profile is None:
-        run_dir = None
-        if body.run:
-            p = Path(body.run)
-            run_dir = str(p if p.is_absolute() else Path(rt.settings.artifact_dir) / p)
-            if ".." in p.parts:
-                raise HTTPException(422, detail="run must name a directory under the artifact dir")
+        run_dir = body.run or None
         try:
             out.update(await rt.reload(run_dir))
-        except (ArtifactError, NotFound) as exc:
+        except (ArtifactError, NotFound, ValueError, OSError) as exc:
             raise HTTPException(422, detail=str(exc)) from None
     return out
 
@@ -67,7 +60,7 @@ async def reload(rt: RuntimeDep, body: ReloadRequest | None = Body(default=None)
 @router.post("/reindex")
 async def reindex(rt: RuntimeDep) -> dict:
     if rt.models.current is None:
-        raise HTTPException(503, detail="model not trained yet: no serving run to index; "
+        raise HTTPException(409, detail="model not trained yet: no serving run to index; "
                                         "train one with `streamrec train --model two_tower`")
     sizes = await rt.models.reindex()
     rt.similar_cache_clear()
