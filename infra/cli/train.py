@@ -109,11 +109,16 @@ def _events(settings: Settings, interactions: Path | None, fmt: str, do_replay: 
 
     if interactions is not None:
         return load_source(interactions, fmt)
+    snap = Snapshot(settings.snapshot_path())
     if do_replay and settings.kafka_bootstrap:
         from trainer.replay import replay as run_replay
 
-        typer.echo(run_replay(settings, progress=progress).describe(), err=True)
-    snap = Snapshot(settings.snapshot_path())
+        try:
+            typer.echo(run_replay(settings, progress=progress).describe(), err=True)
+        except ServiceUnavailable as exc:
+            if not snap.exists():
+                raise
+            typer.echo(f"warning: {exc}; training on the snapshot as it is", err=True)
     if not snap.exists():
         raise InvalidDataset(
             f"no data: pass --interactions FILE, or replay the topic first (`streamrec replay`; "

@@ -122,3 +122,25 @@ def test_train_from_the_topic_through_the_cli(settings, monkeypatch):
     run = Path(res.stdout.strip().splitlines()[-1])
     assert (settings.artifact_dir / "run_current").resolve() == run
     assert (run / "models" / "content").is_dir()
+
+
+def test_replay_command_reports_counts_and_bad_since(settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from infra.cli import app
+    from schemas.settings import get_settings
+
+    produce(settings, [event(n) for n in range(6)] + [b"{}"])
+    for k, v in {"KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "TOPIC_PREFIX": settings.topic_prefix,
+                 "DATA_DIR": str(settings.data_dir)}.items():
+        monkeypatch.setenv(f"STREAMREC_{k}", v)
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(app, ["replay", "--progress"])
+        bad = CliRunner().invoke(app, ["replay", "--since", "last tuesday"])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    assert "6 appended, 1 skipped" in res.stdout
+    assert res.stdout.strip().splitlines()[-1] == str(settings.snapshot_path())
+    assert bad.exit_code == 2 and "neither" in bad.output
