@@ -28,7 +28,7 @@ def make_model(name: str, **params: Any) -> Recommender:
     """A fresh, unfitted model by name.
 
     >>> make_model("ease", lambda_=300.0).get_params()
-    {'lambda_': 300.0, 'binary': True}
+    {'lambda_': 300.0, 'dropout': 0.0, 'user_weight': 0.0, 'binary': True}
     """
     try:
         cls = MODELS[name]

@@ -58,6 +58,19 @@ class Blend(Recommender):
                 raise ValueError("a blend cannot contain a blend")
         self.models_: list[Recommender] = []
 
+    @classmethod
+    def of(cls, fitted: list[tuple[Recommender, float]], normalize: str = "zscore") -> "Blend":
+        """A blend of models already fitted on the same data (nothing is trained again)."""
+        if not fitted:
+            raise ValueError("a blend needs at least one model")
+        data = fitted[0][0]._require()
+        if any(m._require() is not data for m, _ in fitted):
+            raise ValueError("blended models must be fitted on the same Interactions")
+        blend = cls([{"model": m.name, "weight": float(w), "params": m.get_params()} for m, w in fitted], normalize)
+        blend.models_ = [m for m, _ in fitted]
+        blend.data = data
+        return blend
+
     def _build(self) -> list[Recommender]:
         from trainer.models import make_model
 
