@@ -55,6 +55,18 @@ class EnrichRequest(BaseModel):
     product_ids: list[str] = Field(min_length=1, max_length=1000)
 
 
+class EnrichedItem(BaseModel):
+    item_id: str
+    found: bool
+    title: str | None = None
+    category: str | None = None
+    private_label: bool | None = None
+
+
+class EnrichResponse(BaseModel):
+    items: list[EnrichedItem]
+
+
 class EventsAccepted(BaseModel):
     accepted: int
 

@@ -1,4 +1,78 @@
-"""Basket complements and product enrichment routes (being written)."""
-from fastapi import APIRouter
+"""``/api/v1/recommendations/basket`` (complements of a basket) and ``/api/v1/products/enrich``.
 
-router = APIRouter()
+One Redis round trip per basket request (``inference.basket.redis_signals``); embeddings and
+segment centroids come from the serving run through ``inference.basket.serving``.
+"""
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, HTTPException
+
+from inference.basket import complements, reason, resolve_segments
+from inference.basket import profiles
+from inference.basket.redis_signals import fetch_meta, fetch_signals
+from inference.basket.serving import run_embeddings
+from inference.basket.signals import BasketSignals, ItemMeta
+from inference.broker import new_request_id
+from inference.deps import RuntimeDep
+from schemas.api import (BasketRequest, BasketResponse, EnrichedItem, EnrichRequest, EnrichResponse, ErrorBody,
+                         RecommendedItem, SegmentWeight)
+from schemas.events import ID_PATTERN
+
+router = APIRouter(tags=["basket"])
+ERRORS = {422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
+_ID = re.compile(ID_PATTERN)
+
+
+def _check_ids(ids: list[str]) -> list[str]:
+    bad = [i for i in ids if not isinstance(i, str) or not _ID.match(i)]
+    if bad:
+        raise HTTPException(422, detail=f"product_ids must be 1-128 characters of letters, digits and _ . : @ -; "
+                                        f"bad: {bad[:5]}")
+    return list(dict.fromkeys(ids))
+
+
+def _metadata(meta: ItemMeta | None) -> dict:
+    if meta is None:
+        return {"title": None, "category": None, "private_label": None}
+    return {"title": meta.title or None, "category": meta.category or None, "private_label": meta.private_label}
+
+
+@router.post("/api/v1/recommendations/basket", response_model=BasketResponse, responses=ERRORS)
+async def basket(body: BasketRequest, rt: RuntimeDep) -> BasketResponse:
+    """Complements of a basket: pairs of the (given or detected) segments and ANY, reverse
+    pairs, segment then global popularity, LightFM similarity; capped, diversified and
+    weighted by the active profile's bucket for this basket size."""
+    items = _check_ids(body.product_ids)
+    profession = (body.profession or "").strip() or None
+    if profession is not None and not _ID.match(profession):
+        raise HTTPException(422, detail="profession must be 1-128 characters of letters, digits and _ . : @ -")
+    if body.k > rt.settings.max_k:
+        raise HTTPException(422, detail=f"k must be between 1 and {rt.settings.max_k}, got {body.k}")
+    try:
+        profiles.ensure_configured(rt.settings.basket_profiles_file, rt.settings.basket_profile)
+        name, params = profiles.active_params(len(items))
+    except (ValueError, KeyError) as exc:
+        raise HTTPException(503, detail=f"basket profiles unusable: {exc}") from None
+    emb, centroids = run_embeddings(rt.models.current)
+    segments = resolve_segments(profession, items, BasketSignals(embeddings=emb), centroids, params)
+    sig = await fetch_signals(rt.store, rt.keys, items, segments, params)
+    sig.embeddings = emb
+    chosen = complements(items, sig, params, segments, body.k)
+    out = [
+        RecommendedItem(item_id=c.item_id, score=round(c.score, 6), reason=reason(c, segments),
+                        metadata=_metadata(sig.meta.get(c.item_id)) if body.expand else None)
+        for c in chosen
+    ]
+    return BasketResponse(request_id=new_request_id(), profile=name,
+                          segments=[SegmentWeight(segment=s, weight=w) for s, w in segments], items=out)
+
+
+@router.post("/api/v1/products/enrich", response_model=EnrichResponse, responses=ERRORS)
+async def enrich(body: EnrichRequest, rt: RuntimeDep) -> EnrichResponse:
+    """Catalog metadata (title, category, private label) of each id; ``found`` false when the
+    catalog does not know it."""
+    ids = _check_ids(body.product_ids)
+    meta = await fetch_meta(rt.store, rt.keys, ids)
+    return EnrichResponse(items=[EnrichedItem(item_id=i, found=i in meta, **_metadata(meta.get(i))) for i in ids])

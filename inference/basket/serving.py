@@ -1,0 +1,46 @@
+"""The one place the basket route touches the serving run: item embeddings and segment
+centroids, cached per run (a reload brings a new run object, hence a new cache entry)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.basket.signals import Embeddings
+
+#: Embeddings used for W_EMB, MMR similarity and segment detection, best first.
+PREFERENCE = ("lightfm", "two_tower", "ncf", "content")
+
+_cache: dict[str, tuple[Embeddings | None, dict[str, np.ndarray]]] = {}
+
+
+def run_embeddings(serving: Any | None) -> tuple[Embeddings | None, dict[str, np.ndarray]]:
+    """(item embeddings, segment centroids) of the serving run; (None, {}) without a run.
+
+    ``serving`` is ``inference.models.ServingRun`` (``.run.embeddings``, ``.run.path``,
+    ``.item_ids``). Without a trained run the W_EMB terms simply drop out.
+    """
+    if serving is None:
+        return None, {}
+    key = f"{serving.run_id}@{id(serving)}"
+    if key not in _cache:
+        _cache.clear()  # one serving run at a time
+        embs = getattr(serving.run, "embeddings", {}) or {}
+        name = next((n for n in PREFERENCE if n in embs), next(iter(sorted(embs)), None))
+        emb = None
+        if name is not None:
+            vecs = np.asarray(embs[name], dtype=np.float32)
+            vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            emb = Embeddings({str(i): n for n, i in enumerate(serving.item_ids)}, vecs)
+        centroids: dict[str, np.ndarray] = {}
+        try:
+            from trainer.basket_export import load_segment_centroids
+
+            centroids = load_segment_centroids(Path(serving.run.path))
+            if emb is not None:
+                centroids = {k: v for k, v in centroids.items() if v.shape == (emb.vectors.shape[1],)}
+        except (OSError, ValueError, KeyError):
+            centroids = {}
+        _cache[key] = (emb, centroids)
+    return _cache[key]

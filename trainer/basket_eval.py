@@ -1,0 +1,232 @@
+"""``streamrec eval-basket``: offline evaluation of basket complements.
+
+Hold out ``n_samples`` baskets (the latest when the file has timestamps, else a seeded random
+draw), learn from the others, then for each held-out basket and each M in
+``basket_m..max_basket_m`` show M of its items (seeded random draw) and predict the rest.
+Three methods run on the same draws: **streamrec** (the serving engine of
+``inference.basket`` — imported on purpose, so the ranking evaluated is the ranking served —
+over offline-mined pairs, popularity and LightFM embeddings), **cooccurrence** (plain pair
+counts summed over the shown items, popularity breaking ties) and **popularity**.
+
+Segment mode: ``none`` ignores segments, ``use_order`` takes each basket's own segment,
+``auto`` detects a mix from the basket's embedding (as the API does without a profession).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from inference.basket import BasketSignals, Embeddings, ItemMeta, complements, params_for, resolve_segments
+from inference.basket.profiles import load_profiles
+from trainer.data.baskets import Basket, derive_category
+from trainer.pairs import ANY, mine_pairs
+
+SEGMENT_MODES = ("auto", "use_order", "none")
+METHODS = ("streamrec", "cooccurrence", "popularity")
+
+
+@dataclass
+class EvalConfig:
+    basket_m: int = 1
+    max_basket_m: int = 2
+    n_samples: int = 2000
+    seed: int = 0
+    k: int = 10
+    segment_mode: str = "auto"
+    profile: str = "precision"
+    profiles_file: Path | None = None
+    embeddings: bool = True  # train LightFM for the W_EMB term, MMR similarity and segment detection
+    lightfm_components: int = 32
+    lightfm_epochs: int = 20
+
+
+@dataclass
+class Model:
+    """What the offline streamrec learnt from the training baskets."""
+
+    signals: BasketSignals
+    centroids: dict[str, np.ndarray] = field(default_factory=dict)
+    cooc: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def split_baskets(baskets: list[Basket], n_samples: int, seed: int) -> tuple[list[Basket], list[Basket]]:
+    """(train, held out): the latest ``n_samples`` baskets when every basket has a time,
+    else a seeded random draw.
+
+    >>> bs = [Basket(f"b{i}", ["x"], ts=float(i)) for i in range(5)]
+    >>> [b.basket_id for b in split_baskets(bs, 2, 0)[1]]
+    ['b3', 'b4']
+    """
+    n = min(max(n_samples, 0), len(baskets))
+    if baskets and all(b.ts is not None for b in baskets):
+        ordered = sorted(baskets, key=lambda b: (b.ts, b.basket_id))
+        return ordered[: len(ordered) - n], ordered[len(ordered) - n:]
+    idx = list(range(len(baskets)))
+    random.Random(seed).shuffle(idx)
+    test = set(idx[:n])
+    return [b for i, b in enumerate(baskets) if i not in test], [baskets[i] for i in sorted(test)]
+
+
+def baskets_frame(baskets: list[Basket]) -> pd.DataFrame:
+    rows = [(b.basket_id, it, b.segment or "") for b in baskets for it in b.items]
+    return pd.DataFrame(rows, columns=["basket_id", "item_id", "segment"])
+
+
+def item_meta(baskets: list[Basket], categories: dict[str, str] | None = None) -> dict[str, ItemMeta]:
+    """Titles from the file's names; the category given, else ``derive_category`` of the name."""
+    meta: dict[str, ItemMeta] = {}
+    for b in baskets:
+        for it in b.items:
+            if it not in meta:
+                name = b.names.get(it, it)
+                cat = (categories or {}).get(it) or derive_category(name.replace("_", " "))
+                meta[it] = ItemMeta(title=name, category=cat)
+    return meta
+
+
+def fit_lightfm(
+    train: list[Basket], meta: dict[str, ItemMeta], components: int, epochs: int, seed: int
+) -> tuple[Embeddings, dict[str, np.ndarray]]:
+    """LightFM (WARP) with baskets as users: segment user features, category item features.
+
+    Returns the L2-normalised item representations and, per segment, the embedding of its
+    user feature (the centroid segment detection compares baskets with).
+    """
+    import scipy.sparse as sp
+    from lightfm import LightFM
+
+    items = sorted(meta)
+    iidx = {it: i for i, it in enumerate(items)}
+    cats = sorted({m.category for m in meta.values() if m.category})
+    cidx = {c: len(items) + j for j, c in enumerate(cats)}
+    segs = sorted({b.segment for b in train if b.segment})
+    sidx = {s: len(train) + j for j, s in enumerate(segs)}
+    rows, cols = [], []
+    for u, b in enumerate(train):
+        for it in b.items:
+            rows.append(u)
+            cols.append(iidx[it])
+    inter = sp.coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(train), len(items)))
+    ufr, ufc = list(range(len(train))), list(range(len(train)))
+    for u, b in enumerate(train):
+        if b.segment:
+            ufr.append(u)
+            ufc.append(sidx[b.segment])
+    ufeat = sp.csr_matrix((np.ones(len(ufr), np.float32), (ufr, ufc)), shape=(len(train), len(train) + len(segs)))
+    ifr, ifc = list(range(len(items))), list(range(len(items)))
+    for it in items:
+        if meta[it].category:
+            ifr.append(iidx[it])
+            ifc.append(cidx[meta[it].category])
+    ifeat = sp.csr_matrix((np.ones(len(ifr), np.float32), (ifr, ifc)), shape=(len(items), len(items) + len(cats)))
+    model = LightFM(no_components=components, loss="warp", random_state=seed)
+    model.fit(inter, user_features=ufeat, item_features=ifeat, epochs=epochs, num_threads=1)
+    _, vecs = model.get_item_representations(ifeat)
+    vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    centroids = {s: model.user_embeddings[sidx[s]].astype(np.float32) for s in segs}
+    return Embeddings(iidx, vecs.astype(np.float32)), centroids
+
+
+def learn(train: list[Basket], cfg: EvalConfig, meta: dict[str, ItemMeta]) -> Model:
+    frame = baskets_frame(train)
+    pairs = mine_pairs(frame, min_count=1, symmetric=True, top_k=10_000)
+    pop_global = frame.groupby("item_id").size().astype(float).to_dict()
+    seg = frame[frame["segment"] != ""]
+    pop_seg = {s: g.groupby("item_id").size().astype(float).to_dict() for s, g in seg.groupby("segment")}
+    sig = BasketSignals(pairs=pairs.forward, pairs_rev=pairs.reverse, pop_seg=pop_seg, pop_global=pop_global, meta=meta)
+    centroids: dict[str, np.ndarray] = {}
+    if cfg.embeddings:
+        sig.embeddings, centroids = fit_lightfm(train, meta, cfg.lightfm_components, cfg.lightfm_epochs, cfg.seed)
+    return Model(sig, centroids, pairs.forward.get(ANY, {}))
+
+
+def _rank(scores: dict[str, float], exclude: set[str], k: int, tiebreak: dict[str, float]) -> list[str]:
+    keys = [i for i in scores if i not in exclude]
+    keys.sort(key=lambda i: (-scores[i], -tiebreak.get(i, 0.0), i))
+    return keys[:k]
+
+
+def predictors(model: Model, cfg: EvalConfig) -> dict[str, Callable[[list[str], Basket], list[str]]]:
+    profile = load_profiles(cfg.profiles_file)[cfg.profile]
+    pop = model.signals.pop_global
+
+    def streamrec(shown: list[str], basket: Basket) -> list[str]:
+        p = params_for(profile, len(shown))
+        if cfg.segment_mode == "use_order":
+            segments = [(basket.segment, 1.0)] if basket.segment else []
+        elif cfg.segment_mode == "auto":
+            segments = resolve_segments(None, shown, model.signals, model.centroids, p)
+        else:
+            segments = []
+        return [c.item_id for c in complements(shown, model.signals, p, segments, cfg.k)]
+
+    def cooccurrence(shown: list[str], basket: Basket) -> list[str]:
+        scores: dict[str, float] = dict.fromkeys(pop, 0.0)
+        for a in shown:
+            for b, v in model.cooc.get(a, {}).items():
+                scores[b] = scores.get(b, 0.0) + v
+        return _rank(scores, set(shown), cfg.k, pop)
+
+    def popularity(shown: list[str], basket: Basket) -> list[str]:
+        return _rank(pop, set(shown), cfg.k, {})
+
+    return {"streamrec": streamrec, "cooccurrence": cooccurrence, "popularity": popularity}
+
+
+def metrics_at_k(ranked: list[str], relevant: set[str], k: int) -> tuple[float, float, float]:
+    """(Hit@k, Recall@k, MRR@k) of one ranked list.
+
+    >>> metrics_at_k(["a", "b", "c"], {"b", "z"}, 2)
+    (1.0, 0.5, 0.5)
+    """
+    top = ranked[:k]
+    ranks = [r for r, it in enumerate(top, start=1) if it in relevant]
+    if not ranks:
+        return 0.0, 0.0, 0.0
+    return 1.0, len(ranks) / len(relevant), 1.0 / ranks[0]
+
+
+def evaluate(baskets: list[Basket], cfg: EvalConfig, categories: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per (M, method): ``n``, ``hit@k``, ``recall@k``, ``mrr@k``."""
+    if cfg.segment_mode not in SEGMENT_MODES:
+        raise ValueError(f"segment mode must be one of {SEGMENT_MODES}, got {cfg.segment_mode!r}")
+    if cfg.basket_m < 1 or cfg.max_basket_m < cfg.basket_m:
+        raise ValueError("need 1 <= basket_m <= max_basket_m")
+    train, test = split_baskets(baskets, cfg.n_samples, cfg.seed)
+    if not train or not test:
+        raise ValueError(f"need baskets to learn from and to hold out (have {len(baskets)})")
+    meta = item_meta(baskets, categories)
+    model = learn(train, cfg, meta)
+    preds = predictors(model, cfg)
+    known = set(meta)
+    rows = []
+    for m in range(cfg.basket_m, cfg.max_basket_m + 1):
+        rng = random.Random(f"{cfg.seed}:{m}")
+        sums = {name: np.zeros(3) for name in preds}
+        n = 0
+        for b in test:
+            items = [i for i in b.items if i in known]
+            if len(items) <= m:
+                continue
+            shown = rng.sample(items, m)
+            rest = set(items) - set(shown)
+            n += 1
+            for name, fn in preds.items():
+                sums[name] += metrics_at_k(fn(shown, b), rest, cfg.k)
+        for name in preds:
+            h, r, q = (sums[name] / n) if n else (float("nan"),) * 3
+            rows.append({"M": m, "method": name, "n": n, f"hit@{cfg.k}": h, f"recall@{cfg.k}": r, f"mrr@{cfg.k}": q})
+    return pd.DataFrame(rows)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
+    return "\n".join(lines)

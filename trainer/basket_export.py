@@ -1,0 +1,74 @@
+"""What a run carries for basket complements: offline pairs and segment centroids.
+
+The run-export step calls ``export_basket(run_dir, events, item_ids, item_embeddings)``:
+``pairs.parquet`` (``trainer.pairs``) and ``basket_segments.npz`` (one centroid per
+segment: the purchase-weighted mean of its items' embeddings, which is what basket
+segment detection compares a basket's embedding with).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from trainer.pairs import mine_pairs, save_pairs
+
+SEGMENTS_FILE = "basket_segments.npz"
+
+
+def segment_centroids(
+    events: pd.DataFrame, item_ids: Sequence[str], embeddings: np.ndarray, segment_col: str = "segment"
+) -> dict[str, np.ndarray]:
+    """Unit-norm, count-weighted mean embedding of the items each segment interacted with.
+
+    >>> ev = pd.DataFrame({"item_id": ["a", "a", "b"], "segment": ["s", "s", "t"]})
+    >>> c = segment_centroids(ev, ["a", "b"], np.array([[1.0, 0.0], [0.0, 1.0]]))
+    >>> {k: v.round(2).tolist() for k, v in c.items()}
+    {'s': [1.0, 0.0], 't': [0.0, 1.0]}
+    """
+    if segment_col not in events or embeddings is None or len(item_ids) == 0:
+        return {}
+    index = pd.Index([str(i) for i in item_ids])
+    ev = events[[segment_col, "item_id"]].dropna()
+    ev = ev[ev[segment_col].astype(str) != ""]
+    out: dict[str, np.ndarray] = {}
+    for seg, g in ev.groupby(segment_col):
+        counts = g["item_id"].astype(str).value_counts()
+        pos = index.get_indexer(counts.index)
+        keep = pos >= 0
+        if not keep.any():
+            continue
+        v = (np.asarray(embeddings, dtype=np.float32)[pos[keep]] * counts.to_numpy()[keep, None]).sum(axis=0)
+        n = float(np.linalg.norm(v))
+        if n > 1e-12:
+            out[str(seg)] = (v / n).astype(np.float32)
+    return out
+
+
+def save_segment_centroids(centroids: dict[str, np.ndarray], run_dir: Path) -> Path:
+    path = Path(run_dir) / SEGMENTS_FILE
+    names = sorted(centroids)
+    vecs = np.stack([centroids[n] for n in names]) if names else np.zeros((0, 0), np.float32)
+    np.savez(path, names=np.array(names, dtype=object).astype(str), vectors=vecs)
+    return path
+
+
+def load_segment_centroids(run_dir: Path) -> dict[str, np.ndarray]:
+    path = Path(run_dir) / SEGMENTS_FILE
+    if not path.exists():
+        return {}
+    with np.load(path) as z:
+        return {str(n): z["vectors"][i] for i, n in enumerate(z["names"])}
+
+
+def export_basket(
+    run_dir: Path, events: pd.DataFrame, item_ids: Sequence[str], embeddings: np.ndarray | None,
+    min_count: int = 1, top_k: int = 100,
+) -> None:
+    """Write the basket artefacts of a run. ``events`` needs ``basket_id`` and ``item_id``
+    (``segment`` and ``timestamp`` when known); the centroids need item embeddings."""
+    save_pairs(mine_pairs(events, min_count=min_count, top_k=top_k), run_dir)
+    if embeddings is not None:
+        save_segment_centroids(segment_centroids(events, item_ids, embeddings), run_dir)
