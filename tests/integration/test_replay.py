@@ -74,8 +74,9 @@ def produce_to(settings, topic: str, values: list[dict]) -> None:
         p = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
         await p.start()
         try:
-            for v in values:
-                await p.send_and_wait(settings.topic(topic), json.dumps(v).encode())
+            for v in values:  # keyed by id, as producers do, so one id's upserts stay in order
+                key = (v.get("item_id") or v.get("user_id") or "").encode() or None
+                await p.send_and_wait(settings.topic(topic), json.dumps(v).encode(), key=key)
         finally:
             await p.stop()
 

@@ -151,9 +151,14 @@ class Snapshot:
         man = self.manifest()
         if not man["parts"]:
             return self.schema.empty_table().to_pandas()
-        tables = [pq.read_table(self.path / p, schema=self.schema) for p in man["parts"]]
-        df = pa.concat_tables(tables).to_pandas()
-        df = df.drop_duplicates(self.unique_on, keep=self.keep)
+        frames = []
+        for n, part in enumerate(man["parts"]):
+            df = pq.read_table(self.path / part, schema=self.schema).to_pandas()
+            df["_part"] = n
+            frames.append(df)
+        # log order: parts in replay order, offsets within a partition (one key, one partition)
+        df = pd.concat(frames, ignore_index=True).sort_values(["_part", "partition", "offset"], kind="stable")
+        df = df.drop(columns="_part").drop_duplicates(self.unique_on, keep=self.keep)
         if self.kind == "interactions":
             df = df.sort_values("timestamp", kind="stable")
         return df.reset_index(drop=True)
