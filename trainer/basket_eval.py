@@ -94,9 +94,12 @@ def fit_lightfm(
 ) -> tuple[Embeddings, dict[str, np.ndarray]]:
     """LightFM (WARP) with baskets as users: segment user features, category item features.
 
-    Returns the L2-normalised item representations and, per segment, the embedding of its
-    user feature (the centroid segment detection compares baskets with).
+    Returns the L2-normalised item representations and, per segment, its centroid as the run
+    export computes it (``trainer.basket_export.segment_centroids``), so detection offline
+    and at serving time compare baskets with the same thing.
     """
+    from trainer.basket_export import segment_centroids
+
     import scipy.sparse as sp
     from lightfm import LightFM
 
@@ -128,7 +131,7 @@ def fit_lightfm(
     model.fit(inter, user_features=ufeat, item_features=ifeat, epochs=epochs, num_threads=1)
     _, vecs = model.get_item_representations(ifeat)
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-    centroids = {s: model.user_embeddings[sidx[s]].astype(np.float32) for s in segs}
+    centroids = segment_centroids(baskets_frame(train), items, vecs)
     return Embeddings(iidx, vecs.astype(np.float32)), centroids
 
 

@@ -88,8 +88,8 @@ class BadBasketFile(ValueError):
 def iter_basket_lines(path: Path) -> Iterator[Basket]:
     """``basket-lines`` format, grouped by ``basket_id`` (rows of a basket need not be adjacent).
 
-    Raises ``BadBasketFile`` when the header lacks ``basket_id`` or ``item_id``; rows with an
-    empty id are skipped.
+    Item ids are kept as written (they are ids, not names). Raises ``BadBasketFile`` when the
+    header lacks ``basket_id`` or ``item_id``; rows with an empty id are skipped.
     """
     baskets: dict[str, Basket] = {}
     with open(path, newline="", encoding="utf-8") as fh:
@@ -100,7 +100,7 @@ def iter_basket_lines(path: Path) -> Iterator[Basket]:
             raise BadBasketFile(f"{path}: header needs {sorted(missing)} (got {sorted(cols)})")
         for row in reader:
             row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
-            bid, item = row.get("basket_id", ""), slugify(row.get("item_id", ""))
+            bid, item = row.get("basket_id", ""), row.get("item_id", "")
             if not bid or not item:
                 continue
             b = baskets.get(bid)
