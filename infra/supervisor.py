@@ -104,7 +104,6 @@ class Supervisor:
             kafka_bootstrap=s.kafka_bootstrap or "", redis_url=s.redis_url or "",
             data_dir=str(self.data_dir), api_port=str(s.api_port), api_host=s.api_host,
             artifact_dir=str(Path(s.artifact_dir).resolve()),
-            demo_bootstrap="1" if self.demo else "0",
         )
 
     def _spawn(self, child: Child) -> None:
