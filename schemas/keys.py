@@ -77,9 +77,17 @@ class Keys:
         """Hash ``{epoch, hl}``: the forward-decay reference time and half-life of ``pop:trend``."""
         return f"{self.prefix}pop:trend:meta"
 
-    def session(self, user: str) -> str:
-        """Hash ``{i, t}``: the user's last interacted item and its time (session pairs)."""
-        return f"{self.prefix}sess:{user}"
+    @property
+    def sessions(self) -> str:
+        """Hash user -> ``item|ts``: each user's last interacted item and its time (session pairs);
+        one hash so a batch reads and writes every user's entry in one command each."""
+        return f"{self.prefix}sessions"
+
+    @property
+    def user_segments(self) -> str:
+        """Hash user -> segment, kept by the users agent beside ``user:{id}`` so the interactions
+        script looks up a whole batch's segments in one HMGET."""
+        return f"{self.prefix}user_segments"
 
     def basket(self, basket_id: str) -> str:
         """Set of the items already seen in one basket (basket pairs)."""

@@ -141,14 +141,27 @@ def build_app(settings: Settings) -> faust.App:
                     metrics.DLQ.labels(d.topic).inc()
             await acked(stream, events)
 
+    async def finish(stream: faust.StreamT, batch, events: list) -> None:  # noqa: ANN001
+        try:
+            await processor().apply(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a bug must not kill the stream; unacked means replayed
+            log.exception("batch of %d events not applied; left unacknowledged for a replay", len(events))
+            return
+        await acked(stream, events)
+        for e in events:
+            tp = (e.message.topic, e.message.partition)
+            positions[tp] = max(positions.get(tp, 0), e.message.offset + 1)
+
     @app.agent(interactions_topic)
     async def interactions(stream: faust.StreamT) -> None:
+        pending: asyncio.Future | None = None
         async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_s):
-            await processor().process(to_records(events))
-            await acked(stream, events)
-            for e in events:
-                tp = (e.message.topic, e.message.partition)
-                positions[tp] = max(positions.get(tp, 0), e.message.offset + 1)
+            batch = await processor().prepare(to_records(events))
+            if pending is not None:
+                await pending  # batches reach Redis, and are acknowledged, in order
+            pending = asyncio.ensure_future(finish(stream, batch, events))
 
     @app.agent(catalog_topic)
     async def catalog(stream: faust.StreamT) -> None:

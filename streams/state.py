@@ -32,20 +32,20 @@ class ApplyResult:
     invalidated_users: int
 
 
-def _template(key: str) -> str:
-    """A key with placeholders as a Lua format string (``%`` elsewhere escaped)."""
-    return key.replace("%", "%%").replace(_A, "%s").replace(_B, "%s")
+def _template(key: str) -> list[str]:
+    """A key with placeholders as the literal parts around them (the script concatenates)."""
+    return key.replace(_B, _A).split(_A)
 
 
-def key_templates(keys: Keys, policy: str) -> dict[str, str]:
+def key_templates(keys: Keys, policy: str) -> dict[str, str | list[str]]:
     """Every key the script touches, built by ``Keys`` so writers and readers cannot drift.
 
     >>> t = key_templates(Keys("sr:"), "epsilon_greedy")
     >>> t["seen"], t["pairs_seg"], t["bandit"]
-    ('sr:seen:%s', 'sr:pairs:%s:%s', 'sr:bandit:epsilon_greedy')
+    (['sr:seen:', ''], ['sr:pairs:', ':', ''], 'sr:bandit:epsilon_greedy')
     """
     seg_first = keys.pairs(_B, _A)
-    assert seg_first.index(_A) < seg_first.index(_B), "the script formats (segment, item)"
+    assert seg_first.index(_A) < seg_first.index(_B), "the script fills (segment, item)"
     return {
         "pop_global": keys.pop_global, "pop_trend": keys.pop_trend, "trend_meta": keys.trend_meta,
         "pop_seg": _template(keys.pop_seg(_A)),
@@ -53,7 +53,7 @@ def key_templates(keys: Keys, policy: str) -> dict[str, str]:
         "pairs_seg": _template(keys.pairs(_B, _A)), "pairs_rev_seg": _template(keys.pairs_rev(_B, _A)),
         "seen": _template(keys.seen(_A)), "recent": _template(keys.recent(_A)),
         "user_counts": _template(keys.user_counts(_A)), "user_profile": _template(keys.user_profile(_A)),
-        "session": _template(keys.session(_A)), "basket": _template(keys.basket(_A)),
+        "sessions": keys.sessions, "user_segments": keys.user_segments, "basket": _template(keys.basket(_A)),
         "impressions": _template(keys.impressions(_A)), "bandit": keys.bandit(policy),
         "stats_day": _template(keys.stats_day(_A)), "user_stats": _template(keys.user_stats(_A)),
         "dedupe": _template(keys.dedupe(_A)), "recs_index": _template(keys.recs_index(_A)),
@@ -98,7 +98,7 @@ class StreamState:
         s = self.settings
         return orjson.dumps({
             "keys": self._templates, "now": now, "hl": cfg.half_life_s, "renorm": s.trend_renorm_half_lives,
-            "gap": cfg.session_gap_s, "session_ttl": max(1, int(cfg.session_gap_s) + 60),
+            "gap": cfg.session_gap_s,
             "window": cfg.reward_window_s, "imp_ttl": max(1, int(cfg.reward_window_s) + 60),
             "rewards": cfg.rewards, "invalidating": {t: True for t in cfg.invalidating},
             "top_n": s.pairs_top_n, "recent_max": s.recent_max, "dedupe_ttl": s.dedupe_ttl_s,
@@ -120,7 +120,9 @@ class StreamState:
         await self._hset_many([(self.keys.item(i.item_id), item_fields(i)) for i in items])
 
     async def upsert_users(self, users: list[UserProfile]) -> None:
-        await self._hset_many([(self.keys.user_profile(u.user_id), user_fields(u)) for u in users])
+        entries = [(self.keys.user_profile(u.user_id), user_fields(u)) for u in users]
+        segments = {u.user_id: u.segment or "" for u in users}
+        await self._hset_many(entries + [(self.keys.user_segments, segments)])
 
     async def model_updated(self) -> int:
         """Every cached list is stale: move readers to a new cache namespace (no KEYS scan)."""

@@ -16,8 +16,10 @@ local cfg = cjson.decode(ARGV[1])
 local rows = cjson.decode(ARGV[2])
 local K = cfg.keys
 
-local function key(tmpl, a, b)
-  return string.format(tmpl, a, b)
+-- a key template is the list of the literal parts around its placeholders: {"sr:seen:", ""}
+local function key(t, a, b)
+  if b == nil then return t[1] .. a .. t[2] end
+  return t[1] .. a .. t[2] .. b .. t[3]
 end
 
 local function num(x)
@@ -43,27 +45,41 @@ elseif hl ~= cfg.hl or (cfg.now - epoch) / hl > cfg.renorm then
 end
 
 -- --------------------------------------------------------------------------- lazy lookups
-local segment_of = {}
-local function segment(user, from_event)
-  if from_event ~= '' then return from_event end
-  local s = segment_of[user]
-  if s == nil then
-    s = redis.call('HGET', key(K.user_profile, user), 'segment') or ''
-    if s == '' then s = false end
-    segment_of[user] = s
+-- Per-user state every batch needs is read with one command per batch, not one per user:
+-- segments (HMGET of the user -> segment hash) and sessions (HMGET of the sessions hash).
+local CHUNK = 500
+local users_in_batch, user_list = {}, {}
+for _, r in ipairs(rows) do
+  if not users_in_batch[r[3]] then
+    users_in_batch[r[3]] = true
+    user_list[#user_list + 1] = r[3]
   end
-  return s
 end
 
-local sessions, sessions_dirty = {}, {}
-local function session(user)
-  local s = sessions[user]
-  if s == nil then
-    local got = redis.call('HMGET', key(K.session, user), 'i', 't')
-    s = {i = got[1], t = tonumber(got[2])}
+local segment_of, sessions = {}, {}
+for i = 1, #user_list, CHUNK do
+  local part = {unpack(user_list, i, math.min(i + CHUNK - 1, #user_list))}
+  local segs = redis.call('HMGET', K.user_segments, unpack(part))
+  local sess = redis.call('HMGET', K.sessions, unpack(part))
+  for j, user in ipairs(part) do
+    segment_of[user] = (segs[j] and segs[j] ~= '') and segs[j] or false
+    local s = {}
+    if sess[j] then
+      local it, t = string.match(sess[j], '^(.*)|([^|]*)$')
+      s.i, s.t = it, tonumber(t)
+    end
     sessions[user] = s
   end
-  return s
+end
+
+local function segment(user, from_event)
+  if from_event ~= '' then return from_event end
+  return segment_of[user]
+end
+
+local sessions_dirty = {}
+local function session(user)
+  return sessions[user]
 end
 
 local baskets, baskets_new = {}, {}
@@ -107,6 +123,20 @@ local invalidate = {}
 local markers = {}
 local new, dups, interactions = 0, 0, 0
 
+-- which events were applied before (a replay): one MGET per chunk instead of a call per event
+local applied = {}
+do
+  local CH = 1000
+  for i = 1, #rows, CH do
+    local ks = {}
+    for j = i, math.min(i + CH - 1, #rows) do ks[#ks + 1] = key(K.dedupe, rows[j][1]) end
+    local got = redis.call('MGET', unpack(ks))
+    for j = 1, #ks do
+      if got[j] then applied[ks[j]] = true end
+    end
+  end
+end
+
 local function add(t, k, v)
   t[k] = (t[k] or 0) + v
 end
@@ -130,7 +160,7 @@ end
 for _, r in ipairs(rows) do
   local eid, typ, user, item, ts, strength = r[1], r[2], r[3], r[4], r[5], r[6]
   local dkey = key(K.dedupe, eid)
-  if markers[dkey] or redis.call('EXISTS', dkey) == 1 then
+  if markers[dkey] or applied[dkey] then
     dups = dups + 1
   else
     markers[dkey] = true
@@ -215,29 +245,25 @@ for seg, items in pairs(segpop) do
 end
 for item, v in pairs(trend) do redis.call('ZINCRBY', K.pop_trend, num(v), item) end
 
-local touched = {}
+local grown = {}
 for seg, by_a in pairs(pairs_inc) do
   local fwd, rev = K.pairs_any, K.pairs_rev_any
   if seg ~= 'ANY' then fwd, rev = K.pairs_seg, K.pairs_rev_seg end
   for a, by_b in pairs(by_a) do
     local ka = (seg == 'ANY') and key(fwd, a) or key(fwd, seg, a)
-    touched[ka] = true
     for b, w in pairs(by_b) do
-      redis.call('ZINCRBY', ka, w, b)
+      if tonumber(redis.call('ZINCRBY', ka, w, b)) == w then grown[ka] = true end
       local kb = (seg == 'ANY') and key(rev, b) or key(rev, seg, b)
-      redis.call('ZINCRBY', kb, w, a)
-      touched[kb] = true
+      if tonumber(redis.call('ZINCRBY', kb, w, a)) == w then grown[kb] = true end
     end
   end
 end
--- keep every list to its top N so memory stays bounded however long the stream runs
-for k in pairs(touched) do
-  if redis.call('ZCARD', k) > cfg.top_n then
-    redis.call('ZREMRANGEBYRANK', k, 0, -(cfg.top_n + 1))
-  end
+-- a list that gained a member may exceed N: keep its top N, so memory stays bounded however
+-- long the stream runs (a list whose members only grew in score cannot have grown in length)
+for k in pairs(grown) do
+  redis.call('ZREMRANGEBYRANK', k, 0, -(cfg.top_n + 1))
 end
 
-local CHUNK = 500
 local function chunked(cmd, k, list)
   for i = 1, #list, CHUNK do
     redis.call(cmd, k, unpack(list, i, math.min(i + CHUNK - 1, #list)))
@@ -251,18 +277,27 @@ for user, items in pairs(seen) do
 end
 for user, list in pairs(recent) do
   local k = key(K.recent, user)
-  chunked('LPUSH', k, list)
-  redis.call('LTRIM', k, 0, cfg.recent_max - 1)
+  local len = 0
+  for i = 1, #list, CHUNK do
+    len = redis.call('LPUSH', k, unpack(list, i, math.min(i + CHUNK - 1, #list)))
+  end
+  -- trimmed once it doubles, not on every push: readers take the first recent_max
+  if len > 2 * cfg.recent_max then redis.call('LTRIM', k, 0, cfg.recent_max - 1) end
 end
 for user, by_type in pairs(counts) do
   local k = key(K.user_counts, user)
   for typ, n in pairs(by_type) do redis.call('HINCRBY', k, typ, n) end
 end
-for user in pairs(sessions_dirty) do
-  local s = sessions[user]
-  local k = key(K.session, user)
-  redis.call('HSET', k, 'i', s.i, 't', num(s.t))
-  redis.call('EXPIRE', k, cfg.session_ttl)
+do
+  local fields = {}
+  for user in pairs(sessions_dirty) do
+    local sn = sessions[user]
+    fields[#fields + 1] = user
+    fields[#fields + 1] = sn.i .. '|' .. num(sn.t)
+  end
+  for i = 1, #fields, 2 * CHUNK do
+    redis.call('HSET', K.sessions, unpack(fields, i, math.min(i + 2 * CHUNK - 1, #fields)))
+  end
 end
 for id, items in pairs(baskets_new) do
   if #items > 0 then
@@ -293,13 +328,13 @@ if interactions > 0 then redis.call('INCRBY', K.new_events, interactions) end
 
 -- cache invalidation: drop every cached list of the users touched, then tell the API processes
 local users = {}
-for user in pairs(invalidate) do
-  local idx = key(K.recs_index, user)
-  local cached = redis.call('SMEMBERS', idx)
-  if #cached > 0 then
-    chunked('DEL', idx, cached)
-  end
-  users[#users + 1] = user
+for user in pairs(invalidate) do users[#users + 1] = user end
+for i = 1, #users, CHUNK do
+  local idx = {}
+  for j = i, math.min(i + CHUNK - 1, #users) do idx[#idx + 1] = key(K.recs_index, users[j]) end
+  local cached = redis.call('SUNION', unpack(idx))
+  for _, k in ipairs(cached) do idx[#idx + 1] = k end
+  chunked('DEL', idx[1], {unpack(idx, 2)})
 end
 if #users > 0 then redis.call('PUBLISH', K.invalidate_channel, cjson.encode(users)) end
 
