@@ -1,0 +1,53 @@
+"""The scheduler offline (no broker, no Redis): trains on the snapshot, survives a failing retrain."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from schemas.settings import Settings
+from trainer.artifacts import current_run, list_runs
+from trainer.data.snapshot import Snapshot
+from trainer.scheduler import Scheduler, run_scheduler
+
+
+def rec(n: int) -> dict:
+    return {"event_id": f"e{n}", "user_id": f"u{n % 6}", "item_id": f"i{(n * 7) % 11}", "timestamp": float(n),
+            "type": "click", "value": None, "strategy": None, "basket_id": None, "profession": None,
+            "topic": "interactions", "partition": 0, "offset": n}
+
+
+@pytest.fixture
+def offline(tmp_path) -> Settings:
+    s = Settings(data_dir=tmp_path / "data", artifact_dir=tmp_path / "artifacts", retrain_models=["popularity"],
+                 retrain_interval_s=3600.0)
+    Snapshot(s.snapshot_path()).append([rec(n) for n in range(60)], "interactions", {0: 60})
+    return s
+
+
+def test_retrain_offline_trains_on_the_snapshot_and_promotes(offline):
+    sched = Scheduler(offline)
+    assert sched.check() == "no run yet"
+    out = sched.retrain("test")
+    assert out.promoted and current_run(offline.artifact_dir) == out.run_dir.resolve()
+    assert sched.check() is None  # just trained; no counter offline
+    assert sched.state()["last_run"] == out.run_dir.name
+    assert sched.check(now=sched.last_run_at() + 3600.0) == "interval of 3600 s elapsed"
+
+
+def test_a_failing_retrain_does_not_end_the_loop(offline, caplog, monkeypatch):
+    bad = offline.model_copy(update={"retrain_models": ["no-such-model"]})
+    stop = threading.Event()
+    calls = []
+    original = Scheduler.retrain
+
+    def counting(self, reason="asked"):
+        calls.append(reason)
+        stop.set()  # one attempt is enough: the loop must come back from its failure and stop
+        return original(self, reason)
+
+    monkeypatch.setattr(Scheduler, "retrain", counting)
+    run_scheduler(bad, stop=stop, poll_s=0.05)
+    assert calls == ["no run yet"]
+    assert "retrain failed" in caplog.text
+    assert list_runs(offline.artifact_dir) == []
