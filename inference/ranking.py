@@ -118,50 +118,55 @@ def normalise(scores: np.ndarray) -> np.ndarray:
     return (scores - lo) / (hi - lo)
 
 
-def mmr(ranked: Scored, k: int, lam: float, similarity: Callable[[str, str], float]) -> Scored:
+def mmr(ranked: Scored, k: int, lam: float, sim: np.ndarray) -> Scored:
     """Maximal marginal relevance: trade relevance against similarity to what is already picked.
 
+    ``sim`` is the candidates' pairwise similarity matrix (see ``similarity_matrix``).
     ``lam`` = 1 keeps the relevance order; lower values diversify. Relevance is min-max
     normalised first so that ``lam`` means the same for every model's score scale.
 
-    >>> same_cat = lambda a, b: 1.0 if a[0] == b[0] else 0.0   # first letter = category
-    >>> [i for i, _ in mmr([("x1", 1.0), ("x2", 0.9), ("y1", 0.8)], 2, 0.5, same_cat)]
+    >>> S = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=float)   # x1 ~ x2, y1 apart
+    >>> [i for i, _ in mmr([("x1", 1.0), ("x2", 0.9), ("y1", 0.8)], 2, 0.5, S)]
     ['x1', 'y1']
-    >>> [i for i, _ in mmr([("x1", 1.0), ("x2", 0.9), ("y1", 0.8)], 2, 1.0, same_cat)]
+    >>> [i for i, _ in mmr([("x1", 1.0), ("x2", 0.9), ("y1", 0.8)], 2, 1.0, S)]
     ['x1', 'x2']
     """
-    if lam >= 1.0 or len(ranked) <= 1:
+    n = len(ranked)
+    if lam >= 1.0 or n <= 1:
         return list(ranked[:k])
     rel = normalise(np.array([s for _, s in ranked]))
-    remaining = list(range(len(ranked)))
+    max_sim = np.zeros(n)
+    free = np.ones(n, dtype=bool)
     picked: list[int] = []
-    while remaining and len(picked) < k:
-        best, best_val = remaining[0], -np.inf
-        for idx in remaining:
-            div = max((similarity(ranked[idx][0], ranked[p][0]) for p in picked), default=0.0)
-            val = lam * rel[idx] - (1 - lam) * div
-            if val > best_val:
-                best, best_val = idx, val
+    for _ in range(min(k, n)):
+        val = np.where(free, lam * rel - (1 - lam) * max_sim, -np.inf)
+        best = int(np.argmax(val))
         picked.append(best)
-        remaining.remove(best)
+        free[best] = False
+        max_sim = np.maximum(max_sim, sim[best])
     return [ranked[i] for i in picked]
 
 
-def embedding_similarity(vectors: Mapping[str, np.ndarray], categories: Mapping[str, str | None]) -> Callable[[str, str], float]:
-    """Cosine over (L2-normalised) embeddings where both items have one, else same category.
+def similarity_matrix(items: Sequence[str], vectors: Mapping[str, np.ndarray], categories: Mapping[str, str | None]) -> np.ndarray:
+    """Pairwise similarity: cosine of (L2-normalised) embeddings where both items have one,
+    else 1 for the same category and 0 otherwise.
 
-    >>> sim = embedding_similarity({"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])}, {"c": "x", "d": "x"})
-    >>> sim("a", "b"), sim("c", "d"), sim("a", "c")
-    (0.0, 1.0, 0.0)
+    >>> similarity_matrix(["a", "b", "c", "d"], {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])},
+    ...                   {"c": "x", "d": "x"}).tolist()
+    [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]]
     """
-
-    def sim(a: str, b: str) -> float:
-        va, vb = vectors.get(a), vectors.get(b)
-        if va is not None and vb is not None:
-            return float(np.dot(va, vb))
-        ca, cb = categories.get(a), categories.get(b)
-        return 1.0 if ca is not None and ca == cb else 0.0
-
+    n = len(items)
+    cats = [categories.get(i) for i in items]
+    codes = {c: j for j, c in enumerate(sorted({c for c in cats if c is not None}))}
+    code = np.array([codes.get(c, -1 - j) for j, c in enumerate(cats)])  # no category: a code of its own
+    sim = (code[:, None] == code[None, :]).astype(np.float64)
+    has = np.array([i in vectors for i in items], dtype=bool)
+    if has.any():
+        dim = len(next(iter(vectors.values())))
+        v = np.zeros((n, dim))
+        v[has] = np.stack([vectors[i] for i, h in zip(items, has) if h])
+        both = has[:, None] & has[None, :]
+        sim = np.where(both, v @ v.T, sim)
     return sim
 
 

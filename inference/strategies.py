@@ -22,11 +22,11 @@ from inference.ranking import (
     allowed,
     apply_filters,
     cap_categories,
-    embedding_similarity,
     fill,
     mmr,
     normalise,
     reason,
+    similarity_matrix,
 )
 from inference.retrieval import ItemCatalog, UserContext, ann_search
 from inference.store import RedisStore
@@ -205,7 +205,8 @@ async def rank_home(q: HomeQuery, ctx: UserContext, serving: ServingRun | None, 
                 p = serving.item_index.get(item)
                 if p is not None:
                     vectors[item] = emb[p]
-        kept = mmr(kept[: q.k * 3], q.k * 2, q.mmr_lambda, embedding_similarity(vectors, categories))
+        pool_mmr = kept[: q.k * 3]
+        kept = mmr(pool_mmr, q.k * 2, q.mmr_lambda, similarity_matrix([i for i, _ in pool_mmr], vectors, categories))
     kept = cap_categories(kept, categories, cap)[: q.k]
 
     def accept(item: str) -> bool:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from inference.bandit import parse_totals, policy_from_totals
-from inference.ranking import Filters, ItemInfo, apply_filters, cap_categories, embedding_similarity, fill, mmr
+from inference.ranking import Filters, ItemInfo, apply_filters, cap_categories, fill, mmr, similarity_matrix
 from inference.runtime import cache_variant
 from inference.strategies import HomeQuery, strategy_names
 
@@ -11,7 +11,7 @@ from inference.strategies import HomeQuery, strategy_names
 def test_mmr_diversifies_by_embedding():
     vec = {"a": np.array([1.0, 0.0]), "a2": np.array([0.99, 0.141]), "b": np.array([0.0, 1.0])}
     ranked = [("a", 1.0), ("a2", 0.95), ("b", 0.5)]
-    sim = embedding_similarity(vec, {})
+    sim = similarity_matrix([i for i, _ in ranked], {k: v / np.linalg.norm(v) for k, v in vec.items()}, {})
     assert [i for i, _ in mmr(ranked, 2, 0.3, sim)] == ["a", "b"]
     assert [i for i, _ in mmr(ranked, 2, 1.0, sim)] == ["a", "a2"]
 
