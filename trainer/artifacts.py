@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -63,8 +63,10 @@ def save_run(
     metrics: dict[str, Any],
     dataset_info: dict[str, Any] | None = None,
     versions: dict[str, Any] | None = None,
+    extras: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write every model of a run and its shared arrays; ``COMPLETE`` last."""
+    """Write every model of a run and its shared arrays, then ``extras(run_dir)`` (more
+    artefacts, e.g. the basket pairs); ``COMPLETE`` last."""
     import faiss
 
     run_dir = Path(run_dir)
@@ -88,6 +90,8 @@ def save_run(
     (run_dir / "params.json").write_text(json.dumps(params, indent=2, default=str))
     (run_dir / "versions.json").write_text(json.dumps(versions or package_versions(), indent=2, default=str))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    if extras is not None:
+        extras(run_dir)
     (run_dir / "COMPLETE").write_text(datetime.now(timezone.utc).isoformat())
     return run_dir
 

@@ -211,7 +211,8 @@ def train_run(
     scored = {n: v.get(settings.promote_metric) for n, v in validation.items() if v.get(settings.promote_metric) is not None}
     metrics["best_model"] = max(scored, key=scored.get) if scored else models[0]
     versions = {**package_versions(), "snapshot_offsets": source.offsets, "source": source.report.source}
-    run_dir = save_run(new_run_dir(settings.artifact_dir, tag), final, metrics, dataset_info=info, versions=versions)
+    run_dir = save_run(new_run_dir(settings.artifact_dir, tag), final, metrics, dataset_info=info, versions=versions,
+                       extras=basket_exporter(data, final, metrics["best_model"]))
     log.info("saved %s (score %s = %s)", run_dir, settings.promote_metric, metrics["score"])
     result = TrainResult(run_dir, metrics, fit_seconds=fit_seconds)
     if promote:
@@ -219,6 +220,36 @@ def train_run(
 
         result.promotion = do_promote(settings, run_dir)
     return result
+
+
+def basket_exporter(data: Interactions, models: dict[str, Any], best: str):
+    """When the events carry basket ids, a ``save_run`` hook writing the run's basket
+    artefacts (``trainer.basket_export``): pairs mined from the baskets and segment centroids
+    over the best model's item embeddings. None when there are no baskets."""
+    ev = data.events
+    if "basket_id" not in ev or not ev["basket_id"].notna().any():
+        return None
+    order = [best] + [n for n in models if n != best]
+    embeddings = next((e for e in (models[n].item_embeddings() for n in order) if e is not None), None)
+    frame = ev[ev["basket_id"].notna()].copy()
+    segment = frame["profession"] if "profession" in frame else pd.Series(pd.NA, index=frame.index, dtype=object)
+    if data.user_meta is not None and "segment" in data.user_meta:
+        by_user = data.user_meta["segment"]
+        by_user = by_user[~by_user.index.duplicated(keep="last")]
+        segment = segment.fillna(frame["user_id"].map(by_user))
+    if "segment" in frame:
+        segment = frame["segment"].fillna(segment)
+    frame["segment"] = segment
+
+    def export(run_dir: Path) -> None:
+        from trainer.basket_export import export_basket
+
+        try:
+            export_basket(run_dir, frame, [str(i) for i in data.item_ids], embeddings)
+        except Exception as exc:  # noqa: BLE001 - the run still serves recommendations without them
+            log.warning("basket artefacts not written: %s", exc)
+
+    return export
 
 
 # --- comparison on one split --------------------------------------------------------------------

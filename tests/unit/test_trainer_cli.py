@@ -195,3 +195,19 @@ def test_reindex_rebuilds_faiss_indexes(env, tiny_csv):
     res = invoke("reindex", run)
     assert res.exit_code == 0 and "ncf" in res.stdout
     assert index.exists()
+
+
+def test_basket_lines_give_the_run_its_basket_pairs(env, tmp_path):
+    from trainer.pairs import load_pairs
+
+    csv = tmp_path / "baskets.csv"
+    csv.write_text(
+        "user_id,item_id,timestamp,type,basket_id,profession\n"
+        "u1,a,1,purchase,b1,plumber\nu1,b,1,purchase,b1,plumber\n"
+        "u2,a,2,purchase,b2,\nu2,b,2,purchase,b2,\nu2,c,3,purchase,b3,\nu1,c,4,purchase,b4,plumber\n"
+    )
+    run = train(csv, "--model", "popularity")
+    pairs = load_pairs(run)
+    assert pairs is not None
+    frame = pairs.frame
+    assert ((frame["item"] == "a") & (frame["other"] == "b")).any()

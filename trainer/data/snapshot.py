@@ -182,5 +182,6 @@ class Snapshot:
         offsets = dict(self.all_offsets())
         for kind in ("catalog", "users"):
             offsets.update(self.meta(kind).all_offsets())
-        return Source(df[COLUMNS].reset_index(drop=True), report, offsets=offsets,
+        keep = COLUMNS + ["basket_id", "profession"]
+        return Source(df[keep].reset_index(drop=True), report, offsets=offsets,
                       item_meta=self.meta("catalog").meta_frame(), user_meta=self.meta("users").meta_frame())

@@ -27,6 +27,9 @@ from schemas.errors import InvalidDataset
 log = logging.getLogger(__name__)
 
 COLUMNS = ["user_id", "item_id", "timestamp", "type", "value"]
+#: optional columns kept when a source has them (basket lines and the buyer's segment, for
+#: the basket artefacts of a run)
+EXTRA = ["basket_id", "profession", "segment"]
 ML_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
@@ -104,13 +107,16 @@ def normalise(frame: pd.DataFrame, report: LoadReport) -> pd.DataFrame:
     report.drop("rows without a user_id or item_id", bad_id.sum())
     bad_ts = ~bad_id & out["timestamp"].isna()
     report.drop("rows with an unreadable timestamp", bad_ts.sum())
+    extra = [c for c in EXTRA if c in frame]
+    for col in extra:
+        out[col] = frame[col].astype("string").str.strip().replace("", pd.NA).astype(object)
     out = out[~(bad_id | bad_ts)].reset_index(drop=True)
     out["user_id"] = out["user_id"].astype(str)
     out["item_id"] = out["item_id"].astype(str)
     report.rows = len(out)
     if report.dropped:
         log.warning("%s", report.describe())
-    return out[COLUMNS]
+    return out[COLUMNS + extra]
 
 
 def read_csv(path: Path) -> Source:
