@@ -209,8 +209,10 @@ def eval_(
     seed: int = typer.Option(42, "--seed"),
     progress: bool = typer.Option(None, "--progress/--no-progress"),
 ) -> None:
-    """Train several models on one split and print a comparison table (full ranking over
-    unseen items is the headline; sampled_* columns are the 1 + 99 sampled protocol).
+    """Train several models on one split and print a comparison table.
+
+    Full ranking over unseen items is the headline; sampled_* columns are the 1 + 99
+    sampled protocol, labelled as such.
 
     Models: {models}.
     """
