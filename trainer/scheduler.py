@@ -5,7 +5,9 @@ as the counter ``Keys.new_events`` (kept by the stream worker) exceeds
 ``retrain_min_new_events``. After a run the counter is decreased by the value read before
 it, so events that arrived during training still count towards the next one.
 
-``streamrec up`` runs it as a child (``python -m trainer.scheduler``); ``run_scheduler``
+When the replay finds nothing new in the log (the counter trails the log: the worker counts
+events as it processes them), the model is already as fresh as the data and the retrain is
+skipped (the counter is still consumed). ``streamrec up`` runs it as a child (``python -m trainer.scheduler``); ``run_scheduler``
 blocks until SIGTERM / SIGINT (or ``stop`` is set). A failed retrain is logged and retried
 after a back-off; it never ends the loop.
 """
@@ -146,9 +148,19 @@ class Scheduler:
             from trainer.replay import replay
 
             try:
-                log.info("%s", replay(s).describe())
+                replayed = replay(s)
+                log.info("%s", replayed.describe())
             except ServiceUnavailable as exc:
                 log.warning("replay failed (%s); training on the snapshot as it is", exc)
+            else:
+                if replayed.appended == 0 and self.last_run_at() is not None:
+                    # the worker counts events as it processes them, behind the log the last run
+                    # already read: the model is as fresh as the data, so only the counter moves
+                    self._consume(counted)
+                    msg = "no new interactions in the log since the last run: nothing to retrain"
+                    self._save_state(last_run_at=time.time(), last_attempt_at=time.time(), last_message=msg)
+                    log.info("%s", msg)
+                    return Outcome(None, False, msg)
         try:
             source = Snapshot(s.snapshot_path()).read()
             if source.events.empty:

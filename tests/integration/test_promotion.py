@@ -113,6 +113,10 @@ def test_scheduler_retrains_on_new_events_and_consumes_the_counter(settings, red
     assert sched.check() is None  # just trained, no new events
     redis_client.set(keys.new_events, 51)
     assert "51 new events" in sched.check()
+    # counted by the worker but already in the snapshot: nothing to retrain, the counter moves
+    again = sched.retrain(sched.check())
+    assert again.run_dir is None and "no new interactions" in again.message
+    assert int(redis_client.get(keys.new_events)) == 0 and sched.check() is None
 
 
 def test_run_scheduler_loop_trains_then_stops(settings):
