@@ -211,6 +211,8 @@ def run_scheduler(settings: Settings, stop: threading.Event | None = None, poll_
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("faiss", "aiokafka"):  # CPU probes and subscription changes on every retrain
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     run_scheduler(get_settings())
 
 
