@@ -1,7 +1,7 @@
 """Candidate retrieval: the user's real-time state from Redis, and ANN candidates from FAISS.
 
-``fetch_context`` reads everything a home list needs from Redis in two pipelined round
-trips. When Redis is unreachable it raises ``StoreUnavailable`` and the caller falls back
+``fetch_home`` reads the cached list, or else everything a home list needs, from Redis in
+one round trip (a Lua script). When Redis is unreachable it raises ``StoreUnavailable`` and the caller falls back
 to ``degraded_context`` (the in-process popularity snapshot and the run's training data).
 """
 from __future__ import annotations
@@ -76,51 +76,90 @@ class UserContext:
         return self.pop_segment + [(i, s) for i, s in self.pop_global if i not in have]
 
 
-async def fetch_context(store: RedisStore, user: str, n: int, recent_n: int = 10, pairs_of: int = 5,
-                        pairs_n: int = 20, full: bool = True) -> UserContext:
-    """The user's state and the popularity lists, in two round trips (one when not ``full``)."""
+# One round trip for a whole cache miss: the cached list if there is one, else everything a
+# home list reads. Key names come from ``Keys`` (passed in, dynamic ones as prefix/suffix
+# pairs), so the layout stays defined in one place. Single-node Redis: the dynamic keys are
+# not declared in KEYS.
+HOME_SCRIPT = """
+local version = redis.call('GET', KEYS[1]) or '0'
+local recs = ARGV[11]
+if version ~= '0' then recs = ARGV[12] .. version .. ARGV[13] end
+if ARGV[14] == '1' then
+  local cached = redis.call('GET', recs)
+  if cached then return {version, cached} end
+end
+local n = tonumber(ARGV[1])
+local prof = redis.call('HMGET', KEYS[2], 'segment', 'profession', 'level')
+local seg = prof[1]
+if not seg or seg == '' then seg = prof[2] end
+local seen = redis.call('SMEMBERS', KEYS[3])
+local popg = redis.call('ZREVRANGE', KEYS[5], 0, n - 1, 'WITHSCORES')
+local segpop = {}
+if seg and seg ~= '' then
+  segpop = redis.call('ZREVRANGE', ARGV[6] .. seg .. ARGV[7], 0, n - 1, 'WITHSCORES')
+end
+local recent, trend, pairs = {}, {}, {}
+if ARGV[5] == '1' then
+  recent = redis.call('LRANGE', KEYS[4], 0, tonumber(ARGV[2]) - 1)
+  trend = redis.call('ZREVRANGE', KEYS[6], 0, tonumber(ARGV[10]) - 1, 'WITHSCORES')
+  local done, left = {}, tonumber(ARGV[3])
+  for _, it in ipairs(recent) do
+    if left <= 0 then break end
+    if not done[it] then
+      done[it] = true
+      left = left - 1
+      pairs[#pairs + 1] = {it, redis.call('ZREVRANGE', ARGV[8] .. it .. ARGV[9], 0, tonumber(ARGV[4]) - 1, 'WITHSCORES')}
+    end
+  end
+end
+return {version, false, prof, seen, popg, segpop, recent, trend, pairs}
+"""
+
+_SENTINEL = "\x00"
+
+
+def _split(template: str) -> tuple[str, str]:
+    a, _, b = template.partition(_SENTINEL)
+    return a, b
+
+
+def _flat_pairs(rows) -> Scored:
+    rows = rows or []
+    return [(_s(rows[i]), float(rows[i + 1])) for i in range(0, len(rows) - 1, 2)]
+
+
+async def fetch_home(store: RedisStore, user: str, n: int, full: bool = True, recs: tuple[str, int] | None = None,
+                     recent_n: int = 10, pairs_of: int = 5, pairs_n: int = 20, trend_n: int = 50
+                     ) -> tuple[int, bytes | None, UserContext | None]:
+    """(cache version, cached body or None, context or None) in one round trip.
+
+    ``recs`` = (strategy part, k) asks for the cached list first; when it exists the
+    context is not read at all.
+    """
     k = store.keys
-
-    def first(pipe) -> None:
-        pipe.get(k.cache_version)
-        pipe.hgetall(k.user_profile(user))
-        pipe.smembers(k.seen(user))
-        pipe.zrevrange(k.pop_global, 0, n - 1, withscores=True)
-        if full:
-            pipe.lrange(k.recent(user), 0, recent_n - 1)
-            pipe.zrevrange(k.pop_trend, 0, 49, withscores=True)
-
-    res = await store.pipeline(first)
-    profile = {_s(a): _s(b) for a, b in (res[1] or {}).items()}
+    seg_a, seg_b = _split(k.pop_seg(_SENTINEL))
+    pairs_a, pairs_b = _split(k.pairs(_SENTINEL))
+    strategy, kk = recs if recs else ("-", 0)
+    recs0 = k.recs(user, strategy, kk, version=0)
+    recs_a, recs_b = _split(k.recs(user, strategy, kk, version=_SENTINEL))  # type: ignore[arg-type]
+    script = store.script(HOME_SCRIPT)
+    res = await store.call(lambda c: script(
+        keys=[k.cache_version, k.user_profile(user), k.seen(user), k.recent(user), k.pop_global, k.pop_trend],
+        args=[n, recent_n, pairs_of, pairs_n, "1" if full else "0", seg_a, seg_b, pairs_a, pairs_b, trend_n,
+              recs0, recs_a, recs_b, "1" if recs else "0"],
+        client=c))
+    version = _int(res[0]) or 0
+    if res[1] is not None and res[1] is not False:
+        return version, res[1], None
+    prof = res[2]
+    segment = next((_s(v) for v in prof[:2] if v), None)
     ctx = UserContext(
-        user_id=user, cache_version=_int(res[0]) or 0,
-        segment=profile.get("segment") or profile.get("profession") or None,
-        level=_int(profile.get("level")),
-        seen={_s(x) for x in res[2] or ()},
-        pop_global=_pairs(res[3]),
+        user_id=user, cache_version=version, segment=segment, level=_int(prof[2]),
+        seen={_s(x) for x in res[3] or ()}, pop_global=_flat_pairs(res[4]), pop_segment=_flat_pairs(res[5]),
+        recent=list(dict.fromkeys(_recent_item(x) for x in res[6] or ())), trending=_flat_pairs(res[7]),
+        pairs={_s(src): _flat_pairs(rows) for src, rows in res[8] or ()},
     )
-    if full:
-        seen_order: list[str] = []
-        for raw in res[4] or ():
-            it = _recent_item(raw)
-            if it not in seen_order:
-                seen_order.append(it)
-        ctx.recent = seen_order
-        ctx.trending = _pairs(res[5])
-    sources = ctx.recent[:pairs_of] if full else []
-    if ctx.segment or sources:
-        def second(pipe) -> None:
-            if ctx.segment:
-                pipe.zrevrange(k.pop_seg(ctx.segment), 0, n - 1, withscores=True)
-            for it in sources:
-                pipe.zrevrange(k.pairs(it), 0, pairs_n - 1, withscores=True)
-
-        res2 = await store.pipeline(second)
-        if ctx.segment:
-            ctx.pop_segment = _pairs(res2.pop(0))
-        for it, rows in zip(sources, res2):
-            ctx.pairs[it] = _pairs(rows)
-    return ctx
+    return version, None, ctx
 
 
 class PopularitySnapshot:

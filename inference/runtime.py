@@ -21,7 +21,7 @@ from inference.broker import Broker
 from inference.cache import CachedList, LocalCache, listen_invalidations
 from inference.metrics import ApiMetrics
 from inference.models import ModelRegistry
-from inference.retrieval import ItemCatalog, PopularitySnapshot, UserContext, ann_search, fetch_context
+from inference.retrieval import ItemCatalog, PopularitySnapshot, UserContext, ann_search, fetch_home
 from inference.store import RedisStore
 from inference.strategies import HomeQuery, rank_home, strategy_names
 from schemas import topics
@@ -180,19 +180,16 @@ class Runtime:
     async def _miss(self, q: HomeQuery, key: tuple, cacheable: bool) -> tuple[CachedList, bool]:
         token = self.local.token(q.user_id)
         n = max(self.settings.candidates_n, q.k * 3)
-        redis_key = self.keys.recs(q.user_id, q.strategy + cache_variant(q), q.k, self.cache_version)
+        variant = q.strategy + cache_variant(q)
         try:
-            if cacheable:
-                raw, version = await self.store.pipeline(
-                    lambda pipe: (pipe.get(redis_key), pipe.get(self.keys.cache_version)))
-                version = int(version or 0)
-                if raw and version == self.cache_version:
-                    entry = CachedList.from_redis(raw)
-                    self.local.put(key, entry, token)
-                    self.metrics.hit_redis.inc()
-                    return entry, True
-                self.cache_version = version
-            ctx = await fetch_context(self.store, q.user_id, n + q.k, full=q.strategy != "popularity")
+            version, raw, ctx = await fetch_home(self.store, q.user_id, n + q.k, full=q.strategy != "popularity",
+                                                 recs=(variant, q.k) if cacheable else None)
+            self.cache_version = version
+            if raw is not None:
+                entry = CachedList.from_redis(raw)
+                self.local.put(key, entry, token)
+                self.metrics.hit_redis.inc()
+                return entry, True
         except StoreUnavailable:
             ctx = self.degraded_context(q.user_id)
         self.metrics.miss.inc()
@@ -202,10 +199,10 @@ class Runtime:
         entry = CachedList.from_payload(payload)
         if ctx.degraded:
             self.metrics.degraded.inc()
-        elif cacheable and ctx.cache_version == self.cache_version and token == self.local.token(q.user_id):
+        elif cacheable and token == self.local.token(q.user_id):
             self.local.put(key, entry, token)
-            asyncio.get_running_loop().create_task(self._store_redis(q.user_id, self.keys.recs(
-                q.user_id, q.strategy + cache_variant(q), q.k, ctx.cache_version), entry))
+            asyncio.get_running_loop().create_task(self._store_redis(
+                q.user_id, self.keys.recs(q.user_id, variant, q.k, ctx.cache_version), entry))
         return entry, False
 
     async def _store_redis(self, user: str, key: str, entry: CachedList) -> None:

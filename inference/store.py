@@ -44,6 +44,7 @@ class RedisStore:
         self.breaker_s = breaker_s
         self._open_until = 0.0
         self.last_error: str | None = None
+        self._scripts: dict[str, object] = {}
 
     @property
     def available(self) -> bool:
@@ -75,6 +76,13 @@ class RedisStore:
             return await pipe.execute()
 
         return await self.call(run)
+
+    def script(self, source: str):
+        """A registered Lua script (EVALSHA, loaded again by redis-py after a Redis restart)."""
+        got = self._scripts.get(source)
+        if got is None:
+            got = self._scripts[source] = self.client.register_script(source)
+        return got
 
     async def ping(self) -> bool:
         """A real round trip even when the breaker is open (the probe that closes it)."""
