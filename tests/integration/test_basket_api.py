@@ -116,3 +116,26 @@ async def test_enrich(settings, redis_client):
             {"item_id": "gloves", "found": True, "title": "Work gloves", "category": "safety", "private_label": True},
             {"item_id": "ghost", "found": False, "title": None, "category": None, "private_label": None},
         ]
+
+
+async def test_with_a_trained_run_segments_are_detected(settings, redis_client):
+    """A served LightFM run with basket segment centroids: no profession → a detected mix."""
+    from inference.testing import synthetic_events, train_tiny_run
+    from trainer.basket_export import save_segment_centroids, segment_centroids
+    from trainer.artifacts import load_run
+
+    run_dir = train_tiny_run(settings.artifact_dir, models=("lightfm",))
+    run = load_run(run_dir)
+    events, meta = synthetic_events()
+    events["segment"] = events["item_id"].map(meta["category"]).map(lambda c: f"seg-{c}")  # one segment per category
+    save_segment_centroids(segment_centroids(events, run.item_ids, run.embeddings["lightfm"]), run_dir)
+    # i0, i5, i10 share category c0: a basket of them should look like seg-c0
+    redis_client.zadd(K.pairs("i0", "seg-c0"), {"i15": 3, "i20": 2})
+    redis_client.zadd(K.pairs("i0"), {"i1": 5})
+    redis_client.zadd(K.pop_global, {"i2": 10, "i3": 9})
+    async with api_client(settings) as (_, c):
+        body = (await c.post(BASKET, json={"product_ids": ["i0", "i5", "i10"], "k": 4})).json()
+    assert body["segments"], body
+    assert body["segments"][0]["segment"] == "seg-c0"
+    assert abs(sum(s["weight"] for s in body["segments"]) - 1) < 1e-6
+    assert "i15" in ids(body)
