@@ -11,9 +11,14 @@ diversity trade-off and a minimum number of results taken from pairs.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
+
+import numpy as np
 
 from inference.basket.scoring import Candidate
+
+#: ``similarities(item, pool_ids)`` → redundancy of ``item`` with each pool item, in [0, 1].
+Similarities = Callable[[str, Sequence[str]], np.ndarray]
 
 
 def select(
@@ -24,7 +29,7 @@ def select(
     mmr_lambda: float = 0.7,
     pair_quota: int = 0,
     category: Callable[[str], str | None] = lambda _: None,
-    similarity: Callable[[str, str], float] = lambda a, b: 0.0,
+    similarities: Similarities | None = None,
 ) -> list[Candidate]:
     """Greedy selection, best first.
 
@@ -34,34 +39,40 @@ def select(
     - with ``diversify``, each pick maximises ``λ·relevance − (1−λ)·max similarity`` to the
       items already picked (relevance = score rescaled to [0, 1] over the pool).
     """
-    pool = list(ranked)
-    if not pool or k <= 0:
+    if not ranked or k <= 0:
         return []
-    hi, lo = max(c.score for c in pool), min(c.score for c in pool)
-    span = (hi - lo) or 1.0
-    rel = {c.item_id: (c.score - lo) / span for c in pool}
-    quota = min(pair_quota, sum(1 for c in pool if c.from_pairs), k)
-    chosen: list[Candidate] = []
-    per_cat: dict[str, int] = {}
-    max_sim = {c.item_id: 0.0 for c in pool}
-    while pool and len(chosen) < k:
-        owed = quota - sum(1 for c in chosen if c.from_pairs)
-        allowed = [c for c in pool if c.from_pairs] if owed >= k - len(chosen) else pool
+    ids = [c.item_id for c in ranked]  # the same list object on every call: callers may cache by it
+    scores = np.array([c.score for c in ranked], dtype=np.float64)
+    span = (scores.max() - scores.min()) or 1.0
+    rel = (scores - scores.min()) / span
+    pairs = np.array([c.from_pairs for c in ranked], dtype=bool)
+    cats = [category(i) or "" for i in ids]
+    codes = {c: n for n, c in enumerate(sorted(set(cats) - {""}))}
+    cat_code = np.array([codes.get(c, -1) for c in cats], dtype=np.int64)
+    per_cat = np.zeros(len(codes) + 1, dtype=np.int64)  # last slot: no category, never capped
+    free = np.ones(len(ranked), dtype=bool)
+    max_sim = np.zeros(len(ranked), dtype=np.float64)
+    quota = min(pair_quota, int(pairs.sum()), k)
+    order = np.arange(len(ranked))
+    chosen: list[int] = []
+    n_pairs = 0
+    while len(chosen) < k and free.any():
+        allowed = free & pairs if quota - n_pairs >= k - len(chosen) else free.copy()
         if cap_per_category > 0:
-            capped = [c for c in allowed if per_cat.get(category(c.item_id) or "", 0) < cap_per_category
-                      or not category(c.item_id)]
-            allowed = capped or allowed
+            under = (cat_code < 0) | (per_cat[cat_code] < cap_per_category)
+            if (allowed & under).any():
+                allowed &= under
         if diversify and chosen:
-            best = max(allowed, key=lambda c: (mmr_lambda * rel[c.item_id] - (1 - mmr_lambda) * max_sim[c.item_id],
-                                               c.score))
+            value = mmr_lambda * rel - (1 - mmr_lambda) * max_sim
+            value = np.where(allowed, value, -np.inf)
+            best = int(np.lexsort((order, -scores, -value))[0])  # ties: higher score, then rank
         else:
-            best = allowed[0]  # ranked input: the first allowed is the best
+            best = int(np.flatnonzero(allowed)[0])  # ranked input: the first allowed is the best
         chosen.append(best)
-        pool.remove(best)
-        cat = category(best.item_id)
-        if cat:
-            per_cat[cat] = per_cat.get(cat, 0) + 1
-        if diversify:
-            for c in pool:
-                max_sim[c.item_id] = max(max_sim[c.item_id], similarity(c.item_id, best.item_id))
-    return chosen
+        free[best] = False
+        n_pairs += int(pairs[best])
+        if cat_code[best] >= 0:
+            per_cat[cat_code[best]] += 1
+        if diversify and similarities is not None:
+            max_sim = np.maximum(max_sim, np.asarray(similarities(ids[best], ids), dtype=np.float64))
+    return [ranked[i] for i in chosen]

@@ -1,6 +1,8 @@
 """Basket complements end to end, over plain inputs: segments → pool → scores → assortment.
 
 >>> from inference.basket.signals import BasketSignals
+
+POOL_MIN, POOL_PER_K = 100, 20
 >>> from inference.basket.profiles import BasketParams
 >>> sig = BasketSignals(pairs={"ANY": {"milk": {"bread": 5.0, "eggs": 2.0}}}, pop_global={"beer": 9.0})
 >>> [(c.item_id, reason(c, [])) for c in complements(["milk"], sig, BasketParams(), [], k=3)]
@@ -14,9 +16,11 @@ import numpy as np
 
 from inference.basket.assortment import select
 from inference.basket.profiles import BasketParams
-from inference.basket.scoring import Candidate, score_candidates, similarity
+from inference.basket.scoring import Candidate, PoolSimilarities, score_candidates
 from inference.basket.segments import basket_vector, detect_segments
 from inference.basket.signals import BasketSignals
+
+POOL_MIN, POOL_PER_K = 100, 20
 
 
 def resolve_segments(
@@ -43,12 +47,19 @@ def complements(
     k: int,
 ) -> list[Candidate]:
     ranked = score_candidates(basket, sig, p, segments)
+    # assortment looks at the head of the ranking only (MMR is O(k × pool)); the best pair
+    # candidates stay in reach so the pair quota can still be met
+    head = ranked[: max(POOL_MIN, POOL_PER_K * k)]
+    if len(ranked) > len(head):
+        in_head = sum(1 for c in head if c.from_pairs)
+        extra = [c for c in ranked[len(head):] if c.from_pairs][: max(0, min(p.PAIR_QUOTA, k) - in_head)]
+        head = head + extra
     return select(
-        ranked, k,
+        head, k,
         cap_per_category=p.CAP_PER_GAMME, diversify=p.DIVERSIFY, mmr_lambda=p.MMR_LAMBDA,
         pair_quota=p.PAIR_QUOTA,
         category=lambda i: sig.meta[i].category if i in sig.meta else None,
-        similarity=lambda a, b: similarity(sig, a, b),
+        similarities=PoolSimilarities(sig, [c.item_id for c in head]) if p.DIVERSIFY else None,
     )
 
 

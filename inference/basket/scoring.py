@@ -12,6 +12,7 @@ the stream, offline counts and weighted popularity can be mixed with one set of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -142,13 +143,51 @@ def score_candidates(
     return sorted(cands.values(), key=lambda x: (-x.score, x.item_id))
 
 
-def similarity(sig: BasketSignals, a: str, b: str) -> float:
-    """Redundancy of two candidates for MMR: cosine of their embeddings when both have one,
-    else 1 for the same (non-empty) category and 0 otherwise."""
-    if sig.embeddings is not None:
-        va, vb = sig.embeddings.get(a), sig.embeddings.get(b)
-        if va is not None and vb is not None:
-            return max(0.0, float(np.dot(va, vb)))
-    ca = sig.meta.get(a).category if a in sig.meta else ""
-    cb = sig.meta.get(b).category if b in sig.meta else ""
-    return 1.0 if ca and ca == cb else 0.0
+def similarities(sig: BasketSignals, item: str, others: Sequence[str]) -> np.ndarray:
+    """Redundancy of ``item`` with each of ``others`` for MMR: cosine of their embeddings
+    (clipped at 0) where both have one, else 1 for the same non-empty category, else 0.
+
+    >>> from inference.basket.signals import ItemMeta
+    >>> sig = BasketSignals(meta={"a": ItemMeta(category="x"), "b": ItemMeta(category="x"), "c": ItemMeta()})
+    >>> similarities(sig, "a", ["b", "c"]).tolist()
+    [1.0, 0.0]
+    """
+    cat = sig.meta[item].category if item in sig.meta else ""
+    out = np.array([1.0 if cat and o in sig.meta and sig.meta[o].category == cat else 0.0 for o in others])
+    emb = sig.embeddings
+    v = emb.get(item) if emb is not None else None
+    if v is not None:
+        pos = [(n, emb.index[o]) for n, o in enumerate(others) if o in emb.index]
+        if pos:
+            at = np.array([n for n, _ in pos])
+            out[at] = np.maximum(emb.vectors[[i for _, i in pos]] @ v, 0.0)
+    return out
+
+
+class PoolSimilarities:
+    """``similarities`` for one candidate pool, with the pool's vectors and categories looked
+    up once (MMR asks for one row per pick; this keeps a 2,000-item pool cheap)."""
+
+    def __init__(self, sig: BasketSignals, pool: Sequence[str]):
+        self.sig, self.pool = sig, list(pool)
+        cats = [sig.meta[o].category if o in sig.meta else "" for o in self.pool]
+        self.codes = {c: n for n, c in enumerate(sorted(set(cats) - {""}))}
+        self.cat = np.array([self.codes.get(c, -1) for c in cats])
+        emb = sig.embeddings
+        self.has = np.zeros(len(self.pool), dtype=bool)
+        self.vecs = None
+        if emb is not None:
+            rows = [emb.index.get(o, -1) for o in self.pool]
+            self.has = np.array([r >= 0 for r in rows], dtype=bool)
+            self.vecs = emb.vectors[[max(r, 0) for r in rows]]
+
+    def __call__(self, item: str, others: Sequence[str]) -> np.ndarray:
+        if list(others) != self.pool:
+            return similarities(self.sig, item, others)
+        cat = self.sig.meta[item].category if item in self.sig.meta else ""
+        code = self.codes.get(cat, -2)
+        out = (self.cat == code).astype(np.float64)
+        v = self.sig.embeddings.get(item) if self.sig.embeddings is not None else None
+        if v is not None and self.vecs is not None:
+            out = np.where(self.has, np.maximum(self.vecs @ v, 0.0), out)
+        return out

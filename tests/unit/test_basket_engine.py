@@ -125,3 +125,21 @@ def test_serving_run_access(tmp_path):
     emb, cents = run_embeddings(serving)
     assert emb.get("b").tolist() == [0.0, 1.0] and list(cents) == ["plumber"]
     assert run_embeddings(None) == (None, {})
+
+
+def test_pool_similarities_match_the_plain_function():
+    from inference.basket.scoring import PoolSimilarities, similarities
+
+    emb = Embeddings({"a": 0, "b": 1}, np.array([[1.0, 0.0], [0.6, 0.8]], np.float32))
+    sig = BasketSignals(meta={"a": ItemMeta(category="x"), "c": ItemMeta(category="x"), "d": ItemMeta()}, embeddings=emb)
+    pool = ["a", "b", "c", "d"]
+    fast = PoolSimilarities(sig, pool)
+    for item in ("a", "b", "c", "d"):
+        assert fast(item, pool).tolist() == pytest.approx(similarities(sig, item, pool).tolist())
+
+
+def test_large_baskets_keep_the_pair_quota_within_the_assortment_head():
+    pairs = {"ANY": {"a": {f"p{j}": 1.0 for j in range(5)}}}
+    pop = {f"q{j}": 1000.0 - j for j in range(500)}
+    got = complements(["a"], BasketSignals(pairs=pairs, pop_global=pop), BasketParams(W_POPG=50.0, PAIR_QUOTA=3), [], k=5)
+    assert sum(c.from_pairs for c in got) == 3
