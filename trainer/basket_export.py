@@ -47,11 +47,13 @@ def segment_centroids(
     return out
 
 
-def save_segment_centroids(centroids: dict[str, np.ndarray], run_dir: Path) -> Path:
+def save_segment_centroids(centroids: dict[str, np.ndarray], run_dir: Path, model: str | None = None) -> Path:
+    """``model`` names the run model whose embeddings the centroids live in, so serving
+    compares baskets in the same space."""
     path = Path(run_dir) / SEGMENTS_FILE
     names = sorted(centroids)
     vecs = np.stack([centroids[n] for n in names]) if names else np.zeros((0, 0), np.float32)
-    np.savez(path, names=np.array(names, dtype=object).astype(str), vectors=vecs)
+    np.savez(path, names=np.array(names, dtype=object).astype(str), vectors=vecs, model=np.array(model or ""))
     return path
 
 
@@ -63,12 +65,22 @@ def load_segment_centroids(run_dir: Path) -> dict[str, np.ndarray]:
         return {str(n): z["vectors"][i] for i, n in enumerate(z["names"])}
 
 
+def segment_centroids_model(run_dir: Path) -> str | None:
+    """The model the centroids were computed with, when the run recorded it."""
+    path = Path(run_dir) / SEGMENTS_FILE
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        return str(z["model"]) or None if "model" in z.files else None
+
+
 def export_basket(
     run_dir: Path, events: pd.DataFrame, item_ids: Sequence[str], embeddings: np.ndarray | None,
-    min_count: int = 1, top_k: int = 100,
+    min_count: int = 1, top_k: int = 100, model: str | None = None,
 ) -> None:
     """Write the basket artefacts of a run. ``events`` needs ``basket_id`` and ``item_id``
-    (``segment`` and ``timestamp`` when known); the centroids need item embeddings."""
+    (``segment`` and ``timestamp`` when known); the centroids need item embeddings, and
+    ``model`` names the run model they come from (serving then detects segments with it)."""
     save_pairs(mine_pairs(events, min_count=min_count, top_k=top_k), run_dir)
     if embeddings is not None:
-        save_segment_centroids(segment_centroids(events, item_ids, embeddings), run_dir)
+        save_segment_centroids(segment_centroids(events, item_ids, embeddings), run_dir, model)

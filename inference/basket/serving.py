@@ -27,7 +27,8 @@ def run_embeddings(serving: Any | None) -> tuple[Embeddings | None, dict[str, np
     if key not in _cache:
         _cache.clear()  # one serving run at a time
         embs = getattr(serving.run, "embeddings", {}) or {}
-        name = next((n for n in PREFERENCE if n in embs), next(iter(sorted(embs)), None))
+        recorded = _centroid_model(Path(serving.run.path))
+        name = recorded if recorded in embs else next((n for n in PREFERENCE if n in embs), next(iter(sorted(embs)), None))
         emb = None
         if name is not None:
             vecs = np.asarray(embs[name], dtype=np.float32)
@@ -38,9 +39,20 @@ def run_embeddings(serving: Any | None) -> tuple[Embeddings | None, dict[str, np
             from trainer.basket_export import load_segment_centroids
 
             centroids = load_segment_centroids(Path(serving.run.path))
+            if recorded is not None and recorded != name:
+                centroids = {}  # computed in another model's space: not comparable
             if emb is not None:
                 centroids = {k: v for k, v in centroids.items() if v.shape == (emb.vectors.shape[1],)}
         except (OSError, ValueError, KeyError):
             centroids = {}
         _cache[key] = (emb, centroids)
     return _cache[key]
+
+
+def _centroid_model(run_dir: Path) -> str | None:
+    try:
+        from trainer.basket_export import segment_centroids_model
+
+        return segment_centroids_model(run_dir)
+    except (OSError, ValueError, KeyError):
+        return None

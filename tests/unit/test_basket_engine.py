@@ -143,3 +143,12 @@ def test_large_baskets_keep_the_pair_quota_within_the_assortment_head():
     pop = {f"q{j}": 1000.0 - j for j in range(500)}
     got = complements(["a"], BasketSignals(pairs=pairs, pop_global=pop), BasketParams(W_POPG=50.0, PAIR_QUOTA=3), [], k=5)
     assert sum(c.from_pairs for c in got) == 3
+
+
+def test_serving_uses_the_model_the_centroids_were_computed_with(tmp_path):
+    from trainer.basket_export import save_segment_centroids
+
+    save_segment_centroids({"plumber": np.array([0.0, 1.0], np.float32)}, tmp_path, model="ease_like")
+    run = SimpleNamespace(embeddings={"lightfm": np.eye(2), "ease_like": np.array([[0.0, 1.0], [1.0, 0.0]])}, path=tmp_path)
+    emb, cents = run_embeddings(SimpleNamespace(run=run, run_id="r2", item_ids=["a", "b"]))
+    assert emb.get("a").tolist() == [0.0, 1.0] and list(cents) == ["plumber"]
