@@ -93,9 +93,10 @@ class Keys:
         """Set of the items already seen in one basket (basket pairs)."""
         return f"{self.prefix}basket:{basket_id}"
 
-    def impressions(self, user: str) -> str:
-        """Hash item -> ``strategy|ts|credited`` of the user's recent impressions (bandit credit)."""
-        return f"{self.prefix}imp:{user}"
+    def impressions(self, bucket: int | str) -> str:
+        """Hash ``user<TAB>item`` -> ``strategy|ts|credited`` of the impressions in one time bucket
+        of one reward window (bandit credit); each bucket expires after two windows."""
+        return f"{self.prefix}imp:{bucket}"
 
     # bandits, analytics, models
     def bandit(self, policy: str) -> str:

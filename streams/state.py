@@ -99,7 +99,7 @@ class StreamState:
         return orjson.dumps({
             "keys": self._templates, "now": now, "hl": cfg.half_life_s, "renorm": s.trend_renorm_half_lives,
             "gap": cfg.session_gap_s,
-            "window": cfg.reward_window_s, "imp_ttl": max(1, int(cfg.reward_window_s) + 60),
+            "window": cfg.reward_window_s, "imp_ttl": max(1, int(2 * cfg.reward_window_s) + 60),
             "rewards": cfg.rewards, "invalidating": {t: True for t in cfg.invalidating},
             "top_n": s.pairs_top_n, "recent_max": s.recent_max, "dedupe_ttl": s.dedupe_ttl_s,
             "basket_ttl": s.basket_ttl_s, "basket_max": s.basket_max_items,

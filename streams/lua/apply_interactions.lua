@@ -44,7 +44,17 @@ elseif hl ~= cfg.hl or (cfg.now - epoch) / hl > cfg.renorm then
   redis.call('HSET', K.trend_meta, 'epoch', num(epoch), 'hl', num(hl))
 end
 
--- --------------------------------------------------------------------------- lazy lookups
+local function add(t, k, v)
+  t[k] = (t[k] or 0) + v
+end
+
+local function sub(t, k)
+  local s = t[k]
+  if s == nil then s = {}; t[k] = s end
+  return s
+end
+
+-- --------------------------------------------------------------------------- lookups
 -- Per-user state every batch needs is read with one command per batch, not one per user:
 -- segments (HMGET of the user -> segment hash) and sessions (HMGET of the sessions hash).
 local CHUNK = 500
@@ -96,21 +106,56 @@ local function basket(id)
   return b
 end
 
-local imps, imps_dirty = {}, {}
-local function impression(user, item)
-  local u = imps[user]
-  if u == nil then u = {}; imps[user] = u end
-  local r = u[item]
-  if r == nil then
-    r = false
-    local raw = redis.call('HGET', key(K.impressions, user), item)
-    if raw then
-      local strat, ts, credited = string.match(raw, '^(.*)|([^|]*)|([^|]*)$')
-      if strat then r = {s = strat, t = tonumber(ts), c = tonumber(credited)} end
+-- Impressions live in time buckets of one reward window (hash "user<TAB>item" -> "strategy|ts|credited"):
+-- the impression a later event may credit is in its own bucket or the one before, so a whole
+-- batch's lookups are one HMGET per bucket instead of one command per event.
+local W = cfg.window
+local function bucket_of(ts) return math.floor(ts / W) end
+local function parse_imp(raw, b)
+  if not raw then return false end
+  local strat, ts, credited = string.match(raw, '^(.*)|([^|]*)|([^|]*)$')
+  if not strat then return false end
+  return {s = strat, t = tonumber(ts), c = tonumber(credited), b = b}
+end
+
+local stored = {}  -- bucket -> field -> record or false, prefetched
+do
+  local need = {}
+  for _, r in ipairs(rows) do
+    local typ = r[2]
+    if cfg.rewards[typ] or typ == 'click' then
+      local f, b = r[3] .. '\t' .. r[4], bucket_of(r[5])
+      sub(need, b)[f] = true
+      sub(need, b - 1)[f] = true
     end
-    u[item] = r
   end
-  return r
+  for b, fields in pairs(need) do
+    if redis.call('EXISTS', key(K.impressions, b)) == 0 then fields = {} end  -- nothing to find
+    local list = {}
+    for f in pairs(fields) do list[#list + 1] = f end
+    local got = {}
+    for i = 1, #list, CHUNK do
+      local part = redis.call('HMGET', key(K.impressions, b), unpack(list, i, math.min(i + CHUNK - 1, #list)))
+      for j = 1, #part do got[list[i + j - 1]] = parse_imp(part[j], b) end
+    end
+    stored[b] = got
+  end
+end
+
+local latest, imps_dirty = {}, {}  -- field -> newest impression seen in this batch; bucket -> field -> true
+local function impression(user, item, ts)
+  local f = user .. '\t' .. item
+  local best = latest[f]
+  if best == nil then
+    best = false
+    local b = bucket_of(ts)
+    local older, newer = stored[b - 1], stored[b]
+    older, newer = older and older[f], newer and newer[f]
+    if older then best = older end
+    if newer and (not best or newer.t > best.t) then best = newer end
+    latest[f] = best
+  end
+  return best
 end
 
 -- --------------------------------------------------------------------------- aggregation
@@ -118,7 +163,7 @@ local pop, trend, segpop = {}, {}, {}
 local pairs_inc = {}
 local seen, recent, counts = {}, {}, {}
 local pulls, rewards = {}, {}
-local day_stats, user_stats = {}, {}
+local day_stats, user_stats, day_types = {}, {}, {}
 local invalidate = {}
 local markers = {}
 local new, dups, interactions = 0, 0, 0
@@ -137,15 +182,6 @@ do
   end
 end
 
-local function add(t, k, v)
-  t[k] = (t[k] or 0) + v
-end
-
-local function sub(t, k)
-  local s = t[k]
-  if s == nil then s = {}; t[k] = s end
-  return s
-end
 
 local function add_pair(seg, a, b)
   add(sub(sub(pairs_inc, 'ANY'), a), b, 1)
@@ -168,7 +204,7 @@ for _, r in ipairs(rows) do
     local seg = segment(user, r[7])
     local day = r[10]
     add(sub(counts, user), typ, 1)
-    count_day(day, nil, 'type:' .. typ)
+    add(sub(day_types, day), typ, 1)
     if cfg.invalidating[typ] then invalidate[user] = true end
 
     if typ == 'impression' then
@@ -177,10 +213,12 @@ for _, r in ipairs(rows) do
       if strat ~= '' then
         add(pulls, strat, 1)
         count_day(day, user, strat .. ':impressions')
-        local u = imps[user]
-        if u == nil then u = {}; imps[user] = u end
-        u[item] = {s = strat, t = ts, c = 0}
-        sub(imps_dirty, user)[item] = true
+        local f = user .. '\t' .. item
+        local rec = {s = strat, t = ts, c = 0, b = bucket_of(ts)}
+        local prev = latest[f]
+        if prev == nil then prev = impression(user, item, ts) end
+        if not prev or ts >= prev.t then latest[f] = rec end
+        sub(imps_dirty, rec.b)[f] = rec
       end
     else
       interactions = interactions + 1
@@ -222,11 +260,11 @@ for _, r in ipairs(rows) do
       -- bandit credit: the best reward an impression earned within the window, credited once
       local reward = cfg.rewards[typ]
       local imp = nil
-      if reward or typ == 'click' then imp = impression(user, item) end
-      if reward and imp and ts >= imp.t and ts - imp.t <= cfg.window and reward > imp.c then
+      if reward or typ == 'click' then imp = impression(user, item, ts) end
+      if reward and imp and ts >= imp.t and ts - imp.t <= W and reward > imp.c then
         add(rewards, imp.s, reward - imp.c)
         imp.c = reward
-        sub(imps_dirty, user)[item] = true
+        sub(imps_dirty, imp.b)[user .. '\t' .. item] = imp
       end
       if typ == 'click' then
         local strat = r[9]
@@ -306,16 +344,24 @@ for id, items in pairs(baskets_new) do
     redis.call('EXPIRE', k, cfg.basket_ttl)
   end
 end
-for user, items in pairs(imps_dirty) do
-  local k = key(K.impressions, user)
-  for item in pairs(items) do
-    local r = imps[user][item]
-    redis.call('HSET', k, item, r.s .. '|' .. num(r.t) .. '|' .. num(r.c))
+for b, fields in pairs(imps_dirty) do
+  local k = key(K.impressions, b)
+  local args = {}
+  for f, rec in pairs(fields) do
+    args[#args + 1] = f
+    args[#args + 1] = rec.s .. '|' .. num(rec.t) .. '|' .. num(rec.c)
+  end
+  for i = 1, #args, 2 * CHUNK do
+    redis.call('HSET', k, unpack(args, i, math.min(i + 2 * CHUNK - 1, #args)))
   end
   redis.call('EXPIRE', k, cfg.imp_ttl)
 end
 for arm, n in pairs(pulls) do redis.call('HINCRBY', K.bandit, arm .. ':pulls', n) end
 for arm, v in pairs(rewards) do redis.call('HINCRBYFLOAT', K.bandit, arm .. ':rewards', num(v)) end
+for day, types in pairs(day_types) do
+  local fields = sub(day_stats, day)
+  for typ, n in pairs(types) do fields['type:' .. typ] = n end
+end
 for day, fields in pairs(day_stats) do
   local k = key(K.stats_day, day)
   for f, n in pairs(fields) do redis.call('HINCRBY', k, f, n) end
