@@ -139,3 +139,14 @@ async def test_with_a_trained_run_segments_are_detected(settings, redis_client):
     assert body["segments"][0]["segment"] == "seg-c0"
     assert abs(sum(s["weight"] for s in body["segments"]) - 1) < 1e-6
     assert "i15" in ids(body)
+
+
+async def test_redis_unreachable_is_a_503_not_a_500(settings):
+    from infra.stack import free_port
+
+    dead = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0", "emit_impressions": False})
+    async with api_client(dead) as (_, c):
+        r = await c.post(BASKET, json={"product_ids": ["drill"]})
+        assert r.status_code == 503 and "redis" in r.json()["detail"].lower()
+        r = await c.post(ENRICH, json={"product_ids": ["drill"]})
+        assert r.status_code == 503
