@@ -25,11 +25,10 @@ def test_ncf_logs_history_and_keeps_best_weights(data):
     hist = model.history_
     assert 1 <= len(hist) <= 8 and all(np.isfinite(h["train_loss"]) for h in hist)
     assert np.isfinite(model.seconds_per_epoch)
-    # the kept weights are those of the best validation epoch
-    best = min(h["val_loss"] for h in hist)
-    net, crit = model.net_, __import__("torch").nn.BCEWithLogitsLoss()
-    assert min(h["val_loss"] for h in hist) == best
-    assert net is not None and crit is not None
+    # the kept weights are those of the best validation epoch, not the last one
+    best = min(hist, key=lambda h: h["val_loss"])
+    assert model.best_epoch_ == best["epoch"]
+    assert model.best_val_loss_ == pytest.approx(best["val_loss"], rel=1e-4)
 
 
 def test_ncf_mse_on_ratings_predicts_ratings(data):
@@ -92,3 +91,24 @@ def test_dislikes_do_not_count_as_co_occurrence():
                        "type": ["view", "dislike", "view", "view"], "timestamp": [1, 2, 3, 4]})
     model = make_model("itemknn", shrink=0.0, binary=False).fit(Interactions.from_events(ev))
     assert model.weights_.toarray()[0, 1] > 0  # only b's co-occurrence counts
+
+
+def test_ease_options_change_the_weights_and_validate(data):
+    plain = make_model("ease", lambda_=5.0).fit(data).weights_
+    tuned = make_model("ease", lambda_=5.0, dropout=0.5, user_weight=0.5).fit(data).weights_
+    assert not np.allclose(plain, tuned) and np.allclose(np.diag(tuned), 0)
+    with pytest.raises(ValueError, match="dropout"):
+        make_model("ease", dropout=1.0)
+
+
+def test_blend_of_fitted_models_matches_a_fitted_blend(data):
+    from trainer.models.blend import Blend
+
+    spec = FAST_PARAMS["blend"]["components"]
+    fitted = [(make_model(c["model"], **c["params"]).fit(data), c["weight"]) for c in spec]
+    users = np.arange(data.n_users)
+    a = Blend.of(fitted).score_matrix(users)
+    b = make_model("blend", components=spec).fit(data).score_matrix(users)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="same Interactions"):
+        Blend.of([(fitted[0][0], 1.0), (make_model("popularity").fit(synthetic_interactions(seed=1)), 1.0)])

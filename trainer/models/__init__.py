@@ -13,6 +13,7 @@ from trainer.models.content import ContentTFIDF
 from trainer.models.ease import EASE
 from trainer.models.itemknn import ItemKNN
 from trainer.models.lightfm_model import LightFMModel
+from trainer.models.multvae import MultVAE
 from trainer.models.ncf import NCF
 from trainer.models.popularity import Popularity
 from trainer.models.rp3beta import RP3Beta
@@ -20,7 +21,7 @@ from trainer.models.two_tower import TwoTower
 
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls
-    for cls in (NCF, TwoTower, LightFMModel, ContentTFIDF, Popularity, ItemKNN, RP3Beta, EASE, Blend)
+    for cls in (NCF, TwoTower, LightFMModel, ContentTFIDF, Popularity, ItemKNN, RP3Beta, EASE, MultVAE, Blend)
 }
 
 
@@ -49,4 +50,4 @@ def load_model(path) -> Recommender:
 
 
 __all__ = ["MODELS", "make_model", "load_model", "Recommender", "NCF", "TwoTower", "LightFMModel", "ContentTFIDF",
-           "Popularity", "ItemKNN", "RP3Beta", "EASE", "Blend"]
+           "Popularity", "ItemKNN", "RP3Beta", "EASE", "MultVAE", "Blend"]

@@ -179,7 +179,10 @@ class NCF(Recommender):
                         break
             if stopper.best_state is not None:
                 net.load_state_dict(stopper.best_state)
+            self.best_epoch_ = stopper.best_epoch + 1  # 1-based epoch whose weights were kept
             self.net_ = net.cpu().eval()
+            if val is not None:
+                self.best_val_loss_ = self._eval_loss(self.net_, crit, torch.device("cpu"), *val)
 
     def _run_epoch(self, net, opt, crit, dev, rng, u, i, y) -> float:
         import torch
