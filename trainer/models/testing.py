@@ -63,7 +63,7 @@ FAST_PARAMS: dict[str, dict] = {
     "two_tower": {"embedding_dim": 16, "tower_layers": [32, 16], "batch_size": 32, "epochs": 25, "lr": 5e-3,
                   "temperature": 0.1, "val_fraction": 0.0, "threads": 1, "device": "cpu"},
     "lightfm": {"no_components": 16, "epochs": 30},
-    "multvae": {"latent_dim": 16, "epochs": 60, "batch_size": 16, "lr": 1e-2, "threads": 1, "device": "cpu"},
+    "multvae": {"latent_dim": 16, "epochs": 60, "batch_size": 16, "ensemble": 2, "lr": 1e-2, "threads": 1, "device": "cpu"},
     "ease": {"lambda_": 5.0},
     "itemknn": {"neighbors": 10},
     "rp3beta": {"neighbors": 10},
