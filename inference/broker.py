@@ -53,7 +53,7 @@ class Broker:
         self._lock = asyncio.Lock()
         self._health: tuple[float, bool] = (0.0, False)
         self._impressions: collections.deque = collections.deque()
-        self.flush_every_s = 0.2
+        self.flush_every_s = 0.05  # small, frequent batches: a big burst would stall the event loop
         self.max_pending = max(1, int(settings.impression_max_lists_per_s * self.flush_every_s))
 
     async def _ensure(self) -> AIOKafkaProducer:
@@ -141,6 +141,8 @@ class Broker:
                 for raw in impression_events(rid, user, strategy, items, ts):
                     futs.append(await p.send(self.topic, raw, key=key))
                     n += 1
+                    if n % 20 == 0:
+                        await asyncio.sleep(0)  # let requests run between chunks
             await asyncio.wait_for(asyncio.gather(*futs), timeout=self.settings.broker_timeout_s * 2)
         except (BrokerUnavailable, KafkaError, OSError, asyncio.TimeoutError) as exc:
             lost = sum(len(b[3]) for b in batch)

@@ -7,6 +7,7 @@ back. Redis failures switch it to the degraded path instead of failing the reque
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -71,6 +72,14 @@ class Runtime:
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
+        try:  # the basket profile named by these settings (POST /admin/reload switches it)
+            from inference.basket.profiles import ensure_configured
+
+            ensure_configured(self.settings.basket_profiles_file, self.settings.basket_profile)
+        except ImportError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - a bad profile file must not keep the API down
+            log.error("basket profiles not configured: %s", exc)
         try:
             await self.models.reload()
         except Exception as exc:  # noqa: BLE001 - a broken run must not keep the API down
@@ -137,6 +146,10 @@ class Runtime:
 
     # --- models -------------------------------------------------------------------------
     def _on_model_change(self) -> None:
+        # what is loaded now lives as long as the run: keep it out of the collector's full scans,
+        # which would otherwise show up as latency spikes on the request path
+        gc.collect()
+        gc.freeze()
         serving = self.models.current
         self.metrics.set_model(serving.run_id if serving else None)
         if serving is not None:

@@ -145,3 +145,18 @@ async def test_health_version_metrics(settings, redis_client):
     assert 'streamrec_recs_cache_total{result="hit_local"} 1.0' in text
     assert 'streamrec_http_requests_total{method="GET",route="/version",status="200"} 1.0' in text
     assert "streamrec_degraded_answers_total" in text and "streamrec_strategy_total" in text
+
+
+async def test_version_shows_and_reload_switches_the_basket_profile(settings):
+    from inference.basket.profiles import load_profiles
+
+    names = sorted(load_profiles(None))
+    async with api_client(settings) as (app, c):
+        before = (await c.get("/version")).json()["basket_profile"]
+        assert before == settings.basket_profile
+        other = next((n for n in names if n != before), before)
+        got = await c.post("/admin/reload", json={"profile": other})
+        assert got.status_code == 200 and got.json()["basket_profile"] == other
+        assert (await c.get("/version")).json()["basket_profile"] == other
+        assert (await c.post("/admin/reload", json={"profile": "no-such-profile"})).status_code == 422
+        await c.post("/admin/reload", json={"profile": before})
