@@ -79,7 +79,7 @@ def noop_worker() -> None:
 
     n, out = int(os.environ["CEIL_N"]), os.environ["CEIL_OUT"]
     app = faust.App(
-        "ceiling-" + os.environ["CEIL_TOPIC"], broker="kafka://" + os.environ["KAFKA"], store="memory://",
+        os.environ.get("CEIL_GROUP", "ceiling-" + os.environ["CEIL_TOPIC"]), broker="kafka://" + os.environ["KAFKA"], store="memory://",
         web_port=free_port(), web_bind="127.0.0.1", broker_rebalance_timeout=3, broker_session_timeout=6,
         broker_heartbeat_interval=1, stream_buffer_maxsize=100000, broker_max_poll_records=10000,
         stream_wait_empty=False, consumer_auto_offset_reset="earliest", datadir=os.environ["CEIL_DIR"],

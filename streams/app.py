@@ -154,14 +154,29 @@ def build_app(settings: Settings) -> faust.App:
             tp = (e.message.topic, e.message.partition)
             positions[tp] = max(positions.get(tp, 0), e.message.offset + 1)
 
-    @app.agent(interactions_topic)
-    async def interactions(stream: faust.StreamT) -> None:
+    async def apply_batches(stream: faust.StreamT, queue: asyncio.Queue) -> None:
         pending: asyncio.Future | None = None
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_s):
+        while True:
+            events = await queue.get()
             batch = await processor().prepare(to_records(events))
             if pending is not None:
                 await pending  # batches reach Redis, and are acknowledged, in order
             pending = asyncio.ensure_future(finish(stream, batch, events))
+
+    @app.agent(interactions_topic)
+    async def interactions(stream: faust.StreamT) -> None:
+        # Faust stops filling the take() buffer while the agent body runs, so the body only hands
+        # the batch over: decoding and the Redis call happen in a task of their own, and the
+        # next batch keeps filling meanwhile (two batches queued at most: back-pressure).
+        queue: asyncio.Queue = asyncio.Queue(maxsize=2)
+        applier = asyncio.ensure_future(apply_batches(stream, queue))
+        try:
+            async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_s):
+                if applier.done():
+                    applier.result()  # re-raise what stopped it
+                await queue.put(events)
+        finally:
+            applier.cancel()
 
     @app.agent(catalog_topic)
     async def catalog(stream: faust.StreamT) -> None:
