@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings as hsettings
 from inference.testing import train_tiny_run, uvicorn_thread
 from schemas.keys import Keys
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration,
+              pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")]
 K = Keys("sr:")
 
 
