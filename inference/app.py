@@ -110,21 +110,25 @@ class MetricsLayer:
             self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(exc: RequestValidationError, max_k: int) -> str:
     parts = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")) or "request"
         msg = err.get("msg", "invalid")
         if err.get("type") == "string_pattern_mismatch":
             msg = "must be 1-128 characters of letters, digits and _ . : @ -"
+        elif where == "k" and err.get("type") in ("greater_than_equal", "less_than_equal"):
+            msg = f"must be between 1 and {max_k}, got {err.get('input')}"
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)
 
 
 def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_message(exc), "errors": _jsonable(exc.errors())}, status_code=422)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        max_k = request.app.state.runtime.settings.max_k
+        return JSONResponse({"detail": _validation_message(exc, max_k), "errors": _jsonable(exc.errors())},
+                            status_code=422)
 
     @app.exception_handler(ModelNotTrained)
     async def not_trained(_: Request, exc: ModelNotTrained) -> JSONResponse:
@@ -172,19 +176,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from inference.routes import basket
 
     api.include_router(basket.router)
-    _with_event_schemas(api)
+    _with_event_schemas(api, settings.max_k)
     # the last added is the outermost: the fast path answers before anything else runs
     api.add_middleware(MetricsLayer, runtime=runtime)
     api.add_middleware(CachedHomeFastPath, runtime=runtime)
     return api
 
 
-def _with_event_schemas(api: FastAPI) -> None:
+def _with_event_schemas(api: FastAPI, max_k: int) -> None:
+    """The event body schemas, and ``k``'s range from the settings (routes are declared once,
+    at import, so their static bound is looser than the configured ``max_k``)."""
     plain = api.openapi
 
     def openapi() -> dict:
         if api.openapi_schema is None:
-            api.openapi_schema = events.add_schemas(plain())
+            spec = events.add_schemas(plain())
+            for path in spec.get("paths", {}).values():
+                for op in path.values():
+                    for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                        if param.get("name") == "k" and param.get("in") == "query":
+                            param["schema"].update({"minimum": 1, "maximum": max_k})
+            api.openapi_schema = spec
         return api.openapi_schema
 
     api.openapi = openapi

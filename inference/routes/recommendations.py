@@ -29,7 +29,7 @@ def check_k(k: int, max_k: int) -> None:
 async def home(
     rt: RuntimeDep,
     user_id: Annotated[str, Query(pattern=ID_PATTERN, description=f"the user ({ID_HELP})")],
-    k: Annotated[int, Query(description="how many items (1..max_k)")] = 10,
+    k: Annotated[int, Query(ge=1, le=100_000, description="how many items (1..max_k)")] = 10,
     strategy: Annotated[str | None, Query(description="popularity, hybrid, bandit or a model name; "
                                                        "default: the configured default strategy")] = None,
     explain: Annotated[bool, Query(description="give every item a reason in words")] = False,
@@ -58,7 +58,7 @@ async def home(
 async def similar(
     rt: RuntimeDep,
     item_id: Annotated[str, Path(pattern=ID_PATTERN, description=f"the item ({ID_HELP})")],
-    k: Annotated[int, Query(description="how many items (1..max_k)")] = 10,
+    k: Annotated[int, Query(ge=1, le=100_000, description="how many items (1..max_k)")] = 10,
 ) -> SimilarResponse:
     check_k(k, rt.settings.max_k)
     try:

@@ -114,7 +114,7 @@ async def test_segment_level_caps_and_lists(settings, redis_client):
 
 async def test_bad_input_gets_422_with_a_message(settings, redis_client):
     async with api_client(settings) as (app, c):
-        for params, words in [({"user_id": "u", "k": 0}, "k must be between"),
+        for params, words in [({"user_id": "u", "k": 0}, "k: must be between 1 and 100"),
                               ({"user_id": "u", "k": 1000}, "k must be between"),
                               ({"user_id": "u", "strategy": "nope"}, "unknown strategy"),
                               ({"user_id": "bad id!"}, "user_id"),
