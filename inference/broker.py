@@ -53,6 +53,7 @@ class Broker:
         self._lock = asyncio.Lock()
         self._health: tuple[float, bool] = (0.0, False)
         self._impressions: collections.deque = collections.deque()
+        self._impressions_paused_until = 0.0
         self.flush_every_s = 0.05  # small, frequent batches: a big burst would stall the event loop
         self.max_pending = max(1, int(settings.impression_max_lists_per_s * self.flush_every_s))
 
@@ -128,6 +129,12 @@ class Broker:
         """Send what is queued, as one batch of sends; returns the number of events."""
         if not self._impressions:
             return 0
+        if time.monotonic() < self._impressions_paused_until:  # broker down: shed, retry later
+            lost = sum(len(b[3]) for b in self._impressions)
+            self._impressions.clear()
+            if self.metrics is not None:
+                self.metrics.impressions.labels("failed").inc(lost)
+            return 0
         batch = []
         while self._impressions:
             batch.append(self._impressions.popleft())
@@ -147,6 +154,7 @@ class Broker:
         except (BrokerUnavailable, KafkaError, OSError, asyncio.TimeoutError) as exc:
             lost = sum(len(b[3]) for b in batch)
             log.warning("%d impressions not delivered: %s", lost, exc)
+            self._impressions_paused_until = time.monotonic() + 2.0
             if self.metrics is not None:
                 self.metrics.impressions.labels("failed").inc(lost)
             await self._reset()

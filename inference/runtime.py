@@ -65,7 +65,6 @@ class Runtime:
         self.bandit = BanditChooser(self.store, settings.bandit_policy, settings.bandit_epsilon)
         self.cache_version = 0
         self.strategies = strategy_names()
-        self._similar: dict[tuple, bytes] = {}
         self._served_counts: dict[tuple[str, str], int] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -154,7 +153,6 @@ class Runtime:
         self.metrics.set_model(serving.run_id if serving else None)
         if serving is not None:
             self.snapshot.seed_from_run(serving.item_ids, serving.popularity)
-        self._similar.clear()
 
     async def reload(self, run_dir: str | None = None) -> dict[str, Any]:
         before = self.models.current
@@ -275,9 +273,6 @@ class Runtime:
         arms = [a for a in self.settings.bandit_arms
                 if a in ("popularity", "hybrid") or (serving is not None and a in serving.models)]
         return arms or ["popularity"]
-
-    def similar_cache_clear(self) -> None:
-        self._similar.clear()
 
     # --- similar items --------------------------------------------------------------------
     async def similar(self, item: str, k: int) -> dict[str, Any]:

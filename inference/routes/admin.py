@@ -63,5 +63,4 @@ async def reindex(rt: RuntimeDep) -> dict:
         raise HTTPException(409, detail="model not trained yet: no serving run to index; "
                                         "train one with `streamrec train --model two_tower`")
     sizes = await rt.models.reindex()
-    rt.similar_cache_clear()
     return {"run_id": rt.models.current.run_id, "indexes": sizes}
