@@ -32,7 +32,7 @@ def make_client(settings: Settings) -> aioredis.Redis:
         socket_connect_timeout=settings.redis_timeout_s,
         health_check_interval=0,
         retry_on_timeout=False,
-        max_connections=64,
+        max_connections=1024,  # a burst of misses must not look like an outage (which trips the breaker)
     )
 
 
