@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     bandit_arms: list[str] = Field(default_factory=lambda: ["popularity", "hybrid", "ncf", "lightfm", "two_tower"])
     worker_metrics_port: int | None = 9108  # Prometheus metrics of the worker; None: off; 0: any free port
     worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container scraped from outside
+    worker_fetch_max_wait_ms: int = 50  # longest a consumer fetch may wait for records (Faust: 1500)
     config_refresh_s: float = 2.0  # how often the agents re-read the run-time overrides in Keys.config
     basket_ttl_s: int = 24 * 3600  # how long an open basket's items are remembered for basket pairs
     basket_max_items: int = 50  # a basket larger than this adds no more pairs (bounds the O(n^2) work)

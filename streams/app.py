@@ -54,7 +54,27 @@ def to_records(events: list) -> list[Record]:
     ]
 
 
+def shorten_fetch_wait(max_wait_ms: int) -> None:
+    """Faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Some brokers (the embedded
+    Tansu among them) hold a fetch for that whole time even when records arrive, which adds up to
+    1.5 s to every event once the worker has caught up; a short wait keeps events visible in
+    milliseconds and costs an idle worker a few more fetch requests."""
+    from faust.transport.drivers import aiokafka as driver
+
+    cls = driver.AIOKafkaConsumerThread
+    original = getattr(cls, "_streamrec_original_create", cls._create_worker_consumer)
+
+    def create(self, transport):  # noqa: ANN001, ANN202
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts its fetcher
+        return consumer
+
+    cls._streamrec_original_create = original
+    cls._create_worker_consumer = create
+
+
 def build_app(settings: Settings) -> faust.App:
+    shorten_fetch_wait(settings.worker_fetch_max_wait_ms)
     app = faust.App(
         settings.worker_id,
         broker=broker_url(settings.kafka_bootstrap or "127.0.0.1:9092"),
