@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     basket_profiles_file: Path | None = None  # None: the profiles shipped with streamrec
     basket_profile: str = "precision"
     broker_timeout_s: float = 2.0  # API: producing events / health metadata request
-    impression_max_lists_per_s: int = 200  # API: served lists turned into impression events per second; more are shed
+    impression_max_lists_per_s: int = 100  # API: served lists turned into impression events per second; more are shed
     local_cache_max: int = 100_000  # API: bodies kept in-process in front of the Redis cache
     candidates_n: int = 200  # API: ANN candidates per request before ranking
     snapshot_refresh_s: float = 5.0  # API: popularity snapshot used when Redis is unreachable
