@@ -23,6 +23,7 @@ import pandas as pd
 
 from inference.basket import BasketSignals, Embeddings, ItemMeta, complements, params_for, resolve_segments
 from inference.basket.profiles import load_profiles
+from trainer.basket_cover import fit_cover_model
 from trainer.data.baskets import Basket, derive_category
 from trainer.pairs import ANY, mine_pairs
 
@@ -43,6 +44,9 @@ class EvalConfig:
     embeddings: bool = True  # train LightFM for the W_EMB term, MMR similarity and segment detection
     lightfm_components: int = 32
     lightfm_epochs: int = 20
+    cover: bool = True  # fit the Bernoulli-mixture cover model (used by profiles with COVERAGE_GREEDY)
+    cover_components: int = 20
+    cover_restarts: int = 3
 
 
 @dataclass
@@ -145,6 +149,8 @@ def learn(train: list[Basket], cfg: EvalConfig, meta: dict[str, ItemMeta]) -> Mo
     centroids: dict[str, np.ndarray] = {}
     if cfg.embeddings:
         sig.embeddings, centroids = fit_lightfm(train, meta, cfg.lightfm_components, cfg.lightfm_epochs, cfg.seed)
+    if cfg.cover:
+        sig.cover = fit_cover_model(frame, cfg.cover_components, cfg.cover_restarts, seed=cfg.seed)
     return Model(sig, centroids, pairs.forward.get(ANY, {}))
 
 
@@ -154,8 +160,10 @@ def _rank(scores: dict[str, float], exclude: set[str], k: int, tiebreak: dict[st
     return keys[:k]
 
 
-def predictors(model: Model, cfg: EvalConfig) -> dict[str, Callable[[list[str], Basket], list[str]]]:
-    profile = load_profiles(cfg.profiles_file)[cfg.profile]
+def predictors(model: Model, cfg: EvalConfig, profile: dict | None = None
+               ) -> dict[str, Callable[[list[str], Basket], list[str]]]:
+    """The three methods; ``profile`` (buckets as in the profile file) overrides ``cfg.profile``."""
+    profile = profile or load_profiles(cfg.profiles_file)[cfg.profile]
     pop = model.signals.pop_global
 
     def streamrec(shown: list[str], basket: Basket) -> list[str]:
@@ -205,8 +213,13 @@ def evaluate(baskets: list[Basket], cfg: EvalConfig, categories: dict[str, str] 
         raise ValueError(f"need baskets to learn from and to hold out (have {len(baskets)})")
     meta = item_meta(baskets, categories)
     model = learn(train, cfg, meta)
-    preds = predictors(model, cfg)
-    known = set(meta)
+    return score_heldout(model, test, cfg, set(meta))
+
+
+def score_heldout(model: Model, test: list[Basket], cfg: EvalConfig, known: set[str],
+                  profile: dict | None = None) -> pd.DataFrame:
+    """The metrics table of a learnt model on held-out baskets (see ``evaluate``)."""
+    preds = predictors(model, cfg, profile)
     rows = []
     for m in range(cfg.basket_m, cfg.max_basket_m + 1):
         rng = random.Random(f"{cfg.seed}:{m}")

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from inference.basket.cover import CoverState
 from inference.basket.scoring import Candidate
 
 #: ``similarities(item, pool_ids)`` → redundancy of ``item`` with each pool item, in [0, 1].
@@ -30,6 +31,8 @@ def select(
     pair_quota: int = 0,
     category: Callable[[str], str | None] = lambda _: None,
     similarities: Similarities | None = None,
+    cover: CoverState | None = None,
+    cover_weight: float = 0.0,
 ) -> list[Candidate]:
     """Greedy selection, best first.
 
@@ -37,7 +40,10 @@ def select(
       owed, only pair candidates are taken (the quota is cut to what pairs offer);
     - the category cap is soft: it is lifted only when nothing else is left to fill k;
     - with ``diversify``, each pick maximises ``λ·relevance − (1−λ)·max similarity`` to the
-      items already picked (relevance = score rescaled to [0, 1] over the pool).
+      items already picked (relevance = score rescaled to [0, 1] over the pool);
+    - with a ``cover`` state (``inference.basket.cover``), each pick also adds
+      ``cover_weight × coverage gain`` (rescaled to [0, 1] over the allowed candidates): the
+      probability the candidate is in the basket while no earlier pick is.
     """
     if not ranked or k <= 0:
         return []
@@ -62,14 +68,20 @@ def select(
             under = (cat_code < 0) | (per_cat[cat_code] < cap_per_category)
             if (allowed & under).any():
                 allowed &= under
-        if diversify and chosen:
-            value = mmr_lambda * rel - (1 - mmr_lambda) * max_sim
+        use_cover = cover is not None and cover_weight > 0
+        if diversify and chosen or use_cover:
+            value = mmr_lambda * rel - (1 - mmr_lambda) * max_sim if diversify and chosen else rel.copy()
+            if use_cover:
+                gain = np.where(allowed, cover.gains(), 0.0)
+                value = value + cover_weight * gain / (gain.max() or 1.0)
             value = np.where(allowed, value, -np.inf)
             best = int(np.lexsort((order, -scores, -value))[0])  # ties: higher score, then rank
         else:
             best = int(np.flatnonzero(allowed)[0])  # ranked input: the first allowed is the best
         chosen.append(best)
         free[best] = False
+        if cover is not None:
+            cover.pick(ids[best])
         n_pairs += int(pairs[best])
         if cat_code[best] >= 0:
             per_cat[cat_code[best]] += 1

@@ -15,6 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from inference.basket.assortment import select
+from inference.basket.cover import CoverState
 from inference.basket.profiles import BasketParams
 from inference.basket.scoring import Candidate, PoolSimilarities, score_candidates
 from inference.basket.segments import basket_vector, detect_segments
@@ -54,12 +55,16 @@ def complements(
         in_head = sum(1 for c in head if c.from_pairs)
         extra = [c for c in ranked[len(head):] if c.from_pairs][: max(0, min(p.PAIR_QUOTA, k) - in_head)]
         head = head + extra
+    cover = None
+    if p.COVERAGE_GREEDY and sig.cover is not None:
+        cover = CoverState(sig.cover, basket, [c.item_id for c in head])
     return select(
         head, k,
         cap_per_category=p.CAP_PER_GAMME, diversify=p.DIVERSIFY, mmr_lambda=p.MMR_LAMBDA,
         pair_quota=p.PAIR_QUOTA,
         category=lambda i: sig.meta[i].category if i in sig.meta else None,
         similarities=PoolSimilarities(sig, [c.item_id for c in head]) if p.DIVERSIFY else None,
+        cover=cover, cover_weight=p.W_COVER_GREEDY,
     )
 
 

@@ -43,6 +43,8 @@ class BasketParams:
     DIVERSIFY: bool = False  # MMR re-ranking
     MMR_LAMBDA: float = 0.7  # relevance vs novelty in MMR
     PAIR_QUOTA: int = 0  # at least this many results come from pairs (when pairs offer them)
+    COVERAGE_GREEDY: bool = False  # pick for expected coverage of the basket's rest (run's cover model)
+    W_COVER_GREEDY: float = 1.0  # weight of the coverage gain (rescaled to [0, 1]) next to relevance
     TOP_PAIRS: int = 100  # pairs read per basket item and segment
     TOP_POPP: int = 50  # segment-popular items read
     TOP_POPG: int = 50  # globally popular items read

@@ -6,9 +6,12 @@ answers at serving time and on offline-mined pairs in ``eval-basket``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from inference.basket.cover import CoverModel
 
 ANY = "ANY"
 Scores = dict[str, float]
@@ -48,3 +51,4 @@ class BasketSignals:
     pop_global: Scores = field(default_factory=dict)
     meta: dict[str, ItemMeta] = field(default_factory=dict)
     embeddings: Embeddings | None = None
+    cover: "CoverModel | None" = None  # the run's basket mixture, for COVERAGE_GREEDY
