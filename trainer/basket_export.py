@@ -1,9 +1,10 @@
-"""What a run carries for basket complements: offline pairs and segment centroids.
+"""What a run carries for basket complements: offline pairs, segment centroids, cover model.
 
 The run-export step calls ``export_basket(run_dir, events, item_ids, item_embeddings)``:
-``pairs.parquet`` (``trainer.pairs``) and ``basket_segments.npz`` (one centroid per
+``pairs.parquet`` (``trainer.pairs``), ``basket_segments.npz`` (one centroid per
 segment: the purchase-weighted mean of its items' embeddings, which is what basket
-segment detection compares a basket's embedding with).
+segment detection compares a basket's embedding with) and ``basket_cover.npz`` (the
+Bernoulli mixture of ``trainer.basket_cover`` that coverage-greedy assortment reads).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from trainer.basket_cover import fit_cover_model, save_cover_model
 from trainer.pairs import mine_pairs, save_pairs
 
 SEGMENTS_FILE = "basket_segments.npz"
@@ -76,11 +78,14 @@ def segment_centroids_model(run_dir: Path) -> str | None:
 
 def export_basket(
     run_dir: Path, events: pd.DataFrame, item_ids: Sequence[str], embeddings: np.ndarray | None,
-    min_count: int = 1, top_k: int = 100, model: str | None = None,
+    min_count: int = 1, top_k: int = 100, model: str | None = None, cover_components: int = 20,
 ) -> None:
     """Write the basket artefacts of a run. ``events`` needs ``basket_id`` and ``item_id``
     (``segment`` and ``timestamp`` when known); the centroids need item embeddings, and
-    ``model`` names the run model they come from (serving then detects segments with it)."""
+    ``model`` names the run model they come from (serving then detects segments with it).
+    ``cover_components`` 0 writes no cover model."""
     save_pairs(mine_pairs(events, min_count=min_count, top_k=top_k), run_dir)
+    if cover_components > 0 and not events.empty:
+        save_cover_model(fit_cover_model(events, n_components=cover_components), run_dir)
     if embeddings is not None:
         save_segment_centroids(segment_centroids(events, item_ids, embeddings), run_dir, model)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.basket.cover import CoverModel
 from inference.basket.signals import Embeddings
 
 #: Embeddings used for W_EMB, MMR similarity and segment detection, best first.
@@ -56,3 +57,23 @@ def _centroid_model(run_dir: Path) -> str | None:
         return segment_centroids_model(run_dir)
     except (OSError, ValueError, KeyError):
         return None
+
+
+_cover_cache: dict[str, CoverModel | None] = {}
+
+
+def run_cover(serving: Any | None) -> CoverModel | None:
+    """The serving run's basket cover model (``basket_cover.npz``), cached per run; None
+    without a run or when the run has none (COVERAGE_GREEDY then leaves the ranking as is)."""
+    if serving is None:
+        return None
+    key = f"{serving.run_id}@{id(serving)}"
+    if key not in _cover_cache:
+        _cover_cache.clear()  # one serving run at a time
+        try:
+            from trainer.basket_cover import load_cover_model
+
+            _cover_cache[key] = load_cover_model(Path(serving.run.path))
+        except (OSError, ValueError, KeyError):
+            _cover_cache[key] = None
+    return _cover_cache[key]

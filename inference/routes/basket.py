@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException
 from inference.basket import complements, reason, resolve_segments
 from inference.basket import profiles
 from inference.basket.redis_signals import fetch_meta, fetch_signals
-from inference.basket.serving import run_embeddings
+from inference.basket.serving import run_cover, run_embeddings
 from inference.basket.signals import BasketSignals, ItemMeta
 from inference.broker import new_request_id
 from inference.deps import RuntimeDep
@@ -59,6 +59,7 @@ async def basket(body: BasketRequest, rt: RuntimeDep) -> BasketResponse:
     segments = resolve_segments(profession, items, BasketSignals(embeddings=emb), centroids, params)
     sig = await fetch_signals(rt.store, rt.keys, items, segments, params)
     sig.embeddings = emb
+    sig.cover = run_cover(rt.models.current)
     chosen = complements(items, sig, params, segments, body.k)
     out = [
         RecommendedItem(item_id=c.item_id, score=round(c.score, 6), reason=reason(c, segments),
