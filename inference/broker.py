@@ -150,7 +150,7 @@ class Broker:
         self._rdkafka = Producer({
             "bootstrap.servers": self.settings.kafka_bootstrap, "linger.ms": 50,
             "message.timeout.ms": 10_000, "queue.buffering.max.messages": 100_000,
-            "log_level": 3,  # errors only: a down broker is reported by /healthz, not by log floods
+            "logger": logging.getLogger("inference.impressions"),  # not raw stderr
         })
         return True
 
@@ -213,7 +213,9 @@ class Broker:
     async def close(self) -> None:
         await self.flush_impressions()
         if self._rdkafka is not None:
-            await asyncio.to_thread(self._rdkafka.flush, 3)
+            p, self._rdkafka = self._rdkafka, None
+            await asyncio.to_thread(p.flush, 3)
+            del p  # the last reference: librdkafka's threads stop with it
         await self._reset()
 
 
