@@ -1,6 +1,7 @@
 """Basket complements on Groceries: streamrec vs co-occurrence vs popularity, both profiles.
 
     python benchmarks/basket_eval.py [--data ../shared/data/baskets-dev/groceries.csv] [--seed 0]
+    python benchmarks/basket_eval.py --tune [--folds 3]     # validation grid, training baskets only
 
 Groceries (9,835 baskets, 169 items, see its PROVENANCE.md) has no categories, segments or
 timestamps: categories are derived from the item name's last word (``derive_category``),
@@ -12,6 +13,8 @@ baskets (share of results from pairs, distinct categories per list).
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import random
 import sys
 from pathlib import Path
@@ -23,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from inference.basket import complements, params_for  # noqa: E402
 from inference.basket.profiles import load_profiles  # noqa: E402
-from trainer.basket_eval import EvalConfig, evaluate, item_meta, learn, markdown_table, split_baskets  # noqa: E402
+from trainer.basket_eval import (EvalConfig, evaluate, item_meta, learn, markdown_table, score_heldout,  # noqa: E402
+                                 split_baskets)
 from trainer.data.baskets import read_any  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "baskets-dev" / "groceries.csv"
@@ -82,17 +86,73 @@ def leaky_cover_ceiling(baskets, cfg: EvalConfig, m: int) -> float:
     return float(np.mean(hits))
 
 
+#: the validation grid of ``--tune``: overrides of the precision profile (every bucket)
+TUNE_GRID = [
+    {"COVERAGE_GREEDY": False},
+    {"COVERAGE_GREEDY": True, "W_COVER_GREEDY": 1.0},
+    {"COVERAGE_GREEDY": True, "W_COVER_GREEDY": 3.0},
+    {"COVERAGE_GREEDY": True, "W_COVER_GREEDY": 10.0},
+    {"COVERAGE_GREEDY": True, "W_COVER_GREEDY": 3.0, "DIVERSIFY": False},
+    {"COVERAGE_GREEDY": True, "W_COVER_GREEDY": 3.0, "PAIR_QUOTA": 0},
+]
+
+
+def with_overrides(profile: dict, over: dict) -> dict:
+    """The profile with ``over`` applied to its default and to every bucket that sets those keys."""
+    out = copy.deepcopy(profile)
+    for name, bucket in out.items():
+        if not name.startswith("_"):
+            bucket.update({k: v for k, v in over.items() if name == "default" or k in bucket})
+    return out
+
+
+def tune(baskets, cfg: EvalConfig, folds: int, grid: list[dict]) -> None:
+    """Hit@10 of each grid point on ``folds`` validation splits carved from the *training*
+    baskets (seeds seed+1..seed+folds); the held-out test baskets are removed first and never
+    looked at. Prints pooled Hit@10 per M and the gain over the better baseline."""
+    train, _ = split_baskets(baskets, cfg.n_samples, cfg.seed)
+    meta = item_meta(baskets)
+    base = load_profiles()[cfg.profile]
+    acc: dict[tuple, list[float]] = {}
+    for f in range(folds):
+        fit, val = split_baskets(train, cfg.n_samples, cfg.seed + 1 + f)
+        model = learn(fit, cfg, meta)
+        for g, over in enumerate(grid):
+            table = score_heldout(model, val, cfg, set(meta), with_overrides(base, over))
+            for r in table.to_dict("records"):
+                a = acc.setdefault((g, r["M"], r["method"]), [0.0, 0])
+                a[0] += r[f"hit@{cfg.k}"] * r["n"]
+                a[1] += r["n"]
+    print(f"validation: {folds} folds of {cfg.n_samples} baskets carved from the {len(train)} training baskets")
+    for g, over in enumerate(grid):
+        cells = []
+        for m in range(cfg.basket_m, cfg.max_basket_m + 1):
+            hit = {meth: acc[(g, m, meth)][0] / acc[(g, m, meth)][1] for meth in ("streamrec", "cooccurrence", "popularity")}
+            best = max(hit["cooccurrence"], hit["popularity"])
+            cells.append(f"M={m} {hit['streamrec']:.4f} vs {best:.4f} ({100 * (hit['streamrec'] / best - 1):+.1f}%)")
+        print(f"  {json.dumps(over):70s} " + "; ".join(cells))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-samples", type=int, default=2000)
+    ap.add_argument("--tune", action="store_true", help="validation grid on the training baskets, then stop")
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--cover-components", type=int, default=20)
+    ap.add_argument("--grid", type=str, default="", help="JSON list of profile overrides (default: TUNE_GRID)")
     args = ap.parse_args()
     if not args.data.exists():
         print(f"no data at {args.data}: this benchmark needs the Groceries CSV (see README, section basket)")
         return
     baskets = read_any(args.data, "baskets")
     print(f"{args.data.name}: {len(baskets)} baskets, {len({i for b in baskets for i in b.items})} items")
+    if args.tune:
+        cfg = EvalConfig(basket_m=1, max_basket_m=2, n_samples=args.n_samples, seed=args.seed, k=10,
+                         segment_mode="auto", profile="precision", cover_components=args.cover_components)
+        tune(baskets, cfg, args.folds, json.loads(args.grid) if args.grid else TUNE_GRID)
+        return
     for profile in ("precision", "diversity"):
         cfg = EvalConfig(basket_m=1, max_basket_m=3, n_samples=args.n_samples, seed=args.seed, k=10,
                          segment_mode="auto", profile=profile)

@@ -47,8 +47,13 @@ class CoverModel:
             raise ValueError(f"cover model: theta {self.theta.shape} does not match "
                              f"{len(self.weights)} components x {len(self.index)} items")
 
-    def posterior(self, shown: Sequence[str]) -> np.ndarray:
+    def posterior(self, shown: Sequence[str], size_power: float = 0.0) -> np.ndarray:
         """P(z | the basket holds ``shown``); items the model does not know are ignored.
+
+        ``size_power`` > 0 divides by the component's expected basket size to that power: when
+        the shown items are a random part of the basket (a basket in progress, or
+        eval-basket's draw), a given item is less likely to be *the* one shown in a large
+        basket (1 the exact correction for one shown item under this model's independence).
 
         >>> m = CoverModel({"a": 0}, np.array([0.5, 0.5]), np.array([[0.8], [0.2]]))
         >>> m.posterior(["a"]).round(2).tolist(), m.posterior(["unknown"]).round(2).tolist()
@@ -56,6 +61,8 @@ class CoverModel:
         """
         cols = [self.index[s] for s in dict.fromkeys(shown) if s in self.index]
         logp = np.log(np.maximum(self.weights, 1e-300)) + np.log(self.theta[:, cols]).sum(axis=1)
+        if size_power and cols:
+            logp -= size_power * len(cols) * np.log(np.maximum(self.theta.sum(axis=1), 1.0))
         post = np.exp(logp - logp.max())
         return post / post.sum()
 
@@ -63,14 +70,14 @@ class CoverModel:
 class CoverState:
     """Marginal coverage gains of a candidate pool while a list is picked from it."""
 
-    def __init__(self, model: CoverModel, shown: Sequence[str], pool: Sequence[str]):
+    def __init__(self, model: CoverModel, shown: Sequence[str], pool: Sequence[str], size_power: float = 0.0):
         self.model = model
         rows = np.array([model.index.get(c, -1) for c in pool], dtype=np.int64)
         self.known = rows >= 0
         # pool columns of theta (unknown items: zero probability, so zero gain)
         self.theta = np.where(self.known[None, :], model.theta[:, np.maximum(rows, 0)], 0.0)
         self.pos = {c: n for n, c in enumerate(pool)}
-        self.miss = model.posterior(shown)  # P(z | S) × P(no pick so far is in the basket | z)
+        self.miss = model.posterior(shown, size_power)  # P(z | S) × P(no pick so far is in the basket | z)
 
     def gains(self) -> np.ndarray:
         """For each pool item, the probability it is in the basket while no pick so far is."""

@@ -57,7 +57,7 @@ def complements(
         head = head + extra
     cover = None
     if p.COVERAGE_GREEDY and sig.cover is not None:
-        cover = CoverState(sig.cover, basket, [c.item_id for c in head])
+        cover = CoverState(sig.cover, basket, [c.item_id for c in head], p.COVER_SIZE_POWER)
     return select(
         head, k,
         cap_per_category=p.CAP_PER_GAMME, diversify=p.DIVERSIFY, mmr_lambda=p.MMR_LAMBDA,

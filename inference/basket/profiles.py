@@ -45,6 +45,7 @@ class BasketParams:
     PAIR_QUOTA: int = 0  # at least this many results come from pairs (when pairs offer them)
     COVERAGE_GREEDY: bool = False  # pick for expected coverage of the basket's rest (run's cover model)
     W_COVER_GREEDY: float = 1.0  # weight of the coverage gain (rescaled to [0, 1]) next to relevance
+    COVER_SIZE_POWER: float = 0.0  # discount large-basket components in the cover posterior (see cover.py)
     TOP_PAIRS: int = 100  # pairs read per basket item and segment
     TOP_POPP: int = 50  # segment-popular items read
     TOP_POPG: int = 50  # globally popular items read
