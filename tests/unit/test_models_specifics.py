@@ -112,3 +112,10 @@ def test_blend_of_fitted_models_matches_a_fitted_blend(data):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="same Interactions"):
         Blend.of([(fitted[0][0], 1.0), (make_model("popularity").fit(synthetic_interactions(seed=1)), 1.0)])
+
+
+def test_popularity_ignores_dislikes():
+    ev = pd.DataFrame({"user_id": ["a", "b", "c", "a"], "item_id": ["x", "x", "x", "y"],
+                       "type": ["dislike", "dislike", "dislike", "view"], "timestamp": [1, 2, 3, 4]})
+    model = make_model("popularity").fit(Interactions.from_events(ev))
+    assert model.recommend(["b"], k=1, exclude_seen=False)[0][0] == ["y"]

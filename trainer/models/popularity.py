@@ -20,7 +20,8 @@ class Popularity(Recommender):
         self.counts_: np.ndarray | None = None
 
     def _fit(self, data: Interactions) -> None:
-        m = data.matrix if self.weighted else data.seen()
+        m = data.matrix.copy()
+        m.data = np.maximum(m.data, 0) if self.weighted else (m.data > 0).astype(np.float32)  # dislikes don't count
         self.counts_ = np.asarray(m.sum(axis=0)).ravel().astype(np.float32)
 
     def _score_users(self, uidx: np.ndarray) -> np.ndarray:
