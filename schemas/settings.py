@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     max_k: int = 100
     redis_timeout_s: float = 0.3
     hybrid_weights: dict[str, float] = Field(
-        default_factory=lambda: {"ncf": 0.3, "lightfm": 0.3, "two_tower": 0.2, "popularity": 0.2}
+        default_factory=lambda: {"ease": 0.35, "ncf": 0.2, "lightfm": 0.2, "two_tower": 0.15, "popularity": 0.1}
     )
     mmr_lambda: float = 0.7
     category_cap: int | None = None
@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     retrain_interval_s: float = 24 * 3600.0
     retrain_min_new_events: int = 10_000
     keep_runs: int = 5
-    retrain_models: list[str] = Field(default_factory=lambda: ["ease", "popularity"])  # scheduler's models
+    # the scheduler's models: seconds on the demo; add "ncf", "two_tower" (minutes on a CPU) or "content" (needs a catalog)
+    retrain_models: list[str] = Field(default_factory=lambda: ["ease", "lightfm", "popularity"])
     snapshot_dir: Path | None = None  # None: <data_dir>/snapshot (replayed interactions, Parquet)
     replay_idle_s: float = 2.0  # a replay stops after this long without new records
     min_user_interactions: int = 1  # users with fewer events are dropped before training
