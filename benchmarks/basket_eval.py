@@ -86,7 +86,7 @@ def leaky_cover_ceiling(baskets, cfg: EvalConfig, m: int) -> float:
     return float(np.mean(hits))
 
 
-#: the validation grid of ``--tune``: overrides of the precision profile (every bucket)
+#: the validation grid of ``--tune``: overrides of the profile tuned (every bucket that sets them)
 TUNE_GRID = [
     {"COVERAGE_GREEDY": False},
     {"COVERAGE_GREEDY": True, "W_COVER_GREEDY": 1.0},
@@ -140,6 +140,7 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=2000)
     ap.add_argument("--tune", action="store_true", help="validation grid on the training baskets, then stop")
     ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--profile", default="precision", help="the profile --tune starts from")
     ap.add_argument("--cover-components", type=int, default=20)
     ap.add_argument("--grid", type=str, default="", help="JSON list of profile overrides (default: TUNE_GRID)")
     args = ap.parse_args()
@@ -150,7 +151,7 @@ def main() -> None:
     print(f"{args.data.name}: {len(baskets)} baskets, {len({i for b in baskets for i in b.items})} items")
     if args.tune:
         cfg = EvalConfig(basket_m=1, max_basket_m=2, n_samples=args.n_samples, seed=args.seed, k=10,
-                         segment_mode="auto", profile="precision", cover_components=args.cover_components)
+                         segment_mode="auto", profile=args.profile, cover_components=args.cover_components)
         tune(baskets, cfg, args.folds, json.loads(args.grid) if args.grid else TUNE_GRID)
         return
     for profile in ("precision", "diversity"):

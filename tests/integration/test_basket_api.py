@@ -141,6 +141,24 @@ async def test_with_a_trained_run_segments_are_detected(settings, redis_client):
     assert "i15" in ids(body)
 
 
+async def test_with_a_cover_model_in_the_run_the_list_covers_both_kinds_of_basket(settings, redis_client):
+    """COVERAGE_GREEDY at serving time: the run's basket_cover.npz says i1 and i2 come in the
+    same baskets and i3 in the others, so the top-2 is i1 + i3, not the two strongest pairs."""
+    import numpy as np
+
+    from inference.basket.cover import CoverModel
+    from inference.testing import train_tiny_run
+    from trainer.basket_cover import save_cover_model
+
+    run_dir = train_tiny_run(settings.artifact_dir, models=("lightfm",))
+    theta = np.array([[0.5, 0.9, 0.9, 0.02], [0.5, 0.02, 0.02, 0.9]])
+    save_cover_model(CoverModel({"i0": 0, "i1": 1, "i2": 2, "i3": 3}, np.array([0.6, 0.4]), theta), run_dir)
+    redis_client.zadd(K.pairs("i0"), {"i1": 10, "i2": 9, "i3": 6})
+    async with api_client(settings) as (_, c):
+        body = (await c.post(BASKET, json={"product_ids": ["i0"], "k": 2})).json()
+    assert ids(body) == ["i1", "i3"], body
+
+
 async def test_redis_unreachable_is_a_503_not_a_500(settings):
     from infra.stack import free_port
 

@@ -89,6 +89,6 @@ def test_profiles_parse_the_coverage_knobs():
     from inference.basket.profiles import load_profiles, params_for
 
     prec, div = (params_for(load_profiles()[n], 1) for n in ("precision", "diversity"))
-    assert prec.COVERAGE_GREEDY and prec.W_COVER_GREEDY > 0 and not div.COVERAGE_GREEDY
+    assert prec.COVERAGE_GREEDY and prec.W_COVER_GREEDY > 0 and div.COVERAGE_GREEDY
     with pytest.raises(ValueError):
         BasketParams.from_dict({"COVERAGE_GREEDY": 1})
