@@ -188,7 +188,8 @@ def end_to_end(stack: EmbeddedStack, n: int, workers: int, workdir: Path) -> flo
         if workers > 1:
             w.warm_up()
         base = popsum(r)
-        th = produce_in_thread(stack.kafka_bootstrap, w.topic, [event(j, uuid.uuid4().hex[:4]) for j in range(n)])
+        tag = uuid.uuid4().hex[:4]  # one tag per run: 5,000 users and 2,000 items, as the checks use
+        th = produce_in_thread(stack.kafka_bootstrap, w.topic, [event(j, tag) for j in range(n)])
         first = None
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
