@@ -59,7 +59,8 @@ def leaky_cover_ceiling(baskets, cfg: EvalConfig, m: int) -> float:
     """A reference, not a method: Hit@k of a greedy set cover picked on *all* baskets, the
     held-out ones included (it has seen the answers). For each shown set, baskets are weighted
     by how many shown items they hold (+0.01 for the rest) and the k picks greedily maximise
-    the weight of baskets covered. It bounds what any pair-based ranking can hope for."""
+    the weight of baskets covered. Fitted on the training baskets alone, the same cover does
+    no better than streamrec (0.755 at M=1 and 0.757 at M=2, seed 0): the leak is much of its gain."""
     items = sorted({i for b in baskets for i in b.items})
     idx = {it: j for j, it in enumerate(items)}
     x = np.zeros((len(baskets), len(items)), dtype=np.float32)
