@@ -6,7 +6,7 @@ import pytest
 
 from inference.testing import api_client
 from schemas.keys import Keys
-from tests.integration.test_streams_support import Worker, stream_settings
+from tests.integration.support import Worker, stream_settings
 
 pytestmark = pytest.mark.integration
 HOME = "/api/v1/recommendations/home"

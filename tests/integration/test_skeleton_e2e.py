@@ -2,7 +2,6 @@
 and an API process into Redis and back out as served recommendations."""
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 import uuid
@@ -11,22 +10,12 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.stack import child_env, free_port, spawn, stop_process
 from schemas.keys import Keys
+from tests.integration.support import produce, produce_events, read_dlq, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(pred, timeout: float, what: str, step: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -48,7 +37,7 @@ def running(settings, tmp_path: Path):
             return False
 
     try:
-        _wait(healthy, 60, "the API to be healthy")
+        wait_until(healthy, 60)
         yield url, worker
     finally:
         stop_process(api)
@@ -71,48 +60,21 @@ def _events(tag: str) -> list[dict]:
     return evs
 
 
-async def _produce(settings, events, raw):
-    p = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
-    await p.start()
-    try:
-        for e in events:
-            await p.send(settings.topic("interactions"), orjson.dumps(e), key=e["user_id"].encode())
-        for r in raw:
-            await p.send(settings.topic("interactions"), r, key=b"bad")
-        await p.flush()
-    finally:
-        await p.stop()
-
-
-async def _dlq(settings, want: int, timeout: float = 30) -> list[dict]:
-    c = AIOKafkaConsumer(settings.topic("interactions.dlq"), bootstrap_servers=settings.kafka_bootstrap,
-                         auto_offset_reset="earliest", group_id=None)
-    await c.start()
-    out: list[dict] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(out) < want and time.monotonic() < deadline:
-            got = await c.getmany(timeout_ms=500)
-            out += [orjson.loads(m.value) for msgs in got.values() for m in msgs]
-    finally:
-        await c.stop()
-    return out
-
-
 def test_events_flow_to_served_recommendations(settings, running, redis_client):
     url, worker = running
     keys = Keys(settings.redis_prefix)
     tag = uuid.uuid4().hex[:6]
     events = _events(tag)
     bad = [b"{not json", orjson.dumps({"type": "view"}), orjson.dumps({**events[0], "event_id": "x", "type": "teleport"})]
-    asyncio.run(_produce(settings, events, bad))
+    produce_events(settings, events)
+    produce(settings, "interactions", bad)
 
     # popularity in Redis matches exactly
     def pop_total():
         total = sum(s for _, s in redis_client.zrange(keys.pop_global, 0, -1, withscores=True))
         return total if total >= 1000 else None
 
-    assert _wait(pop_total, 60, "1,000 events in sr:pop:global") == 1000
+    assert wait_until(pop_total, 60) == 1000
     expected = {f"e2e{tag}-{j}": 190 - 20 * j for j in range(10)}
     got = dict(redis_client.zrange(keys.pop_global, 0, -1, withscores=True))
     assert got == {k: float(v) for k, v in expected.items()}
@@ -131,17 +93,17 @@ def test_events_flow_to_served_recommendations(settings, running, redis_client):
     assert not set(served) & {f"e2e{tag}-0", f"e2e{tag}-1"}
 
     # a new event for that user invalidates the cached list
-    asyncio.run(_produce(settings, [{"event_id": uuid.uuid4().hex, "type": "click", "user_id": f"u{tag}-150",
-                                     "item_id": f"e2e{tag}-2", "ts": time.time()}], []))
+    produce_events(settings, [{"event_id": uuid.uuid4().hex, "type": "click", "user_id": f"u{tag}-150",
+                               "item_id": f"e2e{tag}-2", "ts": time.time()}])
 
     def refreshed():
         items = httpx.get(f"{url}/api/v1/recommendations/home", params={"user_id": f"u{tag}-150", "k": 5}).json()["items"]
         return f"e2e{tag}-2" not in [i["item_id"] for i in items]
 
-    _wait(refreshed, 10, "the cached list to be invalidated")
+    wait_until(refreshed, 10)
 
     # three different bad records land in the DLQ with a reason; the worker stays alive
-    dlq = asyncio.run(_dlq(settings, 3))
+    dlq = read_dlq(settings, 3)
     assert len(dlq) == 3
     assert all(d.get("reason") for d in dlq)
     assert worker.poll() is None

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from schemas.keys import Keys
-from tests.integration.test_streams_support import (
+from tests.integration.support import (
     Worker, event, produce, produce_events, read_dlq, stream_settings, wait_until,
 )
 

@@ -1,4 +1,4 @@
-"""Helpers of the streams integration tests (no tests here): a worker child process, a producer,
+"""Helpers of the integration tests that run a worker (no tests here): a worker child process, a producer,
 a DLQ reader and polling. The worker runs as ``python -m streams`` configured only by STREAMREC_*."""
 from __future__ import annotations
 
