@@ -15,13 +15,23 @@ import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Annotated, Iterator, Optional
 
 import typer
 from typer.core import TyperCommand
 
 from schemas.errors import InvalidDataset, ServiceUnavailable, StreamrecError
 from schemas.settings import Settings, get_settings
+
+# Options `train` and `eval` share.
+ItemsOption = Annotated[Optional[Path], typer.Option(
+    "--items", exists=True, readable=True,
+    help="Item metadata: CSV item_id[,title][,text][,category][,subcategory] or "
+         "catalog JSON lines (the content model needs it; MovieLens brings u.item).")]
+ProfilesOption = Annotated[Optional[Path], typer.Option(
+    "--user-profiles", exists=True, readable=True,
+    help="User metadata: CSV user_id[,segment|profession][,level] or JSON lines.")]
+FormatOption = Annotated[str, typer.Option("--format", help="auto | csv | movielens | snapshot")]
 
 MODELS_PLACEHOLDER = "{models}"
 
@@ -142,12 +152,9 @@ def train(
                                                                 "(every model that takes it), repeatable."),
     tag: str = typer.Option(None, "--tag", help="Suffix of the run directory name."),
     promote: bool = typer.Option(False, "--promote", help="Promote the run if it beats the serving one."),
-    items: Path = typer.Option(None, "--items", exists=True, readable=True,
-                               help="Item metadata: CSV item_id[,title][,text][,category][,subcategory] or "
-                                    "catalog JSON lines (the content model needs it; MovieLens brings u.item)."),
-    profiles: Path = typer.Option(None, "--user-profiles", exists=True, readable=True,
-                                  help="User metadata: CSV user_id[,segment|profession][,level] or JSON lines."),
-    fmt: str = typer.Option("auto", "--format", help="auto | csv | movielens | snapshot"),
+    items: ItemsOption = None,
+    profiles: ProfilesOption = None,
+    fmt: FormatOption = "auto",
     do_replay: bool = typer.Option(True, "--replay/--no-replay", help="Without --interactions: replay new "
                                                                        "records into the snapshot first."),
     val_ratio: float = typer.Option(0.1, "--val-ratio", min=0.0, max=0.5,
@@ -200,12 +207,9 @@ def eval_(
     sampled: bool = typer.Option(True, "--sampled/--no-sampled", help="Also report sampled ranking (1 + 99)."),
     json_out: str = typer.Option(None, "--json", help="Write the figures as JSON to this file ('-': stdout, "
                                                       "instead of the table)."),
-    items: Path = typer.Option(None, "--items", exists=True, readable=True,
-                               help="Item metadata: CSV item_id[,title][,text][,category][,subcategory] or "
-                                    "catalog JSON lines (the content model needs it; MovieLens brings u.item)."),
-    profiles: Path = typer.Option(None, "--user-profiles", exists=True, readable=True,
-                                  help="User metadata: CSV user_id[,segment|profession][,level] or JSON lines."),
-    fmt: str = typer.Option("auto", "--format", help="auto | csv | movielens | snapshot"),
+    items: ItemsOption = None,
+    profiles: ProfilesOption = None,
+    fmt: FormatOption = "auto",
     seed: int = typer.Option(42, "--seed"),
     progress: bool = typer.Option(None, "--progress/--no-progress"),
 ) -> None:

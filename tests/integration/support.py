@@ -110,22 +110,24 @@ def produce_events(settings: Settings, events: list[dict]) -> None:
     produce(settings, "interactions", [json.dumps(e).encode() for e in events])
 
 
-def read_dlq(settings: Settings, expect: int, timeout: float = 30) -> list[dict]:
-    async def go() -> list[dict]:
-        c = AIOKafkaConsumer(settings.topic("interactions.dlq"), bootstrap_servers=settings.kafka_bootstrap,
-                             auto_offset_reset="earliest", group_id=None)
-        await c.start()
-        out: list[dict] = []
-        try:
-            deadline = time.monotonic() + timeout
-            while len(out) < expect and time.monotonic() < deadline:
-                got = await c.getmany(timeout_ms=500)
-                out += [json.loads(m.value) for msgs in got.values() for m in msgs]
-        finally:
-            await c.stop()
-        return out
+async def consume(settings: Settings, topic: str = "interactions", want: int = 1, timeout_s: float = 15) -> list[dict]:
+    """Read a topic from the start (no consumer group) until ``want`` JSON records or the timeout."""
+    c = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,
+                         auto_offset_reset="earliest", group_id=None)
+    await c.start()
+    out: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(out) < want and time.monotonic() < deadline:
+            got = await c.getmany(timeout_ms=500)
+            out += [json.loads(m.value) for msgs in got.values() for m in msgs]
+    finally:
+        await c.stop()
+    return out
 
-    return asyncio.run(go())
+
+def read_dlq(settings: Settings, expect: int, timeout: float = 30) -> list[dict]:
+    return asyncio.run(consume(settings, "interactions.dlq", expect, timeout))
 
 
 def wait_until(cond: Callable[[], object], timeout: float = 30, raise_: bool = True, every: float = 0.1):  # noqa: ANN201

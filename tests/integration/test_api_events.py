@@ -1,33 +1,16 @@
 """POST /api/v1/events, impressions, served-list stats, and the broker going away and coming back."""
 import asyncio
-import json
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from inference.testing import api_client
 from infra.stack import broker_binary, broker_ready, free_port, spawn, stop_process
 from schemas.keys import Keys
+from tests.integration.support import consume
 
 pytestmark = pytest.mark.integration
 K = Keys("sr:")
-
-
-async def consume(settings, topic="interactions", want=1, timeout_s=15):
-    c = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,
-                         auto_offset_reset="earliest", group_id=None)
-    await c.start()
-    out = []
-    try:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout_s
-        while len(out) < want and loop.time() < end:
-            got = await c.getmany(timeout_ms=500)
-            out += [json.loads(m.value) for msgs in got.values() for m in msgs]
-    finally:
-        await c.stop()
-    return out
 
 
 async def test_events_are_validated_and_produced(settings):
