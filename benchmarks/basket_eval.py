@@ -56,6 +56,28 @@ def profile_contrast(baskets, cfg: EvalConfig, n: int = 500) -> dict[str, dict[s
     return out
 
 
+def basket_matrix(baskets, items: list[str]) -> np.ndarray:
+    idx = {it: j for j, it in enumerate(items)}
+    x = np.zeros((len(baskets), len(items)), dtype=np.float32)
+    for r, b in enumerate(baskets):
+        x[r, [idx[i] for i in b.items]] = 1.0
+    return x
+
+
+def greedy_cover(x: np.ndarray, weight: np.ndarray, exclude: list[int], k: int) -> list[int]:
+    """k columns of the basket matrix ``x``, each the one whose baskets not yet covered weigh
+    most (``exclude`` never picked)."""
+    covered = np.zeros(len(x), dtype=bool)
+    picked: list[int] = []
+    for _ in range(k):
+        gain = x.T @ (weight * ~covered)
+        gain[exclude + picked] = -1
+        j = int(np.argmax(gain))
+        picked.append(j)
+        covered |= x[:, j] > 0
+    return picked
+
+
 def leaky_cover_ceiling(baskets, cfg: EvalConfig, m: int) -> float:
     """A reference, not a method: Hit@k of a greedy set cover picked on *all* baskets, the
     held-out ones included (it has seen the answers). For each shown set, baskets are weighted
@@ -64,9 +86,7 @@ def leaky_cover_ceiling(baskets, cfg: EvalConfig, m: int) -> float:
     no better than streamrec (0.755 at M=1 and 0.757 at M=2, seed 0): the leak is much of its gain."""
     items = sorted({i for b in baskets for i in b.items})
     idx = {it: j for j, it in enumerate(items)}
-    x = np.zeros((len(baskets), len(items)), dtype=np.float32)
-    for r, b in enumerate(baskets):
-        x[r, [idx[i] for i in b.items]] = 1.0
+    x = basket_matrix(baskets, items)
     _, test = split_baskets(baskets, cfg.n_samples, cfg.seed)
     rng = random.Random(f"{cfg.seed}:{m}")
     hits = []
@@ -75,25 +95,9 @@ def leaky_cover_ceiling(baskets, cfg: EvalConfig, m: int) -> float:
             continue
         shown = rng.sample(b.items, m)
         cols = [idx[i] for i in shown]
-        weight = x[:, cols].sum(axis=1) + 0.01
-        covered = np.zeros(len(baskets), dtype=bool)
-        picked: list[int] = []
-        for _ in range(cfg.k):
-            gain = x.T @ (weight * ~covered)
-            gain[cols + picked] = -1
-            j = int(np.argmax(gain))
-            picked.append(j)
-            covered |= x[:, j] > 0
+        picked = greedy_cover(x, x[:, cols].sum(axis=1) + 0.01, cols, cfg.k)
         hits.append(bool({items[j] for j in picked} & (set(b.items) - set(shown))))
     return float(np.mean(hits))
-
-
-def basket_matrix(baskets, items: list[str]) -> np.ndarray:
-    idx = {it: j for j, it in enumerate(items)}
-    x = np.zeros((len(baskets), len(items)), dtype=np.float32)
-    for r, b in enumerate(baskets):
-        x[r, [idx[i] for i in b.items]] = 1.0
-    return x
 
 
 def expected_hit_m1(x: np.ndarray, lists: np.ndarray) -> float:
@@ -120,16 +124,7 @@ def cover_lists(x: np.ndarray, k: int) -> np.ndarray:
     size = x.sum(axis=1)
     out = np.zeros((x.shape[1], x.shape[1]), dtype=bool)
     for a in range(x.shape[1]):
-        w = x[:, a] * (size >= 2) / np.maximum(size, 1)
-        covered = np.zeros(len(x), dtype=bool)
-        out[a, a] = True  # never pick the shown item; cleared below
-        for _ in range(k):
-            gain = x.T @ (w * ~covered)
-            gain[out[a]] = -1
-            j = int(np.argmax(gain))
-            out[a, j] = True
-            covered |= x[:, j] > 0
-        out[a, a] = False
+        out[a, greedy_cover(x, x[:, a] * (size >= 2) / np.maximum(size, 1), [a], k)] = True
     return out
 
 
