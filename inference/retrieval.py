@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from inference.ranking import ItemInfo
+from ranking.filters import ItemInfo
 from inference.store import RedisStore
 from schemas.errors import StoreUnavailable
 

@@ -15,19 +15,10 @@ from typing import Any
 import numpy as np
 
 from inference.models import ServingRun
-from inference.ranking import (
-    Filters,
-    ItemInfo,
-    Provenance,
-    allowed,
-    apply_filters,
-    cap_categories,
-    fill,
-    mmr,
-    normalise,
-    reason,
-    similarity_matrix,
-)
+from ranking.diversity import cap_categories, fill, mmr, similarity_matrix
+from ranking.filters import Filters, ItemInfo, allowed, apply_filters
+from ranking.reasons import Provenance, reason
+from ranking.scores import minmax as normalise
 from inference.retrieval import ItemCatalog, UserContext, ann_search
 from inference.store import RedisStore
 from schemas.errors import ModelNotTrained

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from inference.broker import new_request_id
 from inference.deps import RuntimeDep
-from inference.ranking import Filters
+from ranking.filters import Filters
 from inference.strategies import HomeQuery
 from schemas.api import ErrorBody, RecommendationResponse, SimilarResponse
 from schemas.errors import NotFound

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from inference.bandit import parse_totals, policy_from_totals
-from inference.ranking import Filters, ItemInfo, apply_filters, cap_categories, fill, mmr, similarity_matrix
+from ranking.diversity import cap_categories, fill, mmr, similarity_matrix
+from ranking.filters import Filters, ItemInfo, apply_filters
 from inference.runtime import cache_variant
 from inference.strategies import HomeQuery, strategy_names
 
