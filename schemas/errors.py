@@ -3,15 +3,21 @@
     StreamrecError
     ├── InvalidEvent            a record failed validation (goes to the DLQ, never stops a worker)
     ├── NotFound                an unknown item, run or user where one is required
+    │   └── UnknownBasketProfile    no basket profile of that name (also a KeyError)
     ├── ModelNotTrained         a model strategy was asked for and no run serves it
     ├── ArtifactError           a run directory is incomplete or unreadable
     ├── InvalidDataset          an interactions file or snapshot cannot be read as a dataset
+    │   └── BadBasketFile       a basket file without the columns its format needs (also a ValueError)
+    ├── BadBasketProfile        a basket profile file or bucket that cannot be used (also a ValueError)
+    ├── ScriptRejected          Redis refused the streams' script for a batch (e.g. WRONGTYPE): not transient
     └── ServiceUnavailable      a backing service cannot be reached
         ├── BrokerUnavailable   Kafka (mapped from aiokafka / confluent errors at the boundary)
         └── StoreUnavailable    Redis (mapped from redis-py errors at the boundary)
 
 Lower layers raise these; only the API routes turn them into HTTP answers
-(4xx for the first group, 503 for ServiceUnavailable).
+(4xx for the first group, 503 for ServiceUnavailable). The ones marked "also a ...Error"
+keep the built-in base they had before they joined the tree, so ``except ValueError`` /
+``except KeyError`` callers still catch them.
 """
 from __future__ import annotations
 
@@ -47,6 +53,22 @@ class ArtifactError(StreamrecError):
 
 class InvalidDataset(StreamrecError):
     """A training data source that cannot be used (missing columns, unknown format, no rows)."""
+
+
+class BadBasketFile(InvalidDataset, ValueError):
+    """A basket file (``baskets`` / ``basket-lines``) whose header lacks what its format needs."""
+
+
+class UnknownBasketProfile(NotFound, KeyError):
+    """No basket profile of that name in the profile file."""
+
+
+class BadBasketProfile(StreamrecError, ValueError):
+    """A basket profile file that cannot be read, or a bucket with an unknown or bad parameter."""
+
+
+class ScriptRejected(StreamrecError):
+    """Redis refused the script for this batch (e.g. WRONGTYPE on a key): not a transient error."""
 
 
 class ServiceUnavailable(StreamrecError):
