@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inference.basket import complements, params_for  # noqa: E402
-from inference.basket.profiles import load_profiles  # noqa: E402
+from ranking.basket import complements, params_for  # noqa: E402
+from schemas.basket_profiles import load_profiles  # noqa: E402
 from trainer.basket_eval import (EvalConfig, evaluate, item_meta, learn, markdown_table, score_heldout,  # noqa: E402
                                  split_baskets)
 from trainer.data.baskets import read_any  # noqa: E402

@@ -1,4 +1,4 @@
-"""Fit, save and load the coverage model of basket complements (``inference.basket.cover``).
+"""Fit, save and load the coverage model of basket complements (``ranking.basket.cover``).
 
 A mixture of independent Bernoullis over baskets, fitted by EM on a sparse basket × item
 matrix (items limited to the ``max_items`` most frequent so the run file stays small), with
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from inference.basket.cover import CoverModel
+from ranking.basket.cover import CoverModel
 
 COVER_FILE = "basket_cover.npz"
 

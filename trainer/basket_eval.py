@@ -3,9 +3,9 @@
 Hold out ``n_samples`` baskets (the latest when the file has timestamps, else a seeded random
 draw), learn from the others, then for each held-out basket and each M in
 ``basket_m..max_basket_m`` show M of its items (seeded random draw) and predict the rest.
-Three methods run on the same draws: **streamrec** (the serving engine of
-``inference.basket`` — imported on purpose, so the ranking evaluated is the ranking served —
-over offline-mined pairs, popularity and LightFM embeddings), **cooccurrence** (plain pair
+Three methods run on the same draws: **streamrec** (``ranking.basket``, the policy the API
+serves — one code path, so the ranking evaluated is the ranking served — over offline-mined
+pairs, popularity and LightFM embeddings), **cooccurrence** (plain pair
 counts summed over the shown items, popularity breaking ties) and **popularity**.
 
 Segment mode: ``none`` ignores segments, ``use_order`` takes each basket's own segment,
@@ -21,8 +21,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from inference.basket import BasketSignals, Embeddings, ItemMeta, complements, params_for, resolve_segments
-from inference.basket.profiles import load_profiles
+from ranking.basket import BasketSignals, Embeddings, ItemMeta, complements, params_for, resolve_segments
+from schemas.basket_profiles import load_profiles
 from trainer.basket_cover import fit_cover_model
 from trainer.data.baskets import Basket, derive_category
 from trainer.pairs import ANY, mine_pairs

@@ -1,13 +1,8 @@
-"""Basket complements: "what goes with this basket", segment-aware, diversified, tunable.
+"""The basket policy's serving side: what does I/O or holds serving state.
 
-Pure functions over plain inputs (``BasketSignals``), shared by the API route and the
-offline evaluation; ``inference.basket.redis_signals`` is the only part that touches Redis.
+The policy itself (scoring, segments, assortment, cover, reasons) is pure and lives in
+``ranking.basket``, shared with the offline evaluation; the profile file format is
+``schemas.basket_profiles``. Here: ``redis_signals`` (a basket's signals in one Redis round
+trip, ``fetch.lua``), ``serving`` (embeddings, centroids and cover model of the serving run)
+and ``profiles`` (the active profile of this process).
 """
-from inference.basket.engine import complements, reason, resolve_segments
-from inference.basket.profiles import BasketParams, active, load_profiles, params_for, select_bucket, set_active
-from inference.basket.signals import ANY, BasketSignals, Embeddings, ItemMeta
-
-__all__ = [
-    "ANY", "BasketParams", "BasketSignals", "Embeddings", "ItemMeta", "active", "complements",
-    "load_profiles", "params_for", "reason", "resolve_segments", "select_bucket", "set_active",
-]

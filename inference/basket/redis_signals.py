@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from inference.basket.profiles import BasketParams
-from inference.basket.scoring import pair_sources
-from inference.basket.signals import BasketSignals, ItemMeta
+from ranking.basket.scoring import pair_sources
+from ranking.basket.signals import BasketSignals, ItemMeta
+from schemas.basket_profiles import BasketParams
 from schemas.keys import Keys
 
 FETCH_LUA = resources.files("inference.basket").joinpath("fetch.lua").read_text()

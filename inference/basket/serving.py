@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from inference.basket.cover import CoverModel
-from inference.basket.signals import Embeddings
+from ranking.basket.cover import CoverModel
+from ranking.basket.signals import Embeddings
 
 #: Embeddings used for W_EMB, MMR similarity and segment detection, best first.
 PREFERENCE = ("lightfm", "two_tower", "ncf", "content")

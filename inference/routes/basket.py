@@ -9,13 +9,12 @@ import re
 
 from fastapi import APIRouter, HTTPException
 
-from inference.basket import complements, reason, resolve_segments
 from inference.basket import profiles
 from inference.basket.redis_signals import fetch_meta, fetch_signals
 from inference.basket.serving import run_cover, run_embeddings
-from inference.basket.signals import BasketSignals, ItemMeta
 from inference.broker import new_request_id
 from inference.deps import RuntimeDep
+from ranking.basket import BasketSignals, ItemMeta, complements, reason, resolve_segments
 from schemas.api import (BasketRequest, BasketResponse, EnrichedItem, EnrichRequest, EnrichResponse, ErrorBody,
                          RecommendedItem, SegmentWeight)
 from schemas.events import ID_PATTERN

@@ -2,7 +2,7 @@
 import pytest
 
 from inference.basket import profiles
-from inference.testing import api_client
+from tests.integration.support import api_client
 from schemas.keys import Keys
 
 pytestmark = pytest.mark.integration
@@ -120,7 +120,7 @@ async def test_enrich(settings, redis_client):
 
 async def test_with_a_trained_run_segments_are_detected(settings, redis_client):
     """A served LightFM run with basket segment centroids: no profession → a detected mix."""
-    from inference.testing import synthetic_events, train_tiny_run
+    from tests.integration.support import synthetic_events, train_tiny_run
     from trainer.basket_export import save_segment_centroids, segment_centroids
     from trainer.artifacts import load_run
 
@@ -146,8 +146,8 @@ async def test_with_a_cover_model_in_the_run_the_list_covers_both_kinds_of_baske
     same baskets and i3 in the others, so the top-2 is i1 + i3, not the two strongest pairs."""
     import numpy as np
 
-    from inference.basket.cover import CoverModel
-    from inference.testing import train_tiny_run
+    from ranking.basket.cover import CoverModel
+    from tests.integration.support import train_tiny_run
     from trainer.basket_cover import save_cover_model
 
     run_dir = train_tiny_run(settings.artifact_dir, models=("lightfm",))

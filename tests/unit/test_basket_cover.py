@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inference.basket import BasketParams, BasketSignals, complements
-from inference.basket.cover import CoverModel, CoverState
 from inference.basket.serving import run_cover
+from ranking.basket import BasketParams, BasketSignals, complements
+from ranking.basket.cover import CoverModel, CoverState
 from trainer.basket_cover import COVER_FILE, fit_cover_model, load_cover_model, save_cover_model
 from trainer.basket_export import export_basket
 from trainer.pairs import mine_pairs
@@ -86,7 +86,7 @@ def test_cover_model_refuses_bad_input():
 
 
 def test_profiles_parse_the_coverage_knobs():
-    from inference.basket.profiles import load_profiles, params_for
+    from schemas.basket_profiles import load_profiles, params_for
 
     prec, div = (params_for(load_profiles()[n], 1) for n in ("precision", "diversity"))
     assert prec.COVERAGE_GREEDY and prec.W_COVER_GREEDY > 0 and div.COVERAGE_GREEDY

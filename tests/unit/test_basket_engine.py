@@ -5,14 +5,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from inference.basket import BasketParams, BasketSignals, Embeddings, ItemMeta, complements, resolve_segments
 from inference.basket import profiles
-from inference.basket.scoring import score_candidates
 from inference.basket.serving import run_embeddings
+from ranking.basket import BasketParams, BasketSignals, Embeddings, ItemMeta, complements, resolve_segments
+from ranking.basket.scoring import score_candidates
+from schemas import basket_profiles
 
 
 def test_shipped_profiles_have_every_knob_in_default():
-    raw = json.loads(profiles.SHIPPED.read_text())
+    raw = json.loads(basket_profiles.SHIPPED.read_text())
     knobs = set(BasketParams.__dataclass_fields__)
     for name in ("precision", "diversity"):
         assert knobs <= set(raw[name]["default"]), knobs - set(raw[name]["default"])
@@ -20,8 +21,8 @@ def test_shipped_profiles_have_every_knob_in_default():
 
 def test_bucket_selection_and_override():
     prof = {"default": {"W_POPG": 0.1}, "1": {"W_POPG": 0.5}, "4+": {"CAP_PER_GAMME": 3}}
-    assert [profiles.select_bucket(prof, n) for n in (1, 2, 3, 4, 9)] == ["1", "default", "default", "4+", "4+"]
-    p = profiles.params_for(prof, 5)
+    assert [basket_profiles.select_bucket(prof, n) for n in (1, 2, 3, 4, 9)] == ["1", "default", "default", "4+", "4+"]
+    p = basket_profiles.params_for(prof, 5)
     assert (p.W_POPG, p.CAP_PER_GAMME) == (0.1, 3)
 
 
@@ -36,7 +37,7 @@ def test_bad_profile_files_are_refused_with_a_reason(tmp_path, bad):
     path = tmp_path / "p.json"
     path.write_text(json.dumps(bad))
     with pytest.raises(ValueError):
-        profiles.load_profiles(path)
+        basket_profiles.load_profiles(path)
 
 
 def test_set_active_and_active(tmp_path):
@@ -128,7 +129,7 @@ def test_serving_run_access(tmp_path):
 
 
 def test_pool_similarities_match_the_plain_function():
-    from inference.basket.scoring import PoolSimilarities, similarities
+    from ranking.basket.scoring import PoolSimilarities, similarities
 
     emb = Embeddings({"a": 0, "b": 1}, np.array([[1.0, 0.0], [0.6, 0.8]], np.float32))
     sig = BasketSignals(meta={"a": ItemMeta(category="x"), "c": ItemMeta(category="x"), "d": ItemMeta()}, embeddings=emb)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 if TYPE_CHECKING:
-    from inference.basket.cover import CoverModel
+    from ranking.basket.cover import CoverModel
 
 ANY = "ANY"
 Scores = dict[str, float]

@@ -3,8 +3,8 @@
 Each source is normalised to [0, 1] per list (divided by its maximum), so pair counts from
 the stream, offline counts and weighted popularity can be mixed with one set of weights.
 
->>> from inference.basket.signals import BasketSignals
->>> from inference.basket.profiles import BasketParams
+>>> from ranking.basket.signals import BasketSignals
+>>> from schemas.basket_profiles import BasketParams
 >>> sig = BasketSignals(pairs={"ANY": {"a": {"b": 4.0, "c": 1.0}}}, pop_global={"d": 9.0, "b": 3.0})
 >>> [(c.item_id, round(c.score, 3)) for c in score_candidates(["a"], sig, BasketParams(W_POPG=0.1), [])]
 [('b', 1.033), ('c', 0.25), ('d', 0.1)]
@@ -16,9 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from inference.basket.profiles import BasketParams
-from inference.basket.segments import basket_vector
-from inference.basket.signals import ANY, BasketSignals, Scores
+from ranking.basket.segments import basket_vector
+from ranking.basket.signals import ANY, BasketSignals, Scores
+from schemas.basket_profiles import BasketParams
 
 
 @dataclass
@@ -147,7 +147,7 @@ def similarities(sig: BasketSignals, item: str, others: Sequence[str]) -> np.nda
     """Redundancy of ``item`` with each of ``others`` for MMR: cosine of their embeddings
     (clipped at 0) where both have one, else 1 for the same non-empty category, else 0.
 
-    >>> from inference.basket.signals import ItemMeta
+    >>> from ranking.basket.signals import ItemMeta
     >>> sig = BasketSignals(meta={"a": ItemMeta(category="x"), "b": ItemMeta(category="x"), "c": ItemMeta()})
     >>> similarities(sig, "a", ["b", "c"]).tolist()
     [1.0, 0.0]

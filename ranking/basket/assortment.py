@@ -1,7 +1,7 @@
 """Assortment control: pick k of the scored candidates under a per-category cap, an MMR
 diversity trade-off and a minimum number of results taken from pairs.
 
->>> from inference.basket.scoring import Candidate
+>>> from ranking.basket.scoring import Candidate
 >>> cs = [Candidate("a", 1.0, pair=1.0), Candidate("b", 0.9, pair=0.5), Candidate("p", 0.8)]
 >>> cat = {"a": "milk", "b": "milk", "p": "bread"}.get
 >>> [c.item_id for c in select(cs, 2, cap_per_category=1, category=cat)]
@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from inference.basket.cover import CoverState
-from inference.basket.scoring import Candidate
+from ranking.basket.cover import CoverState
+from ranking.basket.scoring import Candidate
 
 #: ``similarities(item, pool_ids)`` → redundancy of ``item`` with each pool item, in [0, 1].
 Similarities = Callable[[str, Sequence[str]], np.ndarray]
@@ -41,7 +41,7 @@ def select(
     - the category cap is soft: it is lifted only when nothing else is left to fill k;
     - with ``diversify``, each pick maximises ``λ·relevance − (1−λ)·max similarity`` to the
       items already picked (relevance = score rescaled to [0, 1] over the pool);
-    - with a ``cover`` state (``inference.basket.cover``), each pick also adds
+    - with a ``cover`` state (``ranking.basket.cover``), each pick also adds
       ``cover_weight × coverage gain`` (rescaled to [0, 1] over the allowed candidates): the
       probability the candidate is in the basket while no earlier pick is.
     """

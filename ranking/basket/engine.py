@@ -1,9 +1,7 @@
 """Basket complements end to end, over plain inputs: segments → pool → scores → assortment.
 
->>> from inference.basket.signals import BasketSignals
-
-POOL_MIN, POOL_PER_K = 100, 20
->>> from inference.basket.profiles import BasketParams
+>>> from ranking.basket.signals import BasketSignals
+>>> from schemas.basket_profiles import BasketParams
 >>> sig = BasketSignals(pairs={"ANY": {"milk": {"bread": 5.0, "eggs": 2.0}}}, pop_global={"beer": 9.0})
 >>> [(c.item_id, reason(c, [])) for c in complements(["milk"], sig, BasketParams(), [], k=3)]
 [('bread', 'bought with milk'), ('eggs', 'bought with milk'), ('beer', 'popular')]
@@ -14,12 +12,12 @@ from typing import Mapping
 
 import numpy as np
 
-from inference.basket.assortment import select
-from inference.basket.cover import CoverState
-from inference.basket.profiles import BasketParams
-from inference.basket.scoring import Candidate, PoolSimilarities, score_candidates
-from inference.basket.segments import basket_vector, detect_segments
-from inference.basket.signals import BasketSignals
+from ranking.basket.assortment import select
+from ranking.basket.cover import CoverState
+from ranking.basket.scoring import Candidate, PoolSimilarities, score_candidates
+from ranking.basket.segments import basket_vector, detect_segments
+from ranking.basket.signals import BasketSignals
+from schemas.basket_profiles import BasketParams
 
 POOL_MIN, POOL_PER_K = 100, 20
 
