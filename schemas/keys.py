@@ -5,10 +5,47 @@
 'sr:recs:u1:popularity:10'
 >>> k.pop_seg("plumber")
 'sr:pop:seg:plumber'
+
+Lua scripts build dynamic keys themselves (a user's seen set, a segment's popularity...). They
+get them from here too, as *templates*: the literal parts around the placeholders, which the
+script concatenates with the values (``{"sr:seen:", ""}`` → ``"sr:seen:" .. user .. ""``).
+``Keys.template`` derives a template from the very method that builds the key, so a script
+and a Python reader cannot disagree on a layout.
+
+>>> k.template(k.seen)
+['sr:seen:', '']
+>>> k.template(lambda seg, item: k.pairs(item, seg), 2)
+['sr:pairs:', ':', '']
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable, NamedTuple
+
+_HOLES = ("\x00", "\x01", "\x02")  # placeholders: never part of a real id (ids match ID_PATTERN)
+
+
+def recs_variant(explain: bool, exclude_seen: bool) -> str:
+    """The part of a cached list's identity beyond user/strategy/k ('' for a default request).
+
+    >>> recs_variant(False, True), recs_variant(True, False)
+    ('', '~x~a')
+    """
+    return ("~x" if explain else "") + ("" if exclude_seen else "~a")
+
+
+class RecsId(NamedTuple):
+    """What identifies a cached list in every cache: (user, strategy, k, variant).
+
+    It is the API's in-process cache key as is (a plain tuple of the same values is equal to
+    it), and ``Keys.recs_key`` turns it into the Redis key for a cache version.
+    """
+
+    user: str
+    strategy: str
+    k: int
+    variant: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,9 +93,27 @@ class Keys:
     def cache_version(self) -> str:
         return f"{self.prefix}recs_version"
 
-    def recs(self, user: str, strategy: str, k: int, version: int = 0) -> str:
-        v = f"v{version}:" if version else ""
-        return f"{self.prefix}recs:{v}{user}:{strategy}:{k}"
+    def recs(self, user: str, strategy: str, k: int, version: int | str = 0, variant: str = "") -> str:
+        """THE key of a cached list; every cache key (Redis, in-process, the home script's) comes
+        from here. ``variant`` (``recs_variant``) is appended to the strategy part.
+
+        >>> Keys("sr:").recs("u1", "hybrid", 10, version=3, variant="~x")
+        'sr:recs:v3:u1:hybrid~x:10'
+        """
+        v = f"v{version}:" if version and version != "0" else ""
+        return f"{self.prefix}recs:{v}{user}:{strategy}{variant}:{k}"
+
+    def recs_key(self, rid: RecsId, version: int | str = 0) -> str:
+        return self.recs(rid.user, rid.strategy, rid.k, version, rid.variant)
+
+    def recs_versioned(self, rid: RecsId) -> tuple[str, list[str]]:
+        """(key at version 0, template around a version > 0) of one cached list: what a script
+        needs to find the list under the cache version it reads.
+
+        >>> Keys("sr:").recs_versioned(RecsId("u1", "hybrid", 10))
+        ('sr:recs:u1:hybrid:10', ['sr:recs:v', ':u1:hybrid:10'])
+        """
+        return self.recs_key(rid), self.template(lambda v: self.recs_key(rid, version=v))
 
     def recs_index(self, user: str) -> str:
         """Set of the user's cached list keys, so the agents can invalidate them in one call."""
@@ -128,3 +183,56 @@ class Keys:
     def new_events(self) -> str:
         """Counter of interactions since the last training run (read by the scheduler)."""
         return f"{self.prefix}train:new_events"
+
+    # --- templates for Lua scripts ----------------------------------------------------------
+    @staticmethod
+    def template(build: Callable[..., str], holes: int = 1) -> list[str]:
+        """The literal parts of ``build(a[, b])`` around its placeholders, in argument order."""
+        key = build(*_HOLES[:holes])
+        parts, rest = [], key
+        for hole in _HOLES[:holes]:
+            head, found, rest = rest.partition(hole)
+            assert found, f"placeholders out of order in {key!r}"
+            parts.append(head)
+        return parts + [rest]
+
+    def interactions_script(self, policy: str) -> dict[str, str | list[str]]:
+        """Every key ``streams/lua/apply_interactions.lua`` touches: names, and templates of
+        one value or of (segment, item).
+
+        >>> t = Keys("sr:").interactions_script("epsilon_greedy")
+        >>> t["seen"], t["pairs_seg"], t["bandit"]
+        (['sr:seen:', ''], ['sr:pairs:', ':', ''], 'sr:bandit:epsilon_greedy')
+        """
+        t = self.template
+        seg_item = lambda build: t(lambda seg, item: build(item, seg), 2)  # noqa: E731
+        return {
+            "pop_global": self.pop_global, "pop_trend": self.pop_trend, "trend_meta": self.trend_meta,
+            "pop_seg": t(self.pop_seg),
+            "pairs_any": t(self.pairs), "pairs_rev_any": t(self.pairs_rev),
+            "pairs_seg": seg_item(self.pairs), "pairs_rev_seg": seg_item(self.pairs_rev),
+            "seen": t(self.seen), "recent": t(self.recent),
+            "user_counts": t(self.user_counts), "user_profile": t(self.user_profile),
+            "sessions": self.sessions, "user_segments": self.user_segments, "basket": t(self.basket),
+            "impressions": t(self.impressions), "bandit": self.bandit(policy),
+            "stats_day": t(self.stats_day), "user_stats": t(self.user_stats),
+            "dedupe": t(self.dedupe), "recs_index": t(self.recs_index),
+            "invalidate_channel": self.invalidate_channel, "new_events": self.new_events,
+        }
+
+    @cached_property
+    def home_templates(self) -> tuple[list[str], list[str]]:
+        """(segment popularity, co-occurrence of an item): the dynamic keys of the API's home
+        script (``inference/lua/home.lua``) beyond the user's own keys."""
+        return self.template(self.pop_seg), self.template(self.pairs)
+
+    def home_script(self, user: str) -> list[str]:
+        """The KEYS of the home script, in its order: cache version, the user's profile, seen
+        set and recent list, global popularity, trending."""
+        return [self.cache_version, self.user_profile(user), self.seen(user), self.recent(user),
+                self.pop_global, self.pop_trend]
+
+    @cached_property
+    def item_template(self) -> list[str]:
+        """The catalog hash of an item (the basket script, ``inference/basket/fetch.lua``)."""
+        return self.template(self.item)

@@ -18,7 +18,6 @@ from schemas.settings import Settings
 from streams.config import StreamConfig
 
 _SCRIPT = resources.files("streams").joinpath("lua/apply_interactions.lua").read_text()
-_A, _B = "\x00", "\x01"  # placeholders turned into %s for the script's string.format
 
 
 class ScriptRejected(Exception):
@@ -30,35 +29,6 @@ class ApplyResult:
     new: int
     duplicates: int
     invalidated_users: int
-
-
-def _template(key: str) -> list[str]:
-    """A key with placeholders as the literal parts around them (the script concatenates)."""
-    return key.replace(_B, _A).split(_A)
-
-
-def key_templates(keys: Keys, policy: str) -> dict[str, str | list[str]]:
-    """Every key the script touches, built by ``Keys`` so writers and readers cannot drift.
-
-    >>> t = key_templates(Keys("sr:"), "epsilon_greedy")
-    >>> t["seen"], t["pairs_seg"], t["bandit"]
-    (['sr:seen:', ''], ['sr:pairs:', ':', ''], 'sr:bandit:epsilon_greedy')
-    """
-    seg_first = keys.pairs(_B, _A)
-    assert seg_first.index(_A) < seg_first.index(_B), "the script fills (segment, item)"
-    return {
-        "pop_global": keys.pop_global, "pop_trend": keys.pop_trend, "trend_meta": keys.trend_meta,
-        "pop_seg": _template(keys.pop_seg(_A)),
-        "pairs_any": _template(keys.pairs(_A)), "pairs_rev_any": _template(keys.pairs_rev(_A)),
-        "pairs_seg": _template(keys.pairs(_B, _A)), "pairs_rev_seg": _template(keys.pairs_rev(_B, _A)),
-        "seen": _template(keys.seen(_A)), "recent": _template(keys.recent(_A)),
-        "user_counts": _template(keys.user_counts(_A)), "user_profile": _template(keys.user_profile(_A)),
-        "sessions": keys.sessions, "user_segments": keys.user_segments, "basket": _template(keys.basket(_A)),
-        "impressions": _template(keys.impressions(_A)), "bandit": keys.bandit(policy),
-        "stats_day": _template(keys.stats_day(_A)), "user_stats": _template(keys.user_stats(_A)),
-        "dedupe": _template(keys.dedupe(_A)), "recs_index": _template(keys.recs_index(_A)),
-        "invalidate_channel": keys.invalidate_channel, "new_events": keys.new_events,
-    }
 
 
 def item_fields(item: CatalogItem) -> dict[str, str]:
@@ -91,7 +61,7 @@ class StreamState:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.redis_prefix)
-        self._templates = key_templates(self.keys, settings.bandit_policy)
+        self._templates = self.keys.interactions_script(settings.bandit_policy)
         self._script = client.register_script(_SCRIPT)
 
     def script_config(self, cfg: StreamConfig, now: float) -> bytes:

@@ -1,6 +1,7 @@
 -- One batch of interactions applied atomically: deduplication on event_id and every effect.
 --
--- ARGV[1]: JSON config (key templates, strengths already applied, half-life, windows...)
+-- ARGV[1]: JSON config (key names and templates from schemas/keys.py Keys.interactions_script,
+--          strengths already applied, half-life, windows...)
 -- ARGV[2]: JSON list of rows [event_id, type, user, item, ts, strength, segment, basket_id, strategy, day]
 --
 -- Why one script: the dedupe markers and the effects commit together (a replay after a crash

@@ -11,7 +11,7 @@ from schemas.settings import Settings
 from streams.app import broker_url
 from streams.batch import ROW_FIELDS, Record, decode_interactions, decode_models
 from streams.config import StreamConfig
-from streams.state import item_fields, key_templates, user_fields
+from streams.state import item_fields, user_fields
 from streams.trending import decayed, event_weight
 
 
@@ -81,7 +81,7 @@ def test_run_time_overrides_apply_and_bad_ones_are_reported() -> None:
 
 def test_key_templates_match_the_keys_readers_use() -> None:
     k = Keys("pre:")
-    t = key_templates(k, "ucb")
+    t = k.interactions_script("ucb")
 
     def fill(parts: list[str], *values: str) -> str:
         out = parts[0]
