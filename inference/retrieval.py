@@ -10,6 +10,8 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from importlib import resources
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -17,6 +19,7 @@ import orjson
 from ranking.filters import ItemInfo
 from inference.store import RedisStore
 from schemas.errors import StoreUnavailable
+from schemas.keys import RecsId
 
 log = logging.getLogger(__name__)
 
@@ -77,50 +80,28 @@ class UserContext:
 
 
 # One round trip for a whole cache miss: the cached list if there is one, else everything a
-# home list reads. Key names come from ``Keys`` (passed in, dynamic ones as prefix/suffix
-# pairs), so the layout stays defined in one place. Single-node Redis: the dynamic keys are
-# not declared in KEYS.
-HOME_SCRIPT = """
-local version = redis.call('GET', KEYS[1]) or '0'
-local recs = ARGV[11]
-if version ~= '0' then recs = ARGV[12] .. version .. ARGV[13] end
-if ARGV[14] == '1' then
-  local cached = redis.call('GET', recs)
-  if cached then return {version, cached} end
-end
-local n = tonumber(ARGV[1])
-local prof = redis.call('HMGET', KEYS[2], 'segment', 'profession', 'level')
-local seg = prof[1]
-if not seg or seg == '' then seg = prof[2] end
-local seen = redis.call('SMEMBERS', KEYS[3])
-local popg = redis.call('ZREVRANGE', KEYS[5], 0, n - 1, 'WITHSCORES')
-local segpop = {}
-if seg and seg ~= '' then
-  segpop = redis.call('ZREVRANGE', ARGV[6] .. seg .. ARGV[7], 0, n - 1, 'WITHSCORES')
-end
-local recent, trend, pairs = {}, {}, {}
-if ARGV[5] == '1' then
-  recent = redis.call('LRANGE', KEYS[4], 0, tonumber(ARGV[2]) - 1)
-  trend = redis.call('ZREVRANGE', KEYS[6], 0, tonumber(ARGV[10]) - 1, 'WITHSCORES')
-  local done, left = {}, tonumber(ARGV[3])
-  for _, it in ipairs(recent) do
-    if left <= 0 then break end
-    if not done[it] then
-      done[it] = true
-      left = left - 1
-      pairs[#pairs + 1] = {it, redis.call('ZREVRANGE', ARGV[8] .. it .. ARGV[9], 0, tonumber(ARGV[4]) - 1, 'WITHSCORES')}
-    end
-  end
-end
-return {version, false, prof, seen, popg, segpop, recent, trend, pairs}
-"""
-
-_SENTINEL = "\x00"
+# home list reads (inference/lua/home.lua). Every key and key template it gets is built by
+# ``Keys``; ``HomeArgs`` is its ARGV, field for field in the order the script documents.
+HOME_LUA = resources.files("inference").joinpath("lua/home.lua").read_text()
 
 
-def _split(template: str) -> tuple[str, str]:
-    a, _, b = template.partition(_SENTINEL)
-    return a, b
+class HomeArgs(NamedTuple):
+    """ARGV of ``home.lua`` (a tuple: passed as it is, no copy on the miss path)."""
+
+    n: int
+    recent_n: int
+    pairs_of: int
+    pairs_n: int
+    trend_n: int
+    full: int  # 1/0
+    want_cached: int  # 1/0
+    recs0: str
+    recs_a: str
+    recs_b: str
+    seg_a: str
+    seg_b: str
+    pairs_a: str
+    pairs_b: str
 
 
 def _flat_pairs(rows) -> Scored:
@@ -137,17 +118,16 @@ async def fetch_home(store: RedisStore, user: str, n: int, full: bool = True, re
     context is not read at all.
     """
     k = store.keys
-    seg_a, seg_b = _split(k.pop_seg(_SENTINEL))
-    pairs_a, pairs_b = _split(k.pairs(_SENTINEL))
-    strategy, kk = recs if recs else ("-", 0)
-    recs0 = k.recs(user, strategy, kk, version=0)
-    recs_a, recs_b = _split(k.recs(user, strategy, kk, version=_SENTINEL))  # type: ignore[arg-type]
-    script = store.script(HOME_SCRIPT)
-    res = await store.call(lambda c: script(
-        keys=[k.cache_version, k.user_profile(user), k.seen(user), k.recent(user), k.pop_global, k.pop_trend],
-        args=[n, recent_n, pairs_of, pairs_n, "1" if full else "0", seg_a, seg_b, pairs_a, pairs_b, trend_n,
-              recs0, recs_a, recs_b, "1" if recs else "0"],
-        client=c))
+    (seg_a, seg_b), (pairs_a, pairs_b) = k.home_templates
+    if recs:
+        recs0, (recs_a, recs_b) = k.recs_versioned(RecsId(user, recs[0], recs[1]))
+    else:
+        recs0 = recs_a = recs_b = ""
+    args = HomeArgs(n=n, recent_n=recent_n, pairs_of=pairs_of, pairs_n=pairs_n, trend_n=trend_n,
+                    full=1 if full else 0, want_cached=1 if recs else 0, recs0=recs0, recs_a=recs_a, recs_b=recs_b,
+                    seg_a=seg_a, seg_b=seg_b, pairs_a=pairs_a, pairs_b=pairs_b)
+    script = store.script(HOME_LUA)
+    res = await store.call(lambda c: script(keys=k.home_script(user), args=args, client=c))
     version = _int(res[0]) or 0
     if res[1] is not None and res[1] is not False:
         return version, res[1], None
