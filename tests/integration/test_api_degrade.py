@@ -9,7 +9,7 @@ import signal
 import httpx
 import pytest
 
-from inference.testing import api_client, train_tiny_run
+from tests.integration.support import api_client, train_tiny_run
 from schemas.keys import Keys
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from inference.testing import api_client
+from tests.integration.support import api_client
 from schemas.keys import Keys
 from tests.integration.support import Worker, stream_settings
 

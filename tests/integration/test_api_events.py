@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from inference.testing import api_client
+from tests.integration.support import api_client
 from infra.stack import broker_binary, broker_ready, free_port, spawn, stop_process
 from schemas.keys import Keys
 from tests.integration.support import consume

@@ -7,7 +7,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings as hsettings
 
-from inference.testing import train_tiny_run, uvicorn_thread
+from tests.integration.support import train_tiny_run, uvicorn_thread
 from schemas.keys import Keys
 
 pytestmark = [pytest.mark.integration,

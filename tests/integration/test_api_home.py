@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from inference.testing import api_client
+from tests.integration.support import api_client
 from schemas.keys import Keys
 
 pytestmark = pytest.mark.integration

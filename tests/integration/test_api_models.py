@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from inference.testing import api_client, train_tiny_run
+from tests.integration.support import api_client, train_tiny_run
 from schemas.keys import Keys
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from infra.importers.baskets import read_basket_lines, read_baskets, read_catalo
 from infra.producer import produce_records
 from infra.stack import child_env, spawn, stop_process
 from inference.basket import profiles
-from inference.testing import api_client
+from tests.integration.support import api_client
 from schemas.keys import Keys
 
 pytestmark = pytest.mark.integration
