@@ -4,7 +4,11 @@ aiokafka errors become ``BrokerUnavailable`` here. The producer is started lazil
 restarted after a failure, so an API started before the broker (or across a broker
 restart) recovers by itself. Impressions are queued by the request and sent by a
 background task in batches; a request never waits on the broker for them, and under
-overload the queue sheds (counted in the metrics) instead of growing.
+overload the queue sheds (counted in the metrics) instead of growing. Impressions are
+built as ``schemas.events.Interaction`` events in that background flush, off the request path.
+
+A run change made here (``POST /admin/reload``) is announced on ``model-updates`` for the
+stream worker, the only writer of the cache version (``announce_model_update``).
 """
 from __future__ import annotations
 
@@ -14,32 +18,30 @@ import logging
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Iterable, Iterator
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
 from schemas import topics
 from schemas.errors import BrokerUnavailable
-from schemas.events import Interaction
+from schemas.catalog import ModelUpdate
+from schemas.events import EventContext, EventType, Interaction
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def impression_events(request_id: str, user_id: str, strategy: str, items: Iterable[str], ts: str) -> list[bytes]:
-    """The impression records of one served list, one per position.
+def impression_events(request_id: str, user_id: str, strategy: str, items: Iterable[str], ts: datetime) -> list[Interaction]:
+    """The impression events of one served list, one per position (validated schema events).
 
-    >>> [orjson.loads(b)["context"]["position"] for b in impression_events("r", "u", "p", ["a", "b"], "2026-01-01T00:00:00Z")]
+    >>> [e.context.position for e in impression_events("r", "u", "p", ["a", "b"], datetime.now(timezone.utc))]
     [0, 1]
     """
     return [
-        orjson.dumps({
-            "event_id": f"{request_id}-{pos}", "type": "impression", "user_id": user_id, "item_id": item,
-            "ts": ts, "value": None,
-            "context": {"request_id": request_id, "strategy": strategy, "position": pos},
-        })
+        Interaction(event_id=f"{request_id}-{pos}", type=EventType.impression, user_id=user_id, item_id=item, ts=ts,
+                    context=EventContext(request_id=request_id, strategy=strategy, position=pos))
         for pos, item in enumerate(items)
     ]
 
@@ -57,6 +59,9 @@ class Broker:
         self._rdkafka = None  # confluent_kafka.Producer for impressions, made on first use
         self.flush_every_s = 0.05  # small, frequent batches: a big burst would stall the event loop
         self.max_pending = max(1, int(settings.impression_max_lists_per_s * self.flush_every_s))
+        self._pending_update: ModelUpdate | None = None  # a model update the broker has not taken yet
+        self._announcer: asyncio.Task | None = None
+        self.announce_retry_s = 2.0
 
     async def _ensure(self) -> AIOKafkaProducer:
         if self._producer is not None:
@@ -117,6 +122,54 @@ class Broker:
         self._health = (time.monotonic(), ok)
         return ok
 
+    # --- model updates ------------------------------------------------------------------
+    async def announce_model_update(self, update: ModelUpdate) -> bool:
+        """Publish ``update`` on ``model-updates``: the stream worker, the only writer of the
+        cache version, then invalidates every cached list (and every API process reloads).
+
+        Broker down: the update is kept (the newest only) and retried every
+        ``announce_retry_s`` in the background until the broker takes it; False until then.
+        """
+        if not self.settings.kafka_bootstrap:
+            log.warning("model update %s not announced: no broker configured (no worker invalidates the "
+                        "cached lists either)", update.run_id)
+            return False
+        self._pending_update = update
+        try:
+            await self._send_pending_update()
+            return True
+        except BrokerUnavailable as exc:
+            log.warning("model update %s not announced yet (retried every %.0f s): %s", update.run_id,
+                        self.announce_retry_s, exc)
+            if self._announcer is None or self._announcer.done():
+                self._announcer = asyncio.get_running_loop().create_task(self._retry_announce(), name="announce")
+            return False
+
+    async def _send_pending_update(self) -> None:
+        update = self._pending_update
+        if update is None:
+            return
+        p = await self._ensure()
+        try:
+            # one key for every update, as the trainer's promotions: one partition, in order
+            await asyncio.wait_for(p.send_and_wait(self.settings.topic(topics.MODEL_UPDATES),
+                                                   update.model_dump_json().encode(), key=b"run_current"),
+                                   timeout=self.settings.broker_timeout_s)
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            await self._reset()
+            raise BrokerUnavailable(f"model-updates not written: {type(exc).__name__} {exc}") from exc
+        if self._pending_update is update:
+            self._pending_update = None
+
+    async def _retry_announce(self) -> None:
+        while self._pending_update is not None:
+            await asyncio.sleep(self.announce_retry_s)
+            try:
+                await self._send_pending_update()
+            except BrokerUnavailable:
+                continue
+            log.info("model update announced after the broker came back")
+
     # --- impressions ------------------------------------------------------------------
     def queue_impressions(self, request_id: str, user_id: str, strategy: str, items: tuple[str, ...]) -> None:
         """Called on the request path: O(1), never waits, sheds when the queue is full."""
@@ -132,7 +185,7 @@ class Broker:
             return 0
         batch = list(self._impressions)
         self._impressions.clear()
-        ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        ts = datetime.now(timezone.utc)
         if self._rdkafka is not None or self._make_rdkafka():
             return self._produce_rdkafka(batch, ts)
         return await self._produce_aiokafka(batch, ts)
@@ -158,22 +211,35 @@ class Broker:
         if self.metrics is not None:
             self.metrics.impressions.labels("failed" if err is not None else "sent").inc()
 
-    def _produce_rdkafka(self, batch: list, ts: str) -> int:
+    def _records(self, batch: list, ts: datetime) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of every impression of the batch; a list whose events do not validate
+        (an id outside the schema's pattern) is counted as failed, never sent."""
+        for rid, user, strategy, items in batch:
+            try:
+                events = impression_events(rid, user, strategy, items, ts)
+            except ValidationError as exc:
+                log.debug("impressions of %s not sent: %s", rid, exc)
+                if self.metrics is not None:
+                    self.metrics.impressions.labels("failed").inc(len(items))
+                continue
+            key = user.encode()
+            for e in events:
+                yield key, e.to_json()
+
+    def _produce_rdkafka(self, batch: list, ts: datetime) -> int:
         p = self._rdkafka
         n = 0
-        for rid, user, strategy, items in batch:
-            key = user.encode()
-            for raw in impression_events(rid, user, strategy, items, ts):
-                try:
-                    p.produce(self.topic, raw, key=key, on_delivery=self._delivered)
-                    n += 1
-                except BufferError:  # the broker has been away long enough to fill the queue
-                    if self.metrics is not None:
-                        self.metrics.impressions.labels("failed").inc()
+        for key, raw in self._records(batch, ts):
+            try:
+                p.produce(self.topic, raw, key=key, on_delivery=self._delivered)
+                n += 1
+            except BufferError:  # the broker has been away long enough to fill the queue
+                if self.metrics is not None:
+                    self.metrics.impressions.labels("failed").inc()
         p.poll(0)  # delivery reports
         return n
 
-    async def _produce_aiokafka(self, batch: list, ts: str) -> int:
+    async def _produce_aiokafka(self, batch: list, ts: datetime) -> int:
         if time.monotonic() < self._impressions_paused_until:  # broker down: shed, retry later
             if self.metrics is not None:
                 self.metrics.impressions.labels("failed").inc(sum(len(b[3]) for b in batch))
@@ -182,13 +248,11 @@ class Broker:
         try:
             p = await self._ensure()
             futs = []
-            for rid, user, strategy, items in batch:
-                key = user.encode()
-                for raw in impression_events(rid, user, strategy, items, ts):
-                    futs.append(await p.send(self.topic, raw, key=key))
-                    n += 1
-                    if n % 20 == 0:
-                        await asyncio.sleep(0)  # let requests run between chunks
+            for key, raw in self._records(batch, ts):
+                futs.append(await p.send(self.topic, raw, key=key))
+                n += 1
+                if n % 20 == 0:
+                    await asyncio.sleep(0)  # let requests run between chunks
             await asyncio.wait_for(asyncio.gather(*futs), timeout=self.settings.broker_timeout_s * 2)
         except (BrokerUnavailable, KafkaError, OSError, asyncio.TimeoutError) as exc:
             lost = sum(len(b[3]) for b in batch)
@@ -211,6 +275,13 @@ class Broker:
             await self.flush_impressions()
 
     async def close(self) -> None:
+        if self._announcer is not None:
+            self._announcer.cancel()
+            await asyncio.gather(self._announcer, return_exceptions=True)
+            self._announcer = None
+        if self._pending_update is not None:
+            log.warning("model update %s never announced (broker away): cached lists of the old run stay valid "
+                        "until their TTL, the users' next events or the next model update", self._pending_update.run_id)
         await self.flush_impressions()
         if self._rdkafka is not None:
             p, self._rdkafka = self._rdkafka, None

@@ -26,7 +26,9 @@ from inference.retrieval import ItemCatalog, PopularitySnapshot, UserContext, an
 from inference.store import RedisStore
 from inference.strategies import HomeQuery, rank_home, strategy_names
 from schemas import topics
+from schemas.catalog import ModelUpdate
 from schemas.errors import NotFound, StoreUnavailable
+from schemas.keys import RecsId, recs_variant
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ def cache_variant(q: HomeQuery) -> str:
     >>> cache_variant(HomeQuery("u", 10, "popularity", explain=True))
     '~x'
     """
-    return ("~x" if q.explain else "") + ("" if q.filters.exclude_seen else "~a")
+    return recs_variant(q.explain, q.filters.exclude_seen)
 
 
 class Runtime:
@@ -154,22 +156,32 @@ class Runtime:
         if serving is not None:
             self.snapshot.seed_from_run(serving.item_ids, serving.popularity)
 
-    async def reload(self, run_dir: str | None = None) -> dict[str, Any]:
+    async def reload(self, run_dir: str | None = None, *, announce: bool | None = None) -> dict[str, Any]:
+        """Load ``run_dir`` (default ``run_current``). A change drops this process's in-process
+        lists at once; the shared ones (Redis, other processes) are the stream worker's to
+        invalidate, as the only writer of the cache version: the change is announced to it as a
+        ``model-updates`` record (``announce``; default: unless this reload comes from that topic,
+        i.e. runs in the ``model-updates`` watcher task, whose record the worker has got already).
+        Until the worker applies it — broker down: until the broker takes the retried record —
+        Redis still holds lists of the old run under the current version and may serve them.
+        """
+        if announce is None:
+            task = asyncio.current_task()
+            announce = task is None or task.get_name() != "model-updates"
         before = self.models.current
         serving = await self.models.reload(run_dir)
         if serving is not before:
             self._on_model_change()
             self.local.clear()
-            try:  # lists made with the old run are stale everywhere: bump the cache namespace
-                await self.store.call(lambda c: c.incr(self.keys.cache_version))
-                await self.store.call(lambda c: c.publish(self.keys.invalidate_channel, b'["*"]'))
-            except StoreUnavailable:
-                pass
+            if announce and serving is not None:
+                await self.broker.announce_model_update(ModelUpdate(
+                    run_id=serving.run_id, run_dir=str(serving.run.path), models=list(serving.models)))
         return {"run_id": serving.run_id if serving else None, "changed": serving is not before}
 
     # --- home ---------------------------------------------------------------------------
-    def local_key(self, q: HomeQuery) -> tuple:
-        return (q.user_id, q.strategy, q.k, cache_variant(q))
+    def local_key(self, q: HomeQuery) -> RecsId:
+        """The in-process key (``Keys.recs_key`` of it at a version is the Redis key)."""
+        return RecsId(q.user_id, q.strategy, q.k, cache_variant(q))
 
     def cacheable(self, q: HomeQuery) -> bool:
         f = q.filters

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.integration.support import api_client, train_tiny_run
+from tests.integration.support import api_client, consume, train_tiny_run
 from schemas.keys import Keys
 
 pytestmark = pytest.mark.integration
@@ -129,3 +129,16 @@ async def test_model_updates_topic_triggers_reload(msettings, run_artifacts):
                 break
             await asyncio.sleep(0.1)
     assert now == other.name
+
+
+async def test_admin_reload_announces_the_run_for_the_worker_to_invalidate(msettings, run_artifacts, redis_client):
+    """The API never bumps the cache version itself: it publishes a ``model-updates`` record
+    (the worker, the only writer, bumps on it: tests/integration/test_streams_state.py)."""
+    redis_client.set(K.cache_version, 4)
+    async with api_client(msettings) as (app, c):
+        other = await asyncio.to_thread(train_tiny_run, run_artifacts, ("ease",), "announced", False, 3)
+        got = (await c.post("/admin/reload", json={"run": other.name})).json()
+        assert got == {"run_id": other.name, "changed": True}
+        records = await consume(msettings, "model-updates", want=1, timeout_s=10)
+    assert [(r["run_id"], r["models"]) for r in records] == [(other.name, ["ease"])]
+    assert redis_client.get(K.cache_version) == "4"
