@@ -167,3 +167,62 @@ def test_item_and_user_metadata_from_csv_and_jsonl(tmp_path):
     assert read_meta(users, "user_id", USER_FIELDS).loc["u1", "segment"] == "plumber"
     with pytest.raises(InvalidDataset, match="item_id"):
         read_meta(write(tmp_path / "x.csv", "id,title\n1,a\n"), "item_id", ITEM_FIELDS)
+
+
+def test_a_restarted_log_replaces_its_old_parts_in_one_commit(tmp_path):
+    snap = Snapshot(tmp_path / "snap")
+    snap.append([rec(0), rec(1)], "t", {0: 2}, topic_id="A")
+    snap.append([rec(2)], "other", {0: 1})
+    snap.append([rec(3)], "t", {0: 3})
+    assert snap.parts_of("t") == ["part-000001.parquet", "part-000003.parquet"] and snap.topic_id("t") == "A"
+    # the log of t restarted: its old rows leave with the first commit of the new log
+    snap.append([rec(10)], "t", {0: 1}, restart=True, topic_id="B")
+    assert snap.offsets("t") == {0: 1} and snap.topic_id("t") == "B"
+    assert sorted(snap.frame()["event_id"]) == ["e10", "e2"] and snap.rows == 2
+    assert snap.manifest()["parts"] == ["part-000002.parquet", "part-000004.parquet"]  # no name reused
+    assert not (snap.path / "part-000001.parquet").exists()
+    snap.append([rec(11)], "t", {0: 2})
+    assert sorted(snap.frame()["event_id"]) == ["e10", "e11", "e2"]
+    # kept instead: only the offsets start again
+    snap.reset_offsets("t", {})
+    assert snap.offsets("t") == {} and len(snap.frame()) == 3
+
+
+def test_snapshot_columns_come_from_the_models_and_old_parts_still_read(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from schemas.catalog import CatalogItem
+    from trainer.data.rows import row_layout
+
+    cols = [c for c, _ in row_layout("interactions").columns]
+    assert cols[:6] == ["event_id", "type", "user_id", "item_id", "timestamp", "value"]
+    assert {"strategy", "basket_id", "profession", "request_id"} <= set(cols)  # from the event's context
+    catalog = [c for c, _ in row_layout("catalog").columns]
+    assert catalog == [f for f in CatalogItem.model_fields if f != "attributes"]  # free-form: not a column
+    # a part written before a column existed reads it as null
+    snap = Snapshot(tmp_path / "snap")
+    snap.append([rec(0)], "t", {0: 1})
+    old = pa.table({"event_id": ["e9"], "user_id": ["u"], "item_id": ["i"], "timestamp": [9.0], "type": ["view"],
+                    "value": [None], "topic": ["t"], "partition": pa.array([0], pa.int32()),
+                    "offset": pa.array([9], pa.int64())})
+    pq.write_table(old, snap.path / "part-000002.parquet")
+    man = snap.manifest()
+    man["parts"].append("part-000002.parquet")
+    snap._commit(man)
+    frame = snap.frame()
+    assert frame["event_id"].tolist() == ["e0", "e9"] and frame["strategy"].isna().all()
+
+
+def test_the_data_modules_import_one_way_and_their_doctests_pass():
+    import doctest
+    import importlib
+    import subprocess
+    import sys
+
+    code = ("import sys, trainer.data.snapshot; "
+            "assert 'trainer.data.sources' not in sys.modules and 'trainer.data.readers' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for name in ("schemas.topics", "trainer.data.rows", "trainer.data.readers", "trainer.data.sources",
+                 "trainer.replay", "trainer.scheduler"):
+        assert doctest.testmod(importlib.import_module(name)).failed == 0, name

@@ -6,13 +6,20 @@ atomically (write + rename), so a replay stopped half-way leaves at most an orph
 that no manifest names: readers ignore it and the next replay re-reads its records from
 the committed offsets. Retraining therefore never depends on topic retention.
 
+Offsets only grow, except when the broker's log of a topic restarted (see
+``trainer.replay``): then the parts replayed from the old log leave the snapshot in the
+same manifest replace that commits the first records of the new one, unless the replay was
+asked to keep them.
+
 Layout::
 
     <snapshot dir>/
         manifest.json        {"parts": [...], "offsets": {topic: {partition: next_offset}},
-                              "rows": n, "skipped": {reason: n}, "updated": iso}
-        part-000001.parquet  columns: event_id, user_id, item_id, timestamp, type, value,
-                             strategy, basket_id, profession, topic, partition, offset
+                              "rows": n, "skipped": {reason: n}, "updated": iso,
+                              "part_topics": {part: topic}, "restarts": [{topic, at, parts_dropped}]}
+        part-000001.parquet  the columns of the topic's model (``trainer.data.rows``: event_id,
+                             type, user_id, item_id, timestamp, value, strategy, basket_id,
+                             profession, ...) plus topic, partition, offset
         catalog/             the same, for the ``catalog`` topic (item metadata; last record wins)
         users/               the same, for the ``users`` topic (user metadata; last record wins)
 """
@@ -29,63 +36,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.errors import InvalidDataset
-from trainer.data.sources import COLUMNS, LoadReport, Source
+from schemas import topics
+from trainer.data.rows import COLUMNS, LoadReport, Source, row_layout
 
 MANIFEST = "manifest.json"
-SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("user_id", pa.string()),
-        ("item_id", pa.string()),
-        ("timestamp", pa.float64()),
-        ("type", pa.string()),
-        ("value", pa.float64()),
-        ("strategy", pa.string()),
-        ("basket_id", pa.string()),
-        ("profession", pa.string()),
-        ("topic", pa.string()),
-        ("partition", pa.int32()),
-        ("offset", pa.int64()),
-    ]
-)
-
-CATALOG_SCHEMA = pa.schema(
-    [
-        ("item_id", pa.string()),
-        ("title", pa.string()),
-        ("text", pa.string()),
-        ("category", pa.string()),
-        ("subcategory", pa.string()),
-        ("level", pa.float64()),
-        ("topic", pa.string()),
-        ("partition", pa.int32()),
-        ("offset", pa.int64()),
-    ]
-)
-USERS_SCHEMA = pa.schema(
-    [
-        ("user_id", pa.string()),
-        ("segment", pa.string()),
-        ("profession", pa.string()),
-        ("level", pa.float64()),
-        ("topic", pa.string()),
-        ("partition", pa.int32()),
-        ("offset", pa.int64()),
-    ]
-)
-#: kind → (schema, the column a record is unique on, keep which duplicate)
+#: kind (the unprefixed topic it replays) → (the column a record is unique on, which duplicate wins)
 KINDS = {
-    "interactions": (SCHEMA, "event_id", "first"),  # a re-sent event counts once
-    "catalog": (CATALOG_SCHEMA, "item_id", "last"),  # an upsert replaces the record
-    "users": (USERS_SCHEMA, "user_id", "last"),
+    topics.INTERACTIONS: ("event_id", "first"),  # a re-sent event counts once
+    topics.CATALOG: ("item_id", "last"),  # an upsert replaces the record
+    topics.USERS: ("user_id", "last"),
 }
+
+
+def schema_of(kind: str) -> pa.Schema:
+    """The Parquet schema of a kind's parts, derived from its topic's model (``rows``)."""
+    return row_layout(kind).schema
 
 
 class Snapshot:
     def __init__(self, path: Path, kind: str = "interactions"):
         self.path = Path(path)
         self.kind = kind
-        self.schema, self.unique_on, self.keep = KINDS[kind]
+        self.unique_on, self.keep = KINDS[kind]
+        self.schema = schema_of(kind)
 
     def meta(self, kind: str) -> "Snapshot":
         """The catalog or users snapshot that sits beside an interactions snapshot."""
@@ -105,6 +78,10 @@ class Snapshot:
         """Next offset to read per partition of ``topic`` (empty for a topic never replayed)."""
         return {int(p): int(o) for p, o in self.manifest()["offsets"].get(topic, {}).items()}
 
+    def topic_id(self, topic: str) -> str | None:
+        """The broker's id of ``topic`` when it was last replayed (None: unknown)."""
+        return self.manifest().get("topic_ids", {}).get(topic)
+
     def all_offsets(self) -> dict[str, dict[str, int]]:
         return self.manifest()["offsets"]
 
@@ -117,32 +94,106 @@ class Snapshot:
 
     # --- writing -----------------------------------------------------------------------------
     def append(
-        self, records: list[dict[str, Any]], topic: str, offsets: dict[int, int], skipped: dict[str, int] | None = None
+        self,
+        records: list[dict[str, Any]],
+        topic: str,
+        offsets: dict[int, int],
+        skipped: dict[str, int] | None = None,
+        restart: bool = False,
+        topic_id: str | None = None,
     ) -> str | None:
         """Write ``records`` as a new part, then commit ``offsets`` (next offset per partition)
         and the skipped counts in one manifest replace. Returns the part's name (None when
-        there were no records, in which case only the offsets move)."""
+        there were no records, in which case only the offsets move).
+
+        Offsets only grow, except with ``restart``: the broker's log of ``topic`` restarted
+        (recreated topic, broker with in-memory storage restarted), so the stored offsets
+        are replaced by ``offsets`` and, in the same manifest replace, the parts replayed
+        from the old log of ``topic`` leave the snapshot (the restarted log is the new truth
+        for that topic; ``Snapshot.parts_of`` says which). The caller passes ``restart`` on
+        the first commit of such a replay only. A replay that keeps the old rows (the
+        operator's choice) calls ``reset_offsets`` first and appends as usual. ``topic_id``
+        (the broker's id of the topic, where it reports one) is stored to detect a recreated
+        topic next time."""
         self.path.mkdir(parents=True, exist_ok=True)
         man = self.manifest()
+        dropped: list[str] = []
+        if restart:
+            dropped = self.parts_of(topic, man)
+            man["parts"] = [p for p in man["parts"] if p not in dropped]
+            man["rows"] = max(0, int(man["rows"]) - sum(self._part_rows(p) for p in dropped))
+            man["offsets"][topic] = {}
+            for name in dropped:
+                man.get("part_topics", {}).pop(name, None)
+            man.setdefault("restarts", []).append(
+                {"topic": topic, "at": datetime.now(timezone.utc).isoformat(), "parts_dropped": len(dropped)})
         part = None
         if records:
-            part = f"part-{len(man['parts']) + 1:06d}.parquet"
-            while (self.path / part).exists():  # an orphan of a replay that did not commit
-                (self.path / part).unlink()
+            part = self._next_part_name(man)
             table = pa.Table.from_pylist(records, schema=self.schema)
             pq.write_table(table, self.path / part)
             man["parts"].append(part)
+            man.setdefault("part_topics", {})[part] = topic
             man["rows"] = int(man["rows"]) + len(records)
         topic_offsets = man["offsets"].setdefault(topic, {})
         for p, o in offsets.items():
             topic_offsets[str(p)] = max(int(o), int(topic_offsets.get(str(p), 0)))
         for reason, n in (skipped or {}).items():
             man["skipped"][reason] = man["skipped"].get(reason, 0) + n
+        if topic_id:
+            man.setdefault("topic_ids", {})[topic] = topic_id
+        self._commit(man)
+        for name in dropped:  # no manifest names them any more
+            (self.path / name).unlink(missing_ok=True)
+        return part
+
+    def reset_offsets(self, topic: str, offsets: dict[int, int], topic_id: str | None = None) -> None:
+        """Replace the stored offsets of ``topic`` (a restarted log whose old rows are kept)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        man = self.manifest()
+        man["offsets"][topic] = {str(p): int(o) for p, o in offsets.items()}
+        if topic_id:
+            man.setdefault("topic_ids", {})[topic] = topic_id
+        man.setdefault("restarts", []).append(
+            {"topic": topic, "at": datetime.now(timezone.utc).isoformat(), "parts_dropped": 0})
+        self._commit(man)
+
+    def parts_of(self, topic: str, man: dict[str, Any] | None = None) -> list[str]:
+        """The committed parts replayed from ``topic`` (from the manifest, or from the parts'
+        own ``topic`` column for parts written before the manifest recorded it)."""
+        man = man if man is not None else self.manifest()
+        known = man.get("part_topics", {})
+        out = []
+        for part in man["parts"]:
+            if part in known:
+                if known[part] == topic:
+                    out.append(part)
+                continue
+            col = pq.read_table(self.path / part, columns=["topic"]).column("topic")
+            if topic in set(col.to_pylist()):
+                out.append(part)
+        return out
+
+    def _part_rows(self, part: str) -> int:
+        try:
+            return pq.ParquetFile(self.path / part).metadata.num_rows
+        except OSError:
+            return 0
+
+    def _next_part_name(self, man: dict[str, Any]) -> str:
+        """One past the highest part ever named (parts dropped at a restart leave gaps)."""
+        used = [int(p[5:11]) for p in man["parts"] if p[5:11].isdigit()]
+        n = max(used + [int(man.get("last_part", 0)), len(man["parts"])]) + 1
+        man["last_part"] = n
+        name = f"part-{n:06d}.parquet"
+        (self.path / name).unlink(missing_ok=True)  # an orphan of a replay that did not commit
+        return name
+
+    def _commit(self, man: dict[str, Any]) -> None:
         man["updated"] = datetime.now(timezone.utc).isoformat()
         tmp = self.path / f".{MANIFEST}.tmp"
         tmp.write_text(json.dumps(man, indent=2))
         os.replace(tmp, self.path / MANIFEST)
-        return part
 
     # --- reading -----------------------------------------------------------------------------
     def frame(self) -> pd.DataFrame:
@@ -153,7 +204,7 @@ class Snapshot:
             return self.schema.empty_table().to_pandas()
         frames = []
         for n, part in enumerate(man["parts"]):
-            df = pq.read_table(self.path / part, schema=self.schema).to_pandas()
+            df = self._read_part(part).to_pandas()
             df["_part"] = n
             frames.append(df)
         # log order: parts in replay order, offsets within a partition (one key, one partition)
@@ -162,6 +213,16 @@ class Snapshot:
         if self.kind == "interactions":
             df = df.sort_values("timestamp", kind="stable")
         return df.reset_index(drop=True)
+
+    def _read_part(self, part: str) -> pa.Table:
+        """A part in the current schema: columns a model gained since it was written are null,
+        columns it lost are left out."""
+        table = pq.read_table(self.path / part)
+        cols = []
+        for f in self.schema:
+            cols.append(table.column(f.name).cast(f.type) if f.name in table.column_names
+                        else pa.nulls(table.num_rows, f.type))
+        return pa.Table.from_arrays(cols, schema=self.schema)
 
     def meta_frame(self) -> pd.DataFrame | None:
         """Catalog / users records as metadata indexed by id (None when there are none)."""
