@@ -8,6 +8,20 @@ earliest retained record with ``reset=True``, or from the first record appended 
 --to-datetime`` means it). It stops at the end offsets seen when it started, so one replay
 is one bounded, incremental step. Records that fail validation are skipped and counted by
 reason; they never stop a replay.
+
+A restarted log. Stored offsets only grow, so a broker whose log of a topic started again
+at 0 (the embedded broker keeps its log in memory, so every restart does this; so does a
+deleted and recreated topic) would have its new records skipped silently. Before reading,
+each topic is checked: a partition whose end offset is below the stored offset, a stored
+partition the topic no longer has, or a topic id (``confluent_kafka`` describe, where the
+broker reports one) other than the stored one, means the log restarted. That topic is then
+replayed from its start, with a warning in the log and ``ReplayResult.restarted`` (printed
+by ``describe``). The restarted log is the new truth for that topic: the snapshot rows
+replayed from the old log are dropped, in the same manifest replace that commits the first
+records of the new one (so a replay stopped half-way changes nothing). An operator who
+wants to keep them (a broker restarted empty, the old history still wanted for training)
+passes ``keep_restarted=True``: the old rows stay and the new log's records are appended
+(an event re-sent with the same ``event_id`` still counts once).
 """
 from __future__ import annotations
 
@@ -19,13 +33,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from schemas import topics
-from schemas.catalog import CatalogItem, UserProfile
 from schemas.errors import BrokerUnavailable, InvalidEvent
-from schemas.events import describe, parse_event
 from schemas.settings import Settings
+from trainer.data.rows import flatten
 from trainer.data.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -44,6 +55,14 @@ class ReplayResult:
     snapshot_rows: int = 0
     seconds: float = 0.0
     meta: dict[str, int] = field(default_factory=dict)  # catalog / users records appended
+    #: topic → why its log counts as restarted (replayed from its start this time)
+    restarted: dict[str, str] = field(default_factory=dict)
+    dropped_rows: dict[str, int] = field(default_factory=dict)  # topic → old snapshot rows dropped
+
+    @property
+    def changed(self) -> bool:
+        """New interactions appended, or a log restarted (the snapshot changed)."""
+        return self.appended > 0 or bool(self.restarted)
 
     def describe(self) -> str:
         skipped = sum(self.skipped.values())
@@ -53,73 +72,39 @@ class ReplayResult:
             + (f" ({why})" if why else "")
             + f"; snapshot holds {self.snapshot_rows} events"
             + "".join(f"; {n} {kind} records" for kind, n in self.meta.items() if n)
+            + "".join(f"; log restarted: {t} ({r}), replayed from its start, "
+                      + (f"{self.dropped_rows[t]} old rows dropped" if t in self.dropped_rows else "old rows kept")
+                      for t, r in self.restarted.items())
             + f"; {self.seconds:.1f} s"
         )
 
+    def merge_meta(self, kind: str, part: "ReplayResult") -> None:
+        self.meta[kind] = part.appended
+        for reason, n in part.skipped.items():
+            key = f"{kind}: {reason}"
+            self.skipped[key] = self.skipped.get(key, 0) + n
+        self.restarted.update(part.restarted)
+        self.dropped_rows.update(part.dropped_rows)
 
-def to_record(raw: bytes | None, topic: str, partition: int, offset: int) -> dict[str, Any]:
-    """One snapshot row from a topic record; ``InvalidEvent`` when it is not an interaction.
 
-    >>> r = to_record(b'{"event_id": "e1", "type": "view", "user_id": "u", "item_id": "i", "ts": 5}', "t", 0, 7)
+def convert(name: str, raw: bytes | None, topic: str, partition: int, offset: int) -> dict[str, Any]:
+    """One snapshot row from a record of topic ``name`` (unprefixed; ``topic`` is the prefixed
+    name stored in the row): validated by the topic's model, flattened as ``rows`` derives it;
+    ``InvalidEvent`` when it is not a valid record.
+
+    >>> r = convert("interactions", b'{"event_id": "e1", "type": "view", "user_id": "u", "item_id": "i", "ts": 5}', "t", 0, 7)
     >>> (r["user_id"], r["timestamp"], r["offset"])
     ('u', 5.0, 7)
-    """
-    if raw is None:
-        raise InvalidEvent("empty record")
-    ev = parse_event(raw)
-    return {
-        "event_id": ev.event_id,
-        "user_id": ev.user_id,
-        "item_id": ev.item_id,
-        "timestamp": ev.epoch,
-        "type": ev.type.value,
-        "value": ev.value,
-        "strategy": ev.context.strategy,
-        "basket_id": ev.context.basket_id,
-        "profession": ev.context.profession,
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-    }
-
-
-def catalog_record(raw: bytes | None, topic: str, partition: int, offset: int) -> dict[str, Any]:
-    """One catalog snapshot row from a ``catalog`` record (an item upsert).
-
-    >>> catalog_record(b'{"item_id": "i1", "title": "Drill", "level": 2}', "c", 0, 3)["level"]
+    >>> convert("catalog", b'{"item_id": "i1", "title": "Drill", "level": 2}', "c", 0, 3)["level"]
     2.0
     """
-    item = _validate(CatalogItem, raw)
-    return {"item_id": item.item_id, "title": item.title, "text": item.text, "category": item.category,
-            "subcategory": item.subcategory, "level": None if item.level is None else float(item.level),
-            "topic": topic, "partition": partition, "offset": offset}
+    row = flatten(name, topics.parse_record(name, raw))
+    row.update(topic=topic, partition=partition, offset=offset)
+    return row
 
 
-def user_record(raw: bytes | None, topic: str, partition: int, offset: int) -> dict[str, Any]:
-    """One users snapshot row from a ``users`` record (a profile upsert)."""
-    user = _validate(UserProfile, raw)
-    return {"user_id": user.user_id, "segment": user.segment, "profession": user.profession,
-            "level": None if user.level is None else float(user.level),
-            "topic": topic, "partition": partition, "offset": offset}
-
-
-def _validate(model, raw: bytes | None):
-    if raw is None:
-        raise InvalidEvent("empty record")
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise InvalidEvent("malformed JSON: not a JSON object") from None
-        raise InvalidEvent(describe(exc)) from None
-
-
-#: what each replayed topic becomes: (snapshot kind, record converter)
-STREAMS = {
-    topics.INTERACTIONS: ("interactions", to_record),
-    topics.CATALOG: ("catalog", catalog_record),
-    topics.USERS: ("users", user_record),
-}
+#: the topics a replay copies, each into the snapshot kind of the same name
+STREAMS = (topics.INTERACTIONS, topics.CATALOG, topics.USERS)
 
 
 def reason_key(reason: str) -> str:
@@ -142,10 +127,13 @@ def replay(
     reset: bool = False,
     progress: bool = False,
     metadata: bool = True,
+    keep_restarted: bool = False,
 ) -> ReplayResult:
     """Run one replay step (blocking): ``interactions``, then ``catalog`` and ``users``
-    (item and user metadata for the feature-aware models) unless ``metadata=False``."""
-    return asyncio.run(replay_async(settings, since=since, reset=reset, progress=progress, metadata=metadata))
+    (item and user metadata for the feature-aware models) unless ``metadata=False``.
+    ``keep_restarted``: keep the snapshot rows of a topic whose log restarted (module doc)."""
+    return asyncio.run(replay_async(settings, since=since, reset=reset, progress=progress, metadata=metadata,
+                                    keep_restarted=keep_restarted))
 
 
 async def replay_async(
@@ -154,6 +142,7 @@ async def replay_async(
     reset: bool = False,
     progress: bool = False,
     metadata: bool = True,
+    keep_restarted: bool = False,
 ) -> ReplayResult:
     if not settings.kafka_bootstrap:
         raise BrokerUnavailable("no broker configured (STREAMREC_KAFKA_BOOTSTRAP); replay needs one")
@@ -161,15 +150,13 @@ async def replay_async(
     if reset and snap.path.exists():
         log.warning("replay --reset: removing the snapshot at %s", snap.path)
         shutil.rmtree(snap.path)
-    result = await replay_topic(settings, topics.INTERACTIONS, since=since, progress=progress)
+    result = await replay_topic(settings, topics.INTERACTIONS, since=since, progress=progress,
+                                keep_restarted=keep_restarted)
     if metadata:
-        for name in (topics.CATALOG, topics.USERS):
+        for name in STREAMS[1:]:
             # metadata is small and always wanted whole: --since does not apply to it
-            part = await replay_topic(settings, name, progress=False, required=False)
-            result.meta[STREAMS[name][0]] = part.appended
-            for reason, n in part.skipped.items():
-                key = f"{STREAMS[name][0]}: {reason}"
-                result.skipped[key] = result.skipped.get(key, 0) + n
+            part = await replay_topic(settings, name, progress=False, required=False, keep_restarted=keep_restarted)
+            result.merge_meta(name, part)
     log.info("%s", result.describe())
     return result
 
@@ -180,15 +167,15 @@ async def replay_topic(
     since: datetime | None = None,
     progress: bool = False,
     required: bool = True,
+    keep_restarted: bool = False,
 ) -> ReplayResult:
-    """Replay one topic into its snapshot (``STREAMS`` says which and how)."""
+    """Replay one topic (an unprefixed name of ``STREAMS``) into the snapshot kind of that name."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaError
 
-    kind, convert = STREAMS[topic_name]
     topic = settings.topic(topic_name)
     root = Snapshot(settings.snapshot_path())
-    snap = root if kind == "interactions" else root.meta(kind)
+    snap = root if topic_name == topics.INTERACTIONS else root.meta(topic_name)
     result = ReplayResult(topic=topic)
     started = time.monotonic()
     consumer = AIOKafkaConsumer(
@@ -212,6 +199,21 @@ async def replay_topic(
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         stored = snap.offsets(topic)
+        topic_id = await asyncio.to_thread(broker_topic_id, settings.kafka_bootstrap, topic)
+        why = restarted_log(stored, {tp.partition: end[tp] for tp in tps}, snap.topic_id(topic), topic_id)
+        restart = False
+        if why:
+            # the broker's log of this topic started again: what the snapshot stored belongs to
+            # the old log, so read the new one from its start (module doc: the old rows go,
+            # unless keep_restarted)
+            result.restarted[topic] = why
+            log.warning("replay %s: the log restarted (%s); replaying it from the start, %s", topic, why,
+                        "keeping the old snapshot rows" if keep_restarted else "the old snapshot rows are dropped")
+            stored = {}
+            if keep_restarted:
+                snap.reset_offsets(topic, {}, topic_id)
+            else:
+                restart = True
         start = {tp: max(begin[tp], stored.get(tp.partition, 0)) for tp in tps}
         since_ms = int(since.timestamp() * 1000) if since is not None else None
         if since is not None:
@@ -231,7 +233,11 @@ async def replay_topic(
         skipped: dict[str, int] = {}
 
         def flush() -> None:
-            name = snap.append(buffer, topic, dict(position), skipped)
+            nonlocal restart
+            if restart:
+                result.dropped_rows[topic] = sum(snap._part_rows(p) for p in snap.parts_of(topic))
+            name = snap.append(buffer, topic, dict(position), skipped, restart=restart, topic_id=topic_id)
+            restart = False  # the old rows went with the first commit
             result.appended += len(buffer)
             if name:
                 result.parts.append(name)
@@ -254,7 +260,7 @@ async def replay_topic(
                         if since_ms is not None and rec.timestamp is not None and 0 <= rec.timestamp < since_ms:
                             continue  # before --since (brokers that ignore the time lookup land here)
                         try:
-                            buffer.append(convert(rec.value, topic, tp.partition, rec.offset))
+                            buffer.append(convert(topic_name, rec.value, topic, tp.partition, rec.offset))
                         except InvalidEvent as exc:
                             key = reason_key(exc.reason)
                             skipped[key] = skipped.get(key, 0) + 1
@@ -284,6 +290,55 @@ async def replay_topic(
     result.snapshot_rows = root.rows
     result.seconds = time.monotonic() - started
     return result
+
+
+def restarted_log(stored: dict[int, int], end: dict[int, int], stored_id: str | None,
+                  topic_id: str | None) -> str | None:
+    """Why the broker's log of a topic counts as restarted since the snapshot stored
+    ``stored`` (next offset per partition) and ``stored_id``; None when it does not.
+
+    >>> restarted_log({0: 10, 1: 4}, {0: 3, 1: 9}, None, None)
+    'partition 0 ends at offset 3, below the stored 10'
+    >>> restarted_log({0: 10}, {0: 12}, "A", "B")
+    'topic id changed (A -> B)'
+    >>> restarted_log({0: 5, 2: 1}, {0: 5, 1: 0}, None, None)
+    'partition 2 is gone'
+    >>> restarted_log({0: 10}, {0: 12}, "A", "A") is None and restarted_log({}, {0: 3}, None, "A") is None
+    True
+    """
+    if stored_id and topic_id and stored_id != topic_id:
+        return f"topic id changed ({stored_id} -> {topic_id})"
+    for p, offset in sorted(stored.items()):
+        if p not in end:
+            if offset > 0:
+                return f"partition {p} is gone"
+        elif end[p] < offset:
+            return f"partition {p} ends at offset {end[p]}, below the stored {offset}"
+    return None
+
+
+_NO_ID = {"", "AAAAAAAAAAAAAAAAAAAAAA", "00000000-0000-0000-0000-000000000000"}
+
+
+def broker_topic_id(bootstrap: str, topic: str, timeout_s: float = 5.0) -> str | None:
+    """The broker's id of ``topic`` (Kafka 2.8+ metadata, Tansu), through ``confluent_kafka``
+    (aiokafka's metadata does not carry it); None where the client or the broker has none.
+    Blocking: run it in a thread."""
+    try:
+        from confluent_kafka import TopicCollection
+        from confluent_kafka.admin import AdminClient
+    except ImportError:
+        return None
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000),
+                             "log_level": 0, "logger": logging.getLogger("streamrec.replay.librdkafka")})
+        futures = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout_s)
+        desc = futures[topic].result(timeout=timeout_s + 1)
+    except Exception as exc:  # noqa: BLE001 - an unsupported request or a missing topic: no id
+        log.debug("no topic id for %s: %s", topic, exc)
+        return None
+    tid = str(getattr(desc, "topic_id", "") or "")
+    return None if tid in _NO_ID else tid
 
 
 async def _offsets_since(consumer, tps, since: datetime) -> dict:

@@ -125,23 +125,91 @@ def test_train_from_the_topic_through_the_cli(settings, monkeypatch):
     assert (run / "models" / "content").is_dir()
 
 
-def test_replay_command_reports_counts_and_bad_since(settings, monkeypatch):
+def run_cli(settings, monkeypatch, *commands: list[str]):
+    """Invoke ``streamrec`` commands configured by STREAMREC_* for this test's broker and data dir."""
     from typer.testing import CliRunner
 
     from infra.cli import app
     from schemas.settings import get_settings
 
-    produce(settings, [event(n) for n in range(6)] + [b"{}"])
     for k, v in {"KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "TOPIC_PREFIX": settings.topic_prefix,
                  "DATA_DIR": str(settings.data_dir)}.items():
         monkeypatch.setenv(f"STREAMREC_{k}", v)
     get_settings.cache_clear()
     try:
-        res = CliRunner().invoke(app, ["replay", "--progress"])
-        bad = CliRunner().invoke(app, ["replay", "--since", "last tuesday"])
+        return [CliRunner().invoke(app, args) for args in commands]
     finally:
         get_settings.cache_clear()
+
+
+def test_replay_command_reports_counts_and_bad_since(settings, monkeypatch):
+    produce(settings, [event(n) for n in range(6)] + [b"{}"])
+    res, bad = run_cli(settings, monkeypatch, ["replay", "--progress"], ["replay", "--since", "last tuesday"])
     assert res.exit_code == 0, res.output
     assert "6 appended, 1 skipped" in res.stdout
     assert res.stdout.strip().splitlines()[-1] == str(settings.snapshot_path())
     assert bad.exit_code == 2 and "neither" in bad.output
+
+
+def recreate_topic(settings, name: str = "interactions") -> None:
+    """Delete and recreate a topic: its log starts again at offset 0 (as after a restart of
+    the embedded broker, which keeps its log in memory)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def go():
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([settings.topic(name)])
+            for _ in range(50):  # the deletion is asynchronous on some brokers
+                if settings.topic(name) not in await admin.list_topics():
+                    break
+                await asyncio.sleep(0.1)
+            await admin.create_topics([NewTopic(settings.topic(name), settings.topic_partitions, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(go())
+
+
+def test_a_restarted_log_is_replayed_from_the_start_and_replaces_the_old_rows(settings, monkeypatch):
+    produce(settings, [event(n, f"u{n % 5}") for n in range(30)])
+    assert replay(settings).appended == 30
+    topic = settings.topic("interactions")
+
+    recreate_topic(settings)
+    # fewer records than before: the end offsets fall below the stored ones (and where the
+    # broker reports topic ids, the id changed too)
+    produce(settings, [event(n, "u-new") for n in range(100, 104)])
+    again = replay(settings)
+    assert topic in again.restarted and again.changed
+    assert again.appended == 4 and again.dropped_rows[topic] == 30
+    assert "log restarted" in again.describe() and "replayed from its start" in again.describe()
+    frame = Snapshot(settings.snapshot_path()).frame()
+    assert sorted(frame["event_id"]) == [f"e{n}" for n in range(100, 104)]  # the new log is the truth
+    assert set(frame["user_id"]) == {"u-new"}
+    assert sum(Snapshot(settings.snapshot_path()).offsets(topic).values()) == 4
+
+    # the next replay is incremental again, and the CLI's report says when a log restarted
+    produce(settings, [event(n, "u-new") for n in range(104, 106)])
+    third = replay(settings)
+    assert not third.restarted and third.appended == 2
+
+    recreate_topic(settings)
+    produce(settings, [event(n, "u-newer") for n in range(200, 240)])  # more than before: only the id tells
+    (res,) = run_cli(settings, monkeypatch, ["replay", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "log restarted" in res.stdout and "topic id changed" in res.stdout, res.stdout
+    frame = Snapshot(settings.snapshot_path()).frame()
+    assert set(frame["user_id"]) == {"u-newer"} and len(frame) == 40
+
+
+def test_keep_restarted_keeps_the_old_rows(settings):
+    produce(settings, [event(n) for n in range(10)])
+    replay(settings)
+    recreate_topic(settings)
+    produce(settings, [event(n, "u2") for n in range(50, 53)])
+    res = replay(settings, keep_restarted=True)
+    assert settings.topic("interactions") in res.restarted and res.appended == 3
+    assert "old rows kept" in res.describe()
+    assert len(Snapshot(settings.snapshot_path()).frame()) == 13
