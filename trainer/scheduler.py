@@ -5,9 +5,12 @@ as the counter ``Keys.new_events`` (kept by the stream worker) exceeds
 ``retrain_min_new_events``. After a run the counter is decreased by the value read before
 it, so events that arrived during training still count towards the next one.
 
-When the replay finds nothing new in the log (the counter trails the log: the worker counts
-events as it processes them), the model is already as fresh as the data and the retrain is
-skipped (the counter is still consumed). ``streamrec up`` runs it as a child (``python -m trainer.scheduler``); ``run_scheduler``
+Replay-then-read is ``trainer.data.sources.events_for_training``, the same call as
+``streamrec train``. When the replay changes nothing (no new interactions, no restarted log;
+the counter trails the log: the worker counts events as it processes them), the model is
+already as fresh as the data and the retrain is skipped (the counter is still consumed). A
+log that restarted (broker restarted, topic recreated) is read from its start, so its records
+are never skipped. ``streamrec up`` runs it as a child (``python -m trainer.scheduler``); ``run_scheduler``
 blocks until SIGTERM / SIGINT (or ``stop`` is set). A failed retrain is logged and retried
 after a back-off; it never ends the loop.
 """
@@ -135,7 +138,7 @@ class Scheduler:
 
     def retrain(self, reason: str = "asked") -> Outcome:
         """Replay (when a broker is configured), train, promote if better."""
-        from trainer.data.snapshot import Snapshot
+        from trainer.data.sources import events_for_training
         from trainer.pipeline import train_run
 
         s = self.settings
@@ -144,31 +147,21 @@ class Scheduler:
         except StoreUnavailable:
             counted = 0
         log.info("retrain (%s): %d new events counted", reason, counted)
-        if s.kafka_bootstrap:
-            from trainer.replay import replay
-
-            try:
-                replayed = replay(s)
-                log.info("%s", replayed.describe())
-            except ServiceUnavailable as exc:
-                log.warning("replay failed (%s); training on the snapshot as it is", exc)
-            else:
-                if replayed.appended == 0 and self.last_run_at() is not None:
-                    # the worker counts events as it processes them, behind the log the last run
-                    # already read: the model is as fresh as the data, so only the counter moves
-                    self._consume(counted)
-                    msg = "no new interactions in the log since the last run: nothing to retrain"
-                    self._save_state(last_run_at=time.time(), last_attempt_at=time.time(), last_message=msg)
-                    log.info("%s", msg)
-                    return Outcome(None, False, msg)
         try:
-            source = Snapshot(s.snapshot_path()).read()
-            if source.events.empty:
-                raise InvalidDataset("the snapshot holds no events yet")
-        except InvalidDataset as exc:
+            # the worker counts events as it processes them, behind the log the last run already
+            # read: when the replay changes nothing the model is as fresh as the data
+            loaded = events_for_training(s, say=log.info, skip_unchanged=self.last_run_at() is not None)
+        except (InvalidDataset, ServiceUnavailable) as exc:
             self._save_state(last_attempt_at=time.time(), last_message=str(exc))
             log.info("nothing to train on: %s", exc)
             return Outcome(None, False, f"nothing to train on: {exc}")
+        if loaded.source is None:
+            self._consume(counted)  # only the counter moves
+            msg = "no new interactions in the log since the last run: nothing to retrain"
+            self._save_state(last_run_at=time.time(), last_attempt_at=time.time(), last_message=msg)
+            log.info("%s", msg)
+            return Outcome(None, False, msg)
+        source = loaded.source
         result = train_run(source, s, list(s.retrain_models), tag="sched", promote=True)
         self._consume(counted)
         promo = result.promotion

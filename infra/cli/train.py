@@ -114,27 +114,11 @@ def _source(settings: Settings, interactions: Path | None, fmt: str, do_replay: 
 
 
 def _events(settings: Settings, interactions: Path | None, fmt: str, do_replay: bool, progress: bool):
-    from trainer.data.snapshot import Snapshot
-    from trainer.data.sources import load_source
+    """The file, or replay-then-snapshot: the trainer's one ``events_for_training``."""
+    from trainer.data.sources import events_for_training
 
-    if interactions is not None:
-        return load_source(interactions, fmt)
-    snap = Snapshot(settings.snapshot_path())
-    if do_replay and settings.kafka_bootstrap:
-        from trainer.replay import replay as run_replay
-
-        try:
-            typer.echo(run_replay(settings, progress=progress).describe(), err=True)
-        except ServiceUnavailable as exc:
-            if not snap.exists():
-                raise
-            typer.echo(f"warning: {exc}; training on the snapshot as it is", err=True)
-    if not snap.exists():
-        raise InvalidDataset(
-            f"no data: pass --interactions FILE, or replay the topic first (`streamrec replay`; "
-            f"no snapshot at {snap.path})"
-        )
-    return snap.read()
+    return events_for_training(settings, interactions, fmt, do_replay=do_replay, progress=progress,
+                               say=lambda msg: typer.echo(msg, err=True)).source
 
 
 def _progress_default() -> bool:
