@@ -50,7 +50,7 @@ async def test_served_lists_emit_impressions_and_count(settings, redis_client):
 
 
 async def test_stats_read_the_agents_counters(settings, redis_client):
-    from inference.routes.stats import days_back
+    from inference.stats import days_back
 
     day = days_back(1)[0]
     redis_client.hset(K.user_stats("s1"), mapping={f"{day}:hybrid:impressions": 10, f"{day}:hybrid:clicks": 2})
