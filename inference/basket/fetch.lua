@@ -1,6 +1,8 @@
 -- Basket signals in one round trip: pair lists, popularity lists, then the catalog fields
 -- of every item they name (and of the basket's own items).
--- ARGV[1] = JSON {"lists": [[key, limit], ...], "item_prefix": "sr:item:", "basket": [ids]}
+-- ARGV[1] = JSON {"lists": [[key, limit], ...], "item": ["sr:item:", ""], "basket": [ids]}
+--   lists: zset keys built by schemas/keys.py Keys; item: Keys.item_template, the catalog hash
+--   of an item as the literal parts around its id
 -- returns JSON {"lists": [[member, score, ...], ...], "meta": {id: [title, category, private_label]}}
 local cfg = cjson.decode(ARGV[1])
 local out_lists = {}
@@ -19,7 +21,7 @@ for i, spec in ipairs(cfg.lists) do
 end
 local meta = {}
 for _, id in ipairs(order) do
-  local f = redis.call('HMGET', cfg.item_prefix .. id, 'title', 'category', 'private_label')
+  local f = redis.call('HMGET', cfg.item[1] .. id .. cfg.item[2], 'title', 'category', 'private_label')
   if f[1] or f[2] or f[3] then
     meta[id] = {f[1] or '', f[2] or '', f[3] or ''}
   end

@@ -76,7 +76,7 @@ async def fetch_signals(store, keys: Keys, basket: list[str], segments: list[tup
                         p: BasketParams) -> BasketSignals:
     """One script call; ``store`` is the API's ``RedisStore`` (errors → ``StoreUnavailable``)."""
     steps = plan(keys, basket, segments, p)
-    arg = orjson.dumps({"lists": [[s[4], s[3]] for s in steps], "item_prefix": keys.item(""), "basket": basket})
+    arg = orjson.dumps({"lists": [[s[4], s[3]] for s in steps], "item": keys.item_template, "basket": basket})
     raw = await store.call(lambda c: c.eval(FETCH_LUA, 0, arg))
     return assemble(steps, orjson.loads(raw))
 
