@@ -119,10 +119,13 @@ def _movielens_chunks(path: Path) -> Iterator[tuple[pd.DataFrame, list[tuple[int
             block = [(n, line.strip()) for n, line in block if line.strip()]
             parts = [line.split(sep) for _, line in block]
             bad = [(n, "expected user, item, rating, timestamp") for (n, _), p in zip(block, parts) if len(p) < 4]
-            good = [(n, [c.strip() for c in p[:4]]) for (n, _), p in zip(block, parts) if len(p) >= 4]
-            df = pd.DataFrame([p for _, p in good], columns=["user_id", "item_id", "value", "timestamp"], dtype=object)
+            good = [i for i, p in enumerate(parts) if len(p) >= 4]
+            df = pd.DataFrame([parts[i][:4] for i in good], columns=["user_id", "item_id", "value", "timestamp"],
+                              dtype=object)
+            for c in df.columns:
+                df[c] = df[c].str.strip()
             df["type"] = "rate"
-            df["line"] = [n for n, _ in good]
+            df["line"] = [block[i][0] for i in good]
             yield df, bad
 
 
@@ -167,9 +170,14 @@ def to_events(cells: pd.DataFrame, prefix: str, now: float | None = None) -> pd.
     out["value"] = value
     typ = typ_raw.str.lower()
     out["type"] = typ.where(typ != "", np.where(value.notna(), EventType.rate.value, EventType.view.value))
-    derived = [_stable_id(prefix, f"{u}-{i}-{t or None}" + ("" if prefix == "ml" else f"-{y}"))
-               for u, i, t, y in zip(user, item, ts_raw, out["type"])]
-    out["event_id"] = eid.where(eid != "", pd.Series(derived, index=cells.index, dtype=object))
+    derived = user + "-" + item + "-" + ts_raw.where(ts_raw != "", "None")
+    if prefix != "ml":
+        derived = derived + "-" + out["type"].astype(str)
+    long = derived.str.len() > MAX_ID - len(prefix) - 1
+    derived = (prefix + "-" + derived).astype(object)
+    if long.any():
+        derived[long] = [_stable_id(prefix, text) for text in (derived[long].str.slice(len(prefix) + 1))]
+    out["event_id"] = eid.where(eid != "", derived)
     for extra in EXTRA:
         if extra in cells:
             cell = col(extra).astype(str)
