@@ -15,14 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from ranking.policy import Policy
 from schemas.errors import ArtifactError, NotFound
+from trainer.candidates import PolicyScorer
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: Models whose embeddings answer "similar items", best first.
-SIMILARITY_PREFERENCE = ("two_tower", "ncf", "lightfm", "content")
-
 
 @dataclass
 class ServingRun:
@@ -35,14 +33,13 @@ class ServingRun:
         self.item_ids: list[str] = list(self.run.item_ids)
         self.item_index = {it: i for i, it in enumerate(self.item_ids)}
         self.popularity = np.asarray(self.run.popularity, dtype=np.float32)
-        self._user_vectors: dict[str, np.ndarray | None] = {}
+        # the candidate stage ``streamrec recommend`` and the policy evaluation use too
+        self.scorer = PolicyScorer(self.run.models, self.item_ids, self.run.embeddings)
 
-    def user_vectors(self, model: str) -> np.ndarray | None:
-        """The model's user embeddings, computed once per loaded run (some models build them per call)."""
-        if model not in self._user_vectors:
-            vec = self.models[model].user_embeddings()
-            self._user_vectors[model] = None if vec is None else np.ascontiguousarray(vec, dtype=np.float32)
-        return self._user_vectors[model]
+    @property
+    def policy(self) -> Policy:
+        """The run's policy: what the default strategy serves."""
+        return self.run.policy
 
     @property
     def run_id(self) -> str:
@@ -55,11 +52,6 @@ class ServingRun:
     def warm_up(self) -> None:
         """Build lazy per-run state before the run serves (its first request stays fast)."""
         for name in self.models:
-            if name in self.run.indexes:
-                try:
-                    self.user_vectors(name)
-                except Exception:  # noqa: BLE001 - a model without user vectors still serves
-                    self._user_vectors[name] = None
             data = self.models[name].data
             if data is not None and data.n_users:
                 try:
@@ -68,9 +60,7 @@ class ServingRun:
                     pass
 
     def similarity_model(self) -> str | None:
-        names = [n for n in SIMILARITY_PREFERENCE if n in self.run.embeddings]
-        names += sorted(n for n in self.run.embeddings if n not in names)
-        return names[0] if names else None
+        return self.scorer.sim_model
 
     def user_index(self, model: str, user: str) -> int | None:
         data = self.models[model].data
@@ -95,6 +85,7 @@ class ServingRun:
                 "index_size": None if index is None else int(index.ntotal),
             }
         return {"run_id": self.run_id, "path": str(self.run.path), "n_items": len(self.item_ids),
+                "policy": self.policy.to_dict(),
                 "loaded_at": self.loaded_at, "metrics": self.run.metrics, "models": out}
 
 

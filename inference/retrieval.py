@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from ranking.filters import ItemInfo
+from ranking.signals import UserSignals
 from inference.store import RedisStore
 from schemas.errors import StoreUnavailable
 from schemas.keys import RecsId
@@ -57,26 +58,10 @@ def _pairs(rows) -> Scored:
 
 
 @dataclass
-class UserContext:
-    user_id: str
-    segment: str | None = None
-    level: int | None = None
-    seen: set[str] = field(default_factory=set)
-    recent: list[str] = field(default_factory=list)
-    pop_global: Scored = field(default_factory=list)
-    pop_segment: Scored = field(default_factory=list)
-    trending: Scored = field(default_factory=list)
-    pairs: dict[str, Scored] = field(default_factory=dict)  # recent item -> co-occurring items
-    cache_version: int = 0
-    degraded: bool = False
+class UserContext(UserSignals):
+    """The user's signals as read from Redis, plus the cache namespace they were read in."""
 
-    @property
-    def popularity(self) -> Scored:
-        """Segment popularity first where the user has a segment, then global."""
-        if not self.pop_segment:
-            return self.pop_global
-        have = {i for i, _ in self.pop_segment}
-        return self.pop_segment + [(i, s) for i, s in self.pop_global if i not in have]
+    cache_version: int = 0
 
 
 # One round trip for a whole cache miss: the cached list if there is one, else everything a

@@ -218,7 +218,7 @@ class Runtime:
         self.metrics.miss.inc()
         serving = self.models.current
         payload = await rank_home(q, ctx, serving, self.catalog, None if ctx.degraded else self.store,
-                                  self.settings.hybrid_weights, n, self.settings.category_cap, self.snapshot.items)
+                                  self.settings, self.snapshot.items)
         entry = CachedList.from_payload(payload)
         if ctx.degraded:
             self.metrics.degraded.inc()

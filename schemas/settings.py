@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     api_port: int = 8000
     admin_key: str | None = None
     cache_ttl_s: int = 3600
-    default_strategy: str = "popularity"
+    default_strategy: str = "policy"  # the serving run's policy; popularity while no run serves
     max_k: int = 100
     redis_timeout_s: float = 0.3
     hybrid_weights: dict[str, float] = Field(

@@ -4,8 +4,9 @@ Layout of one run (``artifact_dir/run_YYYYMMDD_HHMMSS[_tag]/``)::
 
     params.json           {model name: hyperparameters, "dataset": {...}}
     versions.json         package versions, "snapshot_offsets"
-    metrics.json          {"primary": "ndcg@10", "score": best validation value, "best_model": name,
-                           "validation": {model name: {metric: value}}, "split": how validation was cut}
+    metrics.json          {"primary": "ndcg@10", "score": the policy's validation value, "best_model": name,
+                           "validation": {model name | "policy": {metric: value}}, "split": how validation was cut}
+    policy.json           the served policy (``ranking.policy.Policy``): models and weights, λ, cap, fill
     item_ids.json         item ids, in the index order every array below uses
     user_ids.json         user ids, likewise
     popularity.npy        float32 popularity per item
@@ -30,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ranking.policy import POLICY_FILE, InvalidPolicy, Policy
 from schemas.errors import ArtifactError
 from trainer.base import Recommender, normalize_rows
 
@@ -65,6 +67,7 @@ def save_run(
     dataset_info: dict[str, Any] | None = None,
     versions: dict[str, Any] | None = None,
     extras: Callable[[Path], None] | None = None,
+    policy: Policy | None = None,
 ) -> Path:
     """Write every model of a run and its shared arrays, then ``extras(run_dir)`` (more
     artefacts, e.g. the basket pairs); ``COMPLETE`` last."""
@@ -91,6 +94,8 @@ def save_run(
     (run_dir / "params.json").write_text(json.dumps(params, indent=2, default=str))
     (run_dir / "versions.json").write_text(json.dumps(versions or package_versions(), indent=2, default=str))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    policy = policy or Policy.single(str(metrics.get("best_model") or next(iter(models))))
+    (run_dir / POLICY_FILE).write_text(json.dumps(policy.to_dict(), indent=2, default=float))
     if extras is not None:
         extras(run_dir)
     (run_dir / "COMPLETE").write_text(datetime.now(timezone.utc).isoformat())
@@ -142,10 +147,27 @@ class Run:
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     indexes: dict[str, Any] = field(default_factory=dict)  # name -> faiss index
     metrics: dict[str, Any] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy.popularity)
 
     @property
     def run_id(self) -> str:
         return self.path.name
+
+
+def load_policy(run_dir: Path) -> Policy:
+    """The run's policy; a run written before policies existed serves its best model."""
+    run_dir = Path(run_dir)
+    path = run_dir / POLICY_FILE
+    if not path.exists():
+        try:
+            best = json.loads((run_dir / "metrics.json").read_text()).get("best_model")
+        except (OSError, ValueError):
+            best = None
+        return Policy.single(best) if best else Policy.popularity()
+    try:
+        return Policy.from_dict(json.loads(path.read_text()))
+    except (ValueError, InvalidPolicy) as exc:
+        raise ArtifactError(f"{run_dir.name}/{POLICY_FILE}: {exc}") from exc
 
 
 def load_run(run_dir: Path, models: list[str] | None = None) -> Run:
@@ -181,6 +203,7 @@ def load_run(run_dir: Path, models: list[str] | None = None) -> Run:
         embeddings=embeddings,
         indexes=indexes,
         metrics=json.loads((run_dir / "metrics.json").read_text()),
+        policy=load_policy(run_dir).restricted_to(list(loaded)) if models is None else load_policy(run_dir),
     )
 
 
@@ -236,14 +259,21 @@ def resolve_run(artifact_dir: Path, ref: str | Path) -> Path:
 
 
 def run_score(metrics: dict[str, Any], metric: str) -> float | None:
-    """A run's figure for ``metric``: its best model's validation value (None when absent).
+    """A run's figure for ``metric``: its served policy's validation value, else (runs made
+    before policies) its best model's (None when absent).
 
+    >>> run_score({"validation": {"ease": {"ndcg@10": 0.4}, "policy": {"ndcg@10": 0.38}}}, "ndcg@10")
+    0.38
     >>> run_score({"validation": {"ease": {"ndcg@10": 0.4}, "pop": {"ndcg@10": 0.2}}}, "ndcg@10")
     0.4
     >>> run_score({"validation": {"ease": {"p@10": 0.4}}}, "ndcg@10") is None
     True
     """
-    values = [m[metric] for m in (metrics.get("validation") or {}).values() if isinstance(m, dict) and metric in m]
+    validation = metrics.get("validation") or {}
+    served = validation.get("policy")
+    if isinstance(served, dict) and served.get(metric) is not None:
+        return float(served[metric])
+    values = [m[metric] for m in validation.values() if isinstance(m, dict) and metric in m]
     values = [float(v) for v in values if v is not None and np.isfinite(v)]
     if values:
         return max(values)

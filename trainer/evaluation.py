@@ -117,6 +117,37 @@ def ranking_metrics(
     return metrics
 
 
+def list_metrics(
+    lists: Mapping[str, Iterable[str]], train: Interactions, test: pd.DataFrame | Interactions, k: int = 10
+) -> dict[str, float]:
+    """The same figures for ranked lists already made (a policy's served lists): users are
+    the test users known to train, exactly as in ``ranking_metrics``; a user without a list
+    counts as all misses.
+
+    >>> tr = Interactions.from_events(pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"]}))
+    >>> m = list_metrics({"a": ["y", "x"]}, tr, pd.DataFrame({"user_id": ["a"], "item_id": ["y"]}), k=2)
+    >>> m["precision@2"], m["hit_rate@2"], m["users"]
+    (0.5, 1.0, 1)
+    """
+    rel, n_rel = relevance_matrix(train, test)
+    users = np.flatnonzero(n_rel > 0)
+    if len(users) == 0:
+        raise ValueError("no test user is known to the training data: nothing to evaluate")
+    top = np.full((len(users), k), -1, dtype=np.int64)
+    for row, u in enumerate(users):
+        idx = [train.item_index.get(i, -1) for i in list(lists.get(str(train.user_ids[u]), []))[:k]]
+        top[row, : len(idx)] = idx
+    hits = np.zeros(top.shape, dtype=bool)
+    for start in range(0, len(users), _BATCH):
+        block = rel[users[start : start + _BATCH]].toarray() > 0
+        t = top[start : start + _BATCH]
+        hits[start : start + len(t)] = np.take_along_axis(block, np.maximum(t, 0), axis=1) & (t >= 0)
+    metrics = ranking_metrics_from_hits(hits, n_rel[users], k)
+    metrics[f"coverage@{k}"] = catalog_coverage(top, train.n_items)
+    metrics["users"] = int(len(users))
+    return metrics
+
+
 def catalog_coverage(top: np.ndarray, n_items: int) -> float:
     """Share of the catalogue recommended to at least one user.
 

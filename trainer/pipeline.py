@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ranking.policy import Policy
 from schemas.errors import InvalidDataset
 from schemas.settings import Settings
 from trainer.artifacts import new_run_dir, package_versions, run_score, save_run
@@ -162,9 +163,15 @@ def train_run(
     k: int = 10,
     seed: int = 42,
     verbose: bool = False,
+    tune: bool = True,
 ) -> TrainResult:
-    """Train ``models`` on ``source`` and save one run with all of them."""
+    """Train ``models`` on ``source``, choose the policy to serve on validation, save one run.
+
+    With ``tune`` (the default) each model's grid is searched and the blend weights and MMR λ
+    are chosen on validation (``trainer.tuning``); the policy's validation figure is
+    measured on the lists it would serve (``trainer.policy_eval``)."""
     from trainer import evaluation, splits
+    from trainer.tuning import NOT_BLENDED, DEFAULT_PARAMS, choose_policy, search_params
 
     if not models:
         raise ValueError("no model to train: pass at least one --model")
@@ -176,6 +183,18 @@ def train_run(
     validation: dict[str, dict[str, float]] = {}
     fit_seconds: dict[str, float] = {}
     fitted: dict[str, Any] = {}
+    chosen: dict[str, dict[str, Any]] = {n: ({**DEFAULT_PARAMS.get(n, {}), **params.get(n, {})} if tune
+                                             else dict(params.get(n, {}))) for n in models}
+    policy: Policy | None = None
+    tuning: dict[str, Any] = {}
+
+    def fit(name: str, p: dict[str, Any], on: Interactions):
+        model = _build(name, p, verbose)
+        t0 = time.perf_counter()
+        model.fit(on)
+        fit_seconds[name] = time.perf_counter() - t0
+        return model
+
     if val_ratio > 0:
         pairs = pairs_frame(data)
         train_pairs, val_pairs = splits.random_split(pairs, 1.0 - val_ratio, seed=seed)
@@ -184,42 +203,96 @@ def train_run(
         else:
             train = restrict(data, train_pairs)
             for name in models:
-                model = _build(name, params.get(name, {}), verbose)
-                t0 = time.perf_counter()
-                model.fit(train)
-                fit_seconds[name] = time.perf_counter() - t0
+                if tune:
+                    chosen[name], model, trials = search_params(
+                        name, params.get(name, {}), lambda p, n=name: fit(n, p, train), train, val_pairs, k)
+                    if len(trials) > 1:
+                        tuning[name] = trials
+                else:
+                    model = fit(name, chosen[name], train)
                 validation[name] = _clean(evaluation.evaluate(model, train, val_pairs, k=k, sampled=False))
                 log.info("%s: validation %s", name, _short(validation[name], k))
                 fitted[name] = model
+            policy, figures = _choose_policy(fitted, train, val_pairs, k, settings, tune, NOT_BLENDED, choose_policy)
+            validation["policy"] = figures
+            log.info("policy %s: validation %s", policy.name, _short(figures, k))
     final: dict[str, Any] = {}
     for name in models:
         if name in fitted and not refit:
             final[name] = fitted[name]
             continue
-        model = _build(name, params.get(name, {}), verbose)
-        t0 = time.perf_counter()
-        model.fit(data)
-        fit_seconds.setdefault(name, time.perf_counter() - t0)
-        final[name] = model
+        final[name] = fit(name, chosen[name], data)
+    if policy is None:
+        scored_models = [n for n in models if n not in NOT_BLENDED]
+        policy = Policy.single(scored_models[0]) if scored_models else Policy.popularity()
     metrics: dict[str, Any] = {
         "primary": settings.promote_metric,
         "split": f"per-user random {1 - val_ratio:.0%}/{val_ratio:.0%} of user-item pairs, full ranking, k={k}",
         "validation": validation,
         "fit_seconds": {n: round(s, 3) for n, s in fit_seconds.items()},
+        "policy": policy.name,
     }
+    if tuning:
+        metrics["tuning"] = tuning
     metrics["score"] = run_score(metrics, settings.promote_metric)
-    scored = {n: v.get(settings.promote_metric) for n, v in validation.items() if v.get(settings.promote_metric) is not None}
+    scored = {n: v.get(settings.promote_metric) for n, v in validation.items()
+              if n != "policy" and v.get(settings.promote_metric) is not None}
     metrics["best_model"] = max(scored, key=scored.get) if scored else models[0]
     versions = {**package_versions(), "snapshot_offsets": source.offsets, "source": source.report.source}
     run_dir = save_run(new_run_dir(settings.artifact_dir, tag), final, metrics, dataset_info=info, versions=versions,
-                       extras=basket_exporter(data, final, metrics["best_model"]))
-    log.info("saved %s (score %s = %s)", run_dir, settings.promote_metric, metrics["score"])
+                       extras=basket_exporter(data, final, metrics["best_model"]), policy=policy)
+    log.info("saved %s (policy %s, %s = %s)", run_dir, policy.name, settings.promote_metric, metrics["score"])
     result = TrainResult(run_dir, metrics, fit_seconds=fit_seconds)
     if promote:
         from trainer.promotion import promote as do_promote
 
         result.promotion = do_promote(settings, run_dir)
     return result
+
+
+def _choose_policy(fitted: dict[str, Any], train: Interactions, val: pd.DataFrame, k: int, settings: Settings,
+                   tune: bool, not_blended, choose) -> tuple[Policy, dict[str, Any]]:
+    """The policy to serve, and its validation figures measured on the lists it would serve."""
+    from trainer.policy_eval import evaluate_policy, item_infos
+    from trainer.signals import OfflineSignals
+
+    scorer = policy_scorer(fitted, train)
+    signals, infos = OfflineSignals(train), item_infos(train)
+    base = Policy(category_cap=settings.category_cap)
+
+    def evaluate(p: Policy) -> dict[str, Any]:
+        return _clean(evaluate_policy(scorer, p, train, val, k, signals, infos))
+
+    blendable = [n for n in fitted if n not in not_blended]
+    if tune and blendable:
+        users = np.arange(train.n_users)
+        rows = {n: fitted[n].score_matrix(users) for n in blendable}
+        policy, _ = choose(rows, train, val, k, lambda p: evaluate(p)[f"ndcg@{k}"], base)
+    elif blendable:
+        best = max(blendable, key=lambda n: ranking_ndcg(fitted[n], train, val, k))
+        policy = Policy.single(best, category_cap=settings.category_cap)
+    else:
+        policy = Policy.popularity()
+    return policy, evaluate(policy)
+
+
+def ranking_ndcg(model, train: Interactions, val: pd.DataFrame, k: int) -> float:
+    from trainer.evaluation import ranking_metrics
+
+    return float(ranking_metrics(model, train, val, k)[f"ndcg@{k}"])
+
+
+def policy_scorer(models: dict[str, Any], data: Interactions):
+    """The candidate stage over models fitted on ``data`` (in memory, before they are saved)."""
+    from trainer.base import normalize_rows
+    from trainer.candidates import PolicyScorer
+
+    embeddings = {}
+    for name, model in models.items():
+        emb = model.item_embeddings()
+        if emb is not None:
+            embeddings[name] = normalize_rows(emb)
+    return PolicyScorer(models, [str(i) for i in data.item_ids], embeddings)
 
 
 def basket_exporter(data: Interactions, models: dict[str, Any], best: str):

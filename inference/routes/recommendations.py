@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from inference.broker import new_request_id
 from inference.deps import RuntimeDep
 from ranking.filters import Filters
-from inference.strategies import HomeQuery
+from inference.strategies import HomeQuery, served_name
 from schemas.api import ErrorBody, RecommendationResponse, SimilarResponse
 from schemas.errors import NotFound
 from schemas.events import ID_PATTERN
@@ -30,8 +30,9 @@ async def home(
     rt: RuntimeDep,
     user_id: Annotated[str, Query(pattern=ID_PATTERN, description=f"the user ({ID_HELP})")],
     k: Annotated[int, Query(ge=1, le=100_000, description="how many items (1..max_k)")] = 10,
-    strategy: Annotated[str | None, Query(description="popularity, hybrid, bandit or a model name; "
-                                                       "default: the configured default strategy")] = None,
+    strategy: Annotated[str | None, Query(description="policy (the serving run's policy), popularity, hybrid, "
+                                                       "bandit or a model name; default: the configured default "
+                                                       "strategy (policy)")] = None,
     explain: Annotated[bool, Query(description="give every item a reason in words")] = False,
     exclude_seen: Annotated[bool, Query(description="leave out items the user interacted with")] = True,
     include: Annotated[str | None, Query(max_length=4000, description="comma list of allowed item ids / category:NAME")] = None,
@@ -41,11 +42,12 @@ async def home(
     settings = rt.settings
     check_k(k, settings.max_k)
     name = strategy or settings.default_strategy
-    if name not in rt.strategies:
+    serving = rt.models.current
+    if name not in rt.strategies and (serving is None or name != serving.policy.name):
         raise HTTPException(422, detail=f"unknown strategy {name!r}: choose one of {', '.join(rt.strategies)}")
     if name == "bandit":
         name = await rt.bandit.choose(rt.bandit_arms())
-    q = HomeQuery(user_id=user_id, k=k, strategy=name, explain=explain, mmr_lambda=settings.mmr_lambda,
+    q = HomeQuery(user_id=user_id, k=k, strategy=served_name(name, serving), explain=explain,
                   filters=Filters(exclude_seen=exclude_seen, include=Filters.parse_list(include),
                                   exclude=Filters.parse_list(exclude), category_cap=category_cap))
     served = await rt.home(q)

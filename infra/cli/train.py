@@ -271,31 +271,44 @@ def recommend(
     users: Path = typer.Option(..., "--users", exists=True, readable=True, help="One user_id per line."),
     k: int = typer.Option(10, "--k", min=1),
     out: Path = typer.Option(..., "--out", help="JSON lines {user_id, items, scores}."),
-    model: str = typer.Option(None, "--model", "-m", help="Model of the run (default: its best)."),
+    model: str = typer.Option(None, "--model", "-m", help="Serve one model of the run instead of its policy."),
     fallback: bool = typer.Option(True, "--fallback/--no-fallback",
                                   help="Users unknown to the run get its most popular items."),
 ) -> None:
-    """Top-k items per user from a run, items the user interacted with in training excluded."""
-    import numpy as np
+    """Top-k items per user: the run's policy (or one model), served exactly as the API serves
+    it for the same run and state — items the user interacted with in training excluded."""
+    from ranking.policy import Policy
+    from trainer.artifacts import load_run, resolve_run
+    from trainer.candidates import PolicyScorer
+    from trainer.policy_eval import item_infos, policy_lists
+    from trainer.signals import OfflineSignals
 
     _log(verbose=False)
     with _errors():
         settings = _settings()
-        loaded, rec, name = _load_model(settings, run, model)
+        loaded = load_run(resolve_run(settings.artifact_dir, run or "current"))
+        policy = loaded.policy
+        if model is not None:
+            if model not in loaded.models:
+                raise InvalidDataset(f"{loaded.run_id} has no model {model!r} (it has {', '.join(loaded.models) or 'none'})")
+            policy = Policy.single(model, mmr_lambda=policy.mmr_lambda, category_cap=policy.category_cap,
+                                   fill=policy.fill, rescale=policy.rescale, candidates=policy.candidates,
+                                   full_scoring_max_items=policy.full_scoring_max_items)
+        if not loaded.models:
+            raise InvalidDataset(f"{loaded.run_id} has no model")
+        data = next(iter(loaded.models.values())).data
         ids = _read_users(users)
-        results = rec.recommend(ids, k=k, exclude_seen=True)
-        popular = np.argsort(-loaded.popularity, kind="stable")[:k]
-        known = rec.data.user_index
-        cold = 0
+        scorer = PolicyScorer(loaded.models, list(loaded.item_ids), loaded.embeddings)
+        lists = policy_lists(scorer, policy, OfflineSignals(data), ids, k, item_infos(data), batch_rows=False)
+        known = data.user_index
+        cold = sum(1 for u in ids if u not in known)
         with open(out, "w", encoding="utf-8") as fh:
-            for user, (items, scores) in zip(ids, results):
-                if not items and user not in known and fallback:
-                    items = [loaded.item_ids[i] for i in popular]
-                    scores = [float(loaded.popularity[i]) for i in popular]
-                    cold += 1
-                fh.write(json.dumps({"user_id": user, "items": items, "scores": scores}) + "\n")
+            for user in ids:
+                served = lists[user].items if (fallback or user in known) else []
+                fh.write(json.dumps({"user_id": user, "items": [i for i, _ in served],
+                                     "scores": [round(float(s), 6) for _, s in served]}) + "\n")
     typer.echo(f"{len(ids)} users ({cold} unknown{' → popular items' if fallback else ''}) "
-               f"from {loaded.run_id}/{name}: {out}", err=True)
+               f"from {loaded.run_id}, policy {policy.name}: {out}", err=True)
 
 
 def score(

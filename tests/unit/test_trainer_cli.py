@@ -69,7 +69,8 @@ def test_train_recommend_score_with_a_cheap_model(env, tiny_csv):
     run = train(tiny_csv, "--model", "ease", "--model", "popularity", "--tag", "cheap")
     assert run.name.startswith("run_") and run.name.endswith("_cheap")
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics["validation"]) == {"ease", "popularity"}
+    assert set(metrics["validation"]) == {"ease", "popularity", "policy"}  # the served policy is measured too
+    assert json.loads((run / "policy.json").read_text())["name"] == "ease"
     assert metrics["best_model"] in {"ease", "popularity"}
     versions = json.loads((run / "versions.json").read_text())
     assert "numpy" in versions and "snapshot_offsets" in versions

@@ -1,0 +1,140 @@
+"""Choosing a run's hyperparameters and its policy on validation, never on test.
+
+``streamrec train`` with its defaults does what ``benchmarks/quality.py`` used to do by hand:
+
+1. every model with a grid (``GRIDS``) is fitted once per grid point on the validation fit
+   part and the best NDCG@k on the validation part wins; models without a grid use
+   ``DEFAULT_PARAMS`` (their architecture and epochs; deep models stop early on their own);
+2. the blend weights are searched coordinate-wise on the validation score rows, anchored on
+   the best single model (weight 1), the others from ``BLEND_GRID`` — with the same
+   rescaler and blend that serving runs (``ranking.scores``);
+3. the MMR λ is chosen among ``MMR_GRID`` by evaluating the whole policy the way it is served
+   (``trainer.policy_eval``); λ = 1 (no diversification) unless another value is better.
+
+Parameters given explicitly (``--param``) are never searched over.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ranking.policy import Policy
+from ranking.scores import blend
+from trainer.base import Recommender
+from trainer.data.interactions import Interactions
+from trainer.evaluation import ranking_metrics
+
+log = logging.getLogger(__name__)
+
+#: Searched on validation (values around the ones that won on MovieLens-100K).
+GRIDS: dict[str, dict[str, list]] = {
+    "ease": {"lambda_": [200.0, 300.0, 500.0], "user_weight": [0.0, 0.5], "dropout": [0.0, 0.5]},
+    "rp3beta": {"alpha": [0.6, 0.8, 1.0], "beta": [0.2, 0.35, 0.5], "neighbors": [200]},
+    "itemknn": {"neighbors": [100, 200], "shrink": [0.0, 20.0]},
+}
+#: Fixed architectures of the deep models (their epoch is picked by early stopping).
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "ncf": {"loss": "bce", "negatives": 4, "batch_size": 1024, "lr": 2e-3, "epochs": 30, "patience": 5},
+    "two_tower": {"epochs": 30, "patience": 5},
+    "lightfm": {"loss": "warp", "no_components": 64, "learning_rate": 0.05, "epochs": 40},
+    "multvae": {"latent_dim": 200, "dropout": 0.5, "beta": 0.2, "epochs": 150, "ensemble": 5},
+}
+BLEND_GRID = [0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
+MMR_GRID = [1.0, 0.9, 0.8]
+#: Models that never enter a blend: popularity is the live signal's job, content is too weak to mix.
+NOT_BLENDED = ("popularity",)
+
+
+def grid(space: Mapping[str, list]) -> list[dict]:
+    """Every combination of a parameter grid.
+
+    >>> grid({"a": [1, 2], "b": [0]})
+    [{'a': 1, 'b': 0}, {'a': 2, 'b': 0}]
+    """
+    keys = list(space)
+    return [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))]
+
+
+class Precomputed(Recommender):
+    """Fixed score rows (a blend under evaluation, nothing refitted)."""
+
+    name = "precomputed"
+
+    def __init__(self, scores: np.ndarray | None = None):
+        self.scores = scores
+
+    def _fit(self, data: Interactions) -> None:
+        pass
+
+    def _score_users(self, uidx: np.ndarray) -> np.ndarray:
+        return self.scores[uidx]
+
+
+def ndcg(model: Recommender, data: Interactions, val: pd.DataFrame, k: int) -> float:
+    return float(ranking_metrics(model, data, val, k)[f"ndcg@{k}"])
+
+
+def search_params(name: str, given: dict[str, Any], fit: Callable[[dict], Recommender],
+                  data: Interactions, val: pd.DataFrame, k: int) -> tuple[dict[str, Any], Recommender, dict]:
+    """(chosen params, the model fitted with them, {str(params): val ndcg}) for one model."""
+    base = {**DEFAULT_PARAMS.get(name, {}), **given}
+    space = {p: v for p, v in GRIDS.get(name, {}).items() if p not in given}
+    trials: dict[str, float] = {}
+    best: tuple[float, dict, Recommender] | None = None
+    for point in grid(space) if space else [{}]:
+        params = {**base, **point}
+        model = fit(params)
+        score = ndcg(model, data, val, k)
+        trials[str(point)] = round(score, 5)
+        log.info("  %s %s: validation ndcg@%d=%.4f", name, point or "(defaults)", k, score)
+        if best is None or score > best[0]:
+            best = (score, params, model)
+    assert best is not None
+    return best[1], best[2], trials
+
+
+def search_blend(rows: Mapping[str, np.ndarray], data: Interactions, val: pd.DataFrame, k: int,
+                 how: str = "zscore", rounds: int = 2) -> tuple[dict[str, float], float]:
+    """Blend weights by coordinate search on validation rows; (weights > 0, val ndcg)."""
+    def score(w: dict[str, float]) -> float:
+        return ndcg(Precomputed(blend(rows, w, how)).fit(data), data, val, k)
+
+    single = {n: score({n: 1.0}) for n in rows}
+    anchor = max(single, key=single.get)
+    weights = {n: (1.0 if n == anchor else 0.0) for n in rows}
+    best = single[anchor]
+    for _ in range(rounds if len(rows) > 1 else 0):
+        for name in [n for n in rows if n != anchor]:
+            for value in BLEND_GRID:
+                trial = {**weights, name: value}
+                s = score(trial)
+                if s > best + 1e-5:
+                    best, weights = s, trial
+        log.info("  blend weights %s: validation ndcg@%d=%.4f", {n: w for n, w in weights.items() if w}, k, best)
+    return {n: w for n, w in weights.items() if w > 0}, best
+
+
+def choose_policy(rows: Mapping[str, np.ndarray], data: Interactions, val: pd.DataFrame, k: int,
+                  evaluate: Callable[[Policy], float], base: Policy | None = None) -> tuple[Policy, dict[str, Any]]:
+    """The policy to serve: blend weights on validation rows, then λ through the served path."""
+    blendable = {n: r for n, r in rows.items() if n not in NOT_BLENDED}
+    if not blendable:
+        return Policy.popularity(), {"reason": "no model to blend"}
+    weights, blend_score = search_blend(blendable, data, val, k)
+    template = base or Policy()
+    name = "blend" if len(weights) > 1 else next(iter(weights))
+    policy = Policy.blend(weights, name=name, rescale=template.rescale, candidates=template.candidates,
+                          full_scoring_max_items=template.full_scoring_max_items, category_cap=template.category_cap,
+                          fill=template.fill, mmr_lambda=1.0)
+    by_lambda = {}
+    for lam in MMR_GRID:
+        by_lambda[lam] = evaluate(policy.with_(mmr_lambda=lam))
+        log.info("  policy %s λ=%.2f: validation ndcg@%d=%.4f", name, lam, k, by_lambda[lam])
+    lam = max(by_lambda, key=lambda x: (by_lambda[x] + (1e-9 if x == 1.0 else 0.0)))
+    notes = {"chosen_on": "validation carved from the training data", "blend_validation_ndcg": round(blend_score, 5),
+             "mmr_validation_ndcg": {str(x): round(v, 5) for x, v in by_lambda.items()}}
+    return policy.with_(mmr_lambda=lam, notes=notes), notes
