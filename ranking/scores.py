@@ -11,19 +11,26 @@ from typing import Mapping
 
 import numpy as np
 
-RESCALERS = ("zscore", "minmax")
+RESCALERS = ("zscore", "minmax", "max")
 
 
 def rescale(scores: np.ndarray, how: str = "zscore") -> np.ndarray:
-    """Each row (or the one vector) on a common scale: ``zscore`` or ``minmax``.
+    """Each row (or the one vector) on a common scale: ``zscore``, ``minmax`` or ``max``.
 
-    Non-finite entries (-inf for excluded items, NaN) stay out of the statistics and become 0;
-    a row whose finite values are all equal becomes 0.
+    ``max`` divides by the row's largest value, for scores that are counts or probabilities
+    (zero stays zero, so an item a list does not name and one it names with 0 agree); a row
+    whose largest value is not positive becomes 0.
+
+    Non-finite entries (-inf for excluded items, NaN; also the padding of lists of unequal
+    length) stay out of the statistics and become 0; a row whose finite values are all equal
+    becomes 0 (``zscore``, ``minmax``).
 
     >>> [round(float(v), 3) for v in rescale(np.array([1.0, 2.0, 3.0]))]
     [-1.225, 0.0, 1.225]
     >>> rescale(np.array([[1.0, 3.0, -np.inf]]), "minmax").tolist()
     [[0.0, 1.0, 0.0]]
+    >>> rescale(np.array([[4.0, 1.0, -np.inf], [0.0, 0.0, 0.0]]), "max").tolist()
+    [[1.0, 0.25, 0.0], [0.0, 0.0, 0.0]]
     """
     s = np.asarray(scores, dtype=np.float64)
     if s.size == 0:
@@ -40,6 +47,9 @@ def rescale(scores: np.ndarray, how: str = "zscore") -> np.ndarray:
             lo = np.nanmin(np.where(finite.any(axis=1, keepdims=True), masked, 0.0), axis=1, keepdims=True)
             hi = np.nanmax(np.where(finite.any(axis=1, keepdims=True), masked, 0.0), axis=1, keepdims=True)
             out = (rows - lo) / np.where(hi > lo, hi - lo, 1.0)
+        elif how == "max":
+            hi = np.nanmax(np.where(finite.any(axis=1, keepdims=True), masked, 0.0), axis=1, keepdims=True)
+            out = np.where(hi > 0, rows / np.where(hi > 0, hi, 1.0), 0.0)
         else:
             raise ValueError(f"unknown rescaling {how!r}: use one of {', '.join(RESCALERS)}")
     out = np.where(finite, out, 0.0)

@@ -11,15 +11,18 @@ diversity trade-off and a minimum number of results taken from pairs.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
 from ranking.basket.cover import CoverState
 from ranking.basket.scoring import Candidate
+from ranking.diversity import CategoryCap, greedy_mmr
+from ranking.scores import minmax, rescale
 
-#: ``similarities(item, pool_ids)`` → redundancy of ``item`` with each pool item, in [0, 1].
-Similarities = Callable[[str, Sequence[str]], np.ndarray]
+#: ``similarities(i)`` → redundancy of the ``i``-th candidate with each candidate, in [0, 1]
+#: (``ranking.diversity.SimilarityRows.row`` over the candidates).
+Similarities = Callable[[int], np.ndarray]
 
 
 def select(
@@ -34,57 +37,47 @@ def select(
     cover: CoverState | None = None,
     cover_weight: float = 0.0,
 ) -> list[Candidate]:
-    """Greedy selection, best first.
+    """Greedy selection, best first: the home policy's MMR (``ranking.diversity.greedy_mmr``)
+    with the basket's constraints.
 
     - the pair quota wins over everything: once the free slots equal the pair results still
       owed, only pair candidates are taken (the quota is cut to what pairs offer);
-    - the category cap is soft: it is lifted only when nothing else is left to fill k;
+    - the category cap (``ranking.diversity.CategoryCap``) is soft: it is lifted only when
+      nothing else is left to fill k;
     - with ``diversify``, each pick maximises ``λ·relevance − (1−λ)·max similarity`` to the
-      items already picked (relevance = score rescaled to [0, 1] over the pool);
+      items already picked (relevance = score rescaled to [0, 1] over the pool, ``minmax``);
+      without it the order is relevance alone;
     - with a ``cover`` state (``ranking.basket.cover``), each pick also adds
-      ``cover_weight × coverage gain`` (rescaled to [0, 1] over the allowed candidates): the
-      probability the candidate is in the basket while no earlier pick is.
+      ``cover_weight × coverage gain`` (rescaled to [0, 1] over the allowed candidates, ``max``):
+      the probability the candidate is in the basket while no earlier pick is.
     """
     if not ranked or k <= 0:
         return []
-    ids = [c.item_id for c in ranked]  # the same list object on every call: callers may cache by it
-    scores = np.array([c.score for c in ranked], dtype=np.float64)
-    span = (scores.max() - scores.min()) or 1.0
-    rel = (scores - scores.min()) / span
+    ids = [c.item_id for c in ranked]
+    rel = minmax(np.array([c.score for c in ranked], dtype=np.float64))
     pairs = np.array([c.from_pairs for c in ranked], dtype=bool)
-    cats = [category(i) or "" for i in ids]
-    codes = {c: n for n, c in enumerate(sorted(set(cats) - {""}))}
-    cat_code = np.array([codes.get(c, -1) for c in cats], dtype=np.int64)
-    per_cat = np.zeros(len(codes) + 1, dtype=np.int64)  # last slot: no category, never capped
-    free = np.ones(len(ranked), dtype=bool)
-    max_sim = np.zeros(len(ranked), dtype=np.float64)
+    cap = CategoryCap([category(i) or None for i in ids], max(cap_per_category, 0))
     quota = min(pair_quota, int(pairs.sum()), k)
-    order = np.arange(len(ranked))
-    chosen: list[int] = []
-    n_pairs = 0
-    while len(chosen) < k and free.any():
-        allowed = free & pairs if quota - n_pairs >= k - len(chosen) else free.copy()
-        if cap_per_category > 0:
-            under = (cat_code < 0) | (per_cat[cat_code] < cap_per_category)
-            if (allowed & under).any():
-                allowed &= under
-        use_cover = cover is not None and cover_weight > 0
-        if diversify and chosen or use_cover:
-            value = mmr_lambda * rel - (1 - mmr_lambda) * max_sim if diversify and chosen else rel.copy()
-            if use_cover:
-                gain = np.where(allowed, cover.gains(), 0.0)
-                value = value + cover_weight * gain / (gain.max() or 1.0)
-            value = np.where(allowed, value, -np.inf)
-            best = int(np.lexsort((order, -scores, -value))[0])  # ties: higher score, then rank
-        else:
-            best = int(np.flatnonzero(allowed)[0])  # ranked input: the first allowed is the best
-        chosen.append(best)
-        free[best] = False
+    state = {"picked": 0, "pairs": 0}
+
+    def allowed(free: np.ndarray) -> np.ndarray:
+        ok = free & pairs if quota - state["pairs"] >= k - state["picked"] else free
+        if cap.cap:
+            under = ok & cap.under()
+            if under.any():
+                ok = under
+        return ok
+
+    def gain(ok: np.ndarray) -> np.ndarray:
+        return cover_weight * rescale(np.where(ok, cover.gains(), 0.0), "max")
+
+    def on_pick(i: int) -> None:
+        state["picked"] += 1
+        state["pairs"] += int(pairs[i])
+        cap.take(i)
         if cover is not None:
-            cover.pick(ids[best])
-        n_pairs += int(pairs[best])
-        if cat_code[best] >= 0:
-            per_cat[cat_code[best]] += 1
-        if diversify and similarities is not None:
-            max_sim = np.maximum(max_sim, np.asarray(similarities(ids[best], ids), dtype=np.float64))
+            cover.pick(ids[i])
+
+    chosen = greedy_mmr(rel, k, mmr_lambda if diversify else 1.0, similarities, allowed,
+                        gain if cover is not None and cover_weight > 0 else None, on_pick)
     return [ranked[i] for i in chosen]

@@ -14,7 +14,7 @@ import numpy as np
 
 from ranking.basket.assortment import select
 from ranking.basket.cover import CoverState
-from ranking.basket.scoring import Candidate, PoolSimilarities, score_candidates
+from ranking.basket.scoring import Candidate, pool_similarities, score_candidates
 from ranking.basket.segments import basket_vector, detect_segments
 from ranking.basket.signals import BasketSignals
 from schemas.basket_profiles import BasketParams
@@ -61,7 +61,7 @@ def complements(
         cap_per_category=p.CAP_PER_GAMME, diversify=p.DIVERSIFY, mmr_lambda=p.MMR_LAMBDA,
         pair_quota=p.PAIR_QUOTA,
         category=lambda i: sig.meta[i].category if i in sig.meta else None,
-        similarities=PoolSimilarities(sig, [c.item_id for c in head]) if p.DIVERSIFY else None,
+        similarities=pool_similarities(sig, [c.item_id for c in head]).row if p.DIVERSIFY else None,
         cover=cover, cover_weight=p.W_COVER_GREEDY,
     )
 

@@ -1,7 +1,8 @@
 """Candidate pool and the linear blend that scores it.
 
-Each source is normalised to [0, 1] per list (divided by its maximum), so pair counts from
-the stream, offline counts and weighted popularity can be mixed with one set of weights.
+Each source is normalised to [0, 1] per list (divided by its maximum: ``ranking.scores.rescale``
+with ``max``), so pair counts from the stream, offline counts and weighted popularity can be
+mixed with one set of weights.
 
 >>> from ranking.basket.signals import BasketSignals
 >>> from schemas.basket_profiles import BasketParams
@@ -12,12 +13,15 @@ the stream, offline counts and weighted popularity can be mixed with one set of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Sequence
 
 import numpy as np
 
 from ranking.basket.segments import basket_vector
 from ranking.basket.signals import ANY, BasketSignals, Scores
+from ranking.diversity import SimilarityRows
+from ranking.scores import rescale
 from schemas.basket_profiles import BasketParams
 
 
@@ -50,9 +54,23 @@ def top(scores: Scores, n: int) -> Scores:
     return dict(sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
 
 
-def normalised(scores: Scores) -> Scores:
-    m = max(scores.values(), default=0.0)
-    return {k: v / m for k, v in scores.items()} if m > 0 else {}
+def normalised(lists: Sequence[Scores]) -> list[Scores]:
+    """Each list divided by its largest score (``rescale(..., "max")``, one call for all the
+    lists: a 200-item basket reads over a thousand); a list with no positive score is empty.
+
+    >>> normalised([{"a": 4.0, "b": 1.0}, {}, {"c": 0.0}])
+    [{'a': 1.0, 'b': 0.25}, {}, {}]
+    """
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    width = int(lengths.max(initial=0))
+    if width == 0:
+        return [{} for _ in lists]
+    padded = np.full((len(lists), width), -np.inf)  # non-finite: outside the statistics
+    padded[np.arange(width)[None, :] < lengths[:, None]] = np.fromiter(
+        chain.from_iterable(s.values() for s in lists), dtype=np.float64, count=int(lengths.sum()))
+    scaled = rescale(padded, "max")
+    positive = padded.max(axis=1) > 0
+    return [dict(zip(s, row[: len(s)].tolist())) if ok else {} for s, row, ok in zip(lists, scaled, positive)]
 
 
 def pair_sources(segments: list[tuple[str, float]], p: BasketParams) -> list[tuple[str, float, int]]:
@@ -92,27 +110,28 @@ def score_candidates(
     # pairs: per basket item a, link(a, c) = max(forward, W_REV × reverse), averaged over a
     links: dict[str, set[str]] = {}
     best_via: dict[str, tuple[float, str]] = {}
-    for seg, weight, limit in pair_sources(segments, p):
-        for a in items:
-            fwd = normalised(top(sig.pairs.get(seg, {}).get(a, {}), limit))
-            rev = normalised(top(sig.pairs_rev.get(seg, {}).get(a, {}), limit))
-            for c in fwd.keys() | rev.keys():
-                if c in in_basket:
-                    continue
-                link = max(fwd.get(c, 0.0), p.W_REV * rev.get(c, 0.0))
-                if link <= 0:
-                    continue
-                cand(c).pair += weight * link / n
-                links.setdefault(c, set()).add(a)
-                if link * weight > best_via.get(c, (0.0, ""))[0]:
-                    best_via[c] = (link * weight, a)
+    reads = [(seg, weight, limit, a) for seg, weight, limit in pair_sources(segments, p) for a in items]
+    lists = normalised([top(src.get(seg, {}).get(a, {}), limit)
+                        for seg, _, limit, a in reads for src in (sig.pairs, sig.pairs_rev)])
+    for (_, weight, _, a), fwd, rev in zip(reads, lists[0::2], lists[1::2]):
+        for c in fwd.keys() | rev.keys():
+            if c in in_basket:
+                continue
+            link = max(fwd.get(c, 0.0), p.W_REV * rev.get(c, 0.0))
+            if link <= 0:
+                continue
+            cand(c).pair += weight * link / n
+            links.setdefault(c, set()).add(a)
+            if link * weight > best_via.get(c, (0.0, ""))[0]:
+                best_via[c] = (link * weight, a)
 
     # popularity: segment mix, then global
     popp: Scores = {}
-    for seg, weight in segments:
-        for c, v in normalised(top(sig.pop_seg.get(seg, {}), p.TOP_POPP)).items():
+    seg_pop = normalised([top(sig.pop_seg.get(seg, {}), p.TOP_POPP) for seg, _ in segments])
+    for (_, weight), pop in zip(segments, seg_pop):
+        for c, v in pop.items():
             popp[c] = popp.get(c, 0.0) + weight * v
-    popg = normalised(top(sig.pop_global, p.TOP_POPG))
+    popg, full_popg = normalised([top(sig.pop_global, p.TOP_POPG), sig.pop_global])
     for c in list(popp) + list(popg):
         if c not in in_basket:
             cand(c)
@@ -123,7 +142,6 @@ def score_candidates(
         centroid = basket_vector(sig.embeddings.rows(items))
 
     pl_share = sum(1 for a in items if sig.meta.get(a) and sig.meta[a].private_label) / n
-    full_popg = normalised(sig.pop_global)
     for c, x in cands.items():
         x.popp = popp.get(c, 0.0)
         x.popg = popg.get(c, full_popg.get(c, 0.0))
@@ -143,51 +161,16 @@ def score_candidates(
     return sorted(cands.values(), key=lambda x: (-x.score, x.item_id))
 
 
-def similarities(sig: BasketSignals, item: str, others: Sequence[str]) -> np.ndarray:
-    """Redundancy of ``item`` with each of ``others`` for MMR: cosine of their embeddings
-    (clipped at 0) where both have one, else 1 for the same non-empty category, else 0.
+def pool_similarities(sig: BasketSignals, pool: Sequence[str]) -> SimilarityRows:
+    """Redundancy within a candidate pool for MMR (``ranking.diversity.SimilarityRows``, the home
+    policy's similarity): cosine of the embeddings where both items have one, else 1 for the
+    same non-empty category, else 0.
 
     >>> from ranking.basket.signals import ItemMeta
     >>> sig = BasketSignals(meta={"a": ItemMeta(category="x"), "b": ItemMeta(category="x"), "c": ItemMeta()})
-    >>> similarities(sig, "a", ["b", "c"]).tolist()
-    [1.0, 0.0]
+    >>> pool_similarities(sig, ["a", "b", "c"]).row(0).tolist()
+    [1.0, 1.0, 0.0]
     """
-    cat = sig.meta[item].category if item in sig.meta else ""
-    out = np.array([1.0 if cat and o in sig.meta and sig.meta[o].category == cat else 0.0 for o in others])
     emb = sig.embeddings
-    v = emb.get(item) if emb is not None else None
-    if v is not None:
-        pos = [(n, emb.index[o]) for n, o in enumerate(others) if o in emb.index]
-        if pos:
-            at = np.array([n for n, _ in pos])
-            out[at] = np.maximum(emb.vectors[[i for _, i in pos]] @ v, 0.0)
-    return out
-
-
-class PoolSimilarities:
-    """``similarities`` for one candidate pool, with the pool's vectors and categories looked
-    up once (MMR asks for one row per pick; this keeps a 2,000-item pool cheap)."""
-
-    def __init__(self, sig: BasketSignals, pool: Sequence[str]):
-        self.sig, self.pool = sig, list(pool)
-        cats = [sig.meta[o].category if o in sig.meta else "" for o in self.pool]
-        self.codes = {c: n for n, c in enumerate(sorted(set(cats) - {""}))}
-        self.cat = np.array([self.codes.get(c, -1) for c in cats])
-        emb = sig.embeddings
-        self.has = np.zeros(len(self.pool), dtype=bool)
-        self.vecs = None
-        if emb is not None:
-            rows = [emb.index.get(o, -1) for o in self.pool]
-            self.has = np.array([r >= 0 for r in rows], dtype=bool)
-            self.vecs = emb.vectors[[max(r, 0) for r in rows]]
-
-    def __call__(self, item: str, others: Sequence[str]) -> np.ndarray:
-        if list(others) != self.pool:
-            return similarities(self.sig, item, others)
-        cat = self.sig.meta[item].category if item in self.sig.meta else ""
-        code = self.codes.get(cat, -2)
-        out = (self.cat == code).astype(np.float64)
-        v = self.sig.embeddings.get(item) if self.sig.embeddings is not None else None
-        if v is not None and self.vecs is not None:
-            out = np.where(self.has, np.maximum(self.vecs @ v, 0.0), out)
-        return out
+    vectors = {o: emb.vectors[emb.index[o]] for o in pool if o in emb.index} if emb is not None else {}
+    return SimilarityRows(pool, vectors, {o: sig.meta[o].category or None for o in pool if o in sig.meta})

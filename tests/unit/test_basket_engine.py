@@ -129,14 +129,17 @@ def test_serving_run_access(tmp_path):
 
 
 def test_pool_similarities_match_the_plain_function():
-    from ranking.basket.scoring import PoolSimilarities, similarities
+    """The basket's MMR reads rows of the home policy's similarity matrix (one implementation)."""
+    from ranking.basket.scoring import pool_similarities
+    from ranking.diversity import similarity_matrix
 
     emb = Embeddings({"a": 0, "b": 1}, np.array([[1.0, 0.0], [0.6, 0.8]], np.float32))
     sig = BasketSignals(meta={"a": ItemMeta(category="x"), "c": ItemMeta(category="x"), "d": ItemMeta()}, embeddings=emb)
     pool = ["a", "b", "c", "d"]
-    fast = PoolSimilarities(sig, pool)
-    for item in ("a", "b", "c", "d"):
-        assert fast(item, pool).tolist() == pytest.approx(similarities(sig, item, pool).tolist())
+    fast = pool_similarities(sig, pool)
+    plain = similarity_matrix(pool, {"a": emb.vectors[0], "b": emb.vectors[1]}, {"a": "x", "c": "x", "d": None})
+    for n, item in enumerate(pool):
+        assert fast.row(n).tolist() == pytest.approx(plain[n].tolist())
 
 
 def test_large_baskets_keep_the_pair_quota_within_the_assortment_head():
