@@ -253,8 +253,6 @@ async def replay_topic(
                 got = 0
                 for tp, records in batches.items():
                     for rec in records:
-                        if rec.offset >= end[tp]:
-                            continue
                         got += 1
                         position[tp.partition] = rec.offset + 1
                         if since_ms is not None and rec.timestamp is not None and 0 <= rec.timestamp < since_ms:
@@ -264,14 +262,17 @@ async def replay_topic(
                         except InvalidEvent as exc:
                             key = reason_key(exc.reason)
                             skipped[key] = skipped.get(key, 0) + 1
-                    if position[tp.partition] >= end[tp]:
-                        todo.discard(tp)
-                # the position also moves over gaps (compaction, transaction markers)
-                for tp in list(todo):
-                    pos = await consumer.position(tp)
-                    position[tp.partition] = max(position[tp.partition], pos)
-                    if pos >= end[tp]:
-                        todo.discard(tp)
+                # A partition is done after an empty fetch at or past its end offset, not when a
+                # record reaches it: some brokers (Tansu) report the base offset of the last batch
+                # as the end, so records past ``end`` are read too. The consumer's position also
+                # moves over gaps (compaction, transaction markers); it is read only after an empty
+                # fetch, as it runs ahead of what getmany has handed out while records are buffered.
+                if not got:
+                    for tp in list(todo):
+                        pos = await consumer.position(tp)
+                        position[tp.partition] = max(position[tp.partition], pos)
+                        if pos >= end[tp]:
+                            todo.discard(tp)
                 result.read += got
                 advance(got)
                 if got:
