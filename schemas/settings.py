@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     # --- training ----------------------------------------------------------------------
     promote_metric: str = "ndcg@10"
     promote_min_delta: float = 0.0
+    # promotion compares both runs on one shared holdout (trainer/holdout.py): the events since the
+    # serving run's data ended ("since-champion"), or the newest promote_holdout_fraction of events ("tail");
+    # since-champion with fewer than promote_holdout_min_events falls back to the tail
+    promote_holdout: str = Field("since-champion", pattern="^(since-champion|tail)$")
+    promote_holdout_fraction: float = Field(0.1, gt=0.0, le=0.5)
+    promote_holdout_min_events: int = Field(50, ge=1)
     retrain_interval_s: float = 24 * 3600.0
     retrain_min_new_events: int = 10_000
     keep_runs: int = 5
