@@ -3,7 +3,8 @@
 ``train_run`` is what ``streamrec train`` and the scheduler call. Validation holds out a
 per-user random share of the user–item pairs (``val_ratio``, 10 % by default), fits every
 model on the rest and measures it with ``trainer.evaluation`` (full ranking over unseen
-items); ``metrics.json`` records those figures and promotion compares them. The models saved
+items); ``metrics.json`` records those figures. With ``promote`` and a run serving, the newest
+events are first held out for promotion's comparison (``trainer.holdout``). The models saved
 in the run are then refitted on all the data (``refit=False`` keeps the validation fits),
 so ``recommend`` excludes every item a user interacted with.
 
@@ -180,6 +181,17 @@ def train_run(
     data = dataset_from_source(source, settings)
     info = {"source": source.report.source, "dropped": source.report.dropped, **describe(data),
             "filters": Filters.from_settings(settings).__dict__, "val_ratio": val_ratio, "refit": refit}
+    # promotion's shared holdout (trainer/holdout.py): with a run serving, the newest events are
+    # carved out first, so that nothing the challenger is tuned or measured on has seen them
+    from trainer.holdout import data_span
+
+    info.update(data_span(data))  # when this run's data ends: the next challenger's holdout starts there
+    champion, holdout, holdout_note = None, None, ""
+    if promote:
+        from trainer.promotion import carve_for_challenger
+
+        champion, holdout, holdout_note = carve_for_challenger(settings, data)
+    tune_on = holdout.before if holdout is not None else data
     validation: dict[str, dict[str, float]] = {}
     fit_seconds: dict[str, float] = {}
     fitted: dict[str, Any] = {}
@@ -196,12 +208,12 @@ def train_run(
         return model
 
     if val_ratio > 0:
-        pairs = pairs_frame(data)
+        pairs = pairs_frame(tune_on)
         train_pairs, val_pairs = splits.random_split(pairs, 1.0 - val_ratio, seed=seed)
         if val_pairs.empty:
             log.warning("validation split is empty (too few interactions per user): no validation figures")
         else:
-            train = restrict(data, train_pairs)
+            train = restrict(tune_on, train_pairs)
             for name in models:
                 if tune:
                     chosen[name], model, trials = search_params(
@@ -238,6 +250,20 @@ def train_run(
     scored = {n: v.get(settings.promote_metric) for n, v in validation.items()
               if n != "policy" and v.get(settings.promote_metric) is not None}
     metrics["best_model"] = max(scored, key=scored.get) if scored else models[0]
+    comparison = None
+    if holdout is not None:
+        from trainer.promotion import challenger_comparison
+
+        # the challenger is measured with models fitted on the data before the holdout (the
+        # validation fits themselves when they are what is served, refit=False), then served refitted
+        early = {n: fitted[n] if (n in fitted and not refit) else _build(n, chosen[n], verbose).fit(holdout.before)
+                 for n in models}
+        comparison, holdout_note = challenger_comparison(
+            settings, holdout, champion, policy_scorer(early, holdout.before), policy)
+    if comparison is not None:
+        metrics["holdout"] = comparison.to_dict()
+    elif holdout_note:
+        metrics["holdout"] = {"note": holdout_note}
     versions = {**package_versions(), "snapshot_offsets": source.offsets, "source": source.report.source}
     run_dir = save_run(new_run_dir(settings.artifact_dir, tag), final, metrics, dataset_info=info, versions=versions,
                        extras=basket_exporter(data, final, metrics["best_model"]), policy=policy)
@@ -246,7 +272,7 @@ def train_run(
     if promote:
         from trainer.promotion import promote as do_promote
 
-        result.promotion = do_promote(settings, run_dir)
+        result.promotion = do_promote(settings, run_dir, comparison=comparison, holdout_note=holdout_note)
     return result
 
 

@@ -1,7 +1,14 @@
 """Champion/challenger promotion, rollback and cleanup of runs.
 
-A run is promoted only when its validation figure for ``Settings.promote_metric`` beats the
-serving run's by more than ``Settings.promote_min_delta`` (``force`` skips the comparison).
+A run is promoted only when it beats the serving run for ``Settings.promote_metric`` by more
+than ``Settings.promote_min_delta`` on a shared holdout (``trainer.holdout``): both runs'
+policies measured in this process, on the same fresh events, with the same training signals.
+``train_run(..., promote=True)`` carves that holdout out before training the challenger
+(``comparison``); ``streamrec promote RUN`` builds it from the current data (``data``).
+Without data for a holdout, the runs' own validation figures are compared instead (they come
+from different datasets, and the reason says so). ``force`` skips the comparison; with no
+serving run any complete run is promoted. The figures, the holdout's size and fingerprint go
+to ``promotions.json`` (and, from ``train_run``, to the run's ``metrics.json`` "holdout").
 Promotion then, in this order:
 
 1. moves ``run_current`` (atomically; the source of truth for every reader);
@@ -32,6 +39,7 @@ from schemas.errors import ArtifactError, BrokerUnavailable, StoreUnavailable
 from schemas.keys import Keys
 from schemas.settings import Settings
 from trainer.artifacts import current_run, list_runs, run_score, set_current, verify_run
+from trainer.holdout import Comparison, Holdout, carve, compare, run_scorer, trained_until
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +95,7 @@ class PromotionResult:
     challenger: float | None = None
     champion: float | None = None
     champion_run: str | None = None
+    holdout: dict[str, Any] | None = None  # Comparison.to_dict(), or {"note": why there was none}
     notified: list[str] = field(default_factory=list)  # "redis", "kafka"
     warnings: list[str] = field(default_factory=list)
 
@@ -134,9 +143,55 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
+# --- the shared holdout ---------------------------------------------------------------------------
+def carve_for_challenger(settings: Settings, data) -> tuple[Path | None, Holdout | None, str]:
+    """Before a challenger is trained on ``data``: (the serving run, the holdout to keep out of
+    the challenger's training, a note when the configured holdout could not be had).
+    No serving run: (None, None, ""), there is nothing to compare with."""
+    serving = current_run(settings.artifact_dir)
+    if serving is None:
+        return None, None, ""
+    hold, note = carve(data, settings, trained_until(serving))
+    if hold is None:
+        return serving, None, f"no shared holdout: {note}"
+    log.info("holdout for promotion: %s", hold.describe())
+    return serving, hold, note
+
+
+def challenger_comparison(settings: Settings, hold: Holdout, champion: Path, scorer, policy
+                          ) -> tuple[Comparison | None, str]:
+    """A challenger fitted on ``hold.before`` (``scorer``, ``policy``) against the run ``champion``."""
+    try:
+        return compare(hold, (scorer, policy), champion, settings.promote_metric), ""
+    except (ValueError, ArtifactError) as exc:
+        return None, f"no shared holdout: {exc}"
+
+
+def _existing_runs_comparison(settings: Settings, run_dir: Path, serving: Path, data) -> tuple[Comparison | None, str]:
+    """Two saved runs on a holdout cut from ``data``: since-champion means after both runs'
+    data (events neither trained on); with the tail, both may have trained on it."""
+    ends = [trained_until(serving), trained_until(run_dir)]
+    since = max(ends) if None not in ends else None
+    hold, note = carve(data, settings, since, "the newer run's data")
+    if hold is None:
+        return None, f"no shared holdout: {note}"
+    if hold.mode == "tail":
+        hold.note = (hold.note + "; " if hold.note else "") + "both runs may have trained on the tail"
+    try:
+        return compare(hold, run_scorer(run_dir), serving, settings.promote_metric), ""
+    except (ValueError, ArtifactError) as exc:
+        return None, f"no shared holdout: {exc}"
+
+
 # --- promote / rollback --------------------------------------------------------------------------
-def promote(settings: Settings, run_dir: Path, force: bool = False, redis_client=None) -> PromotionResult:
-    """Promote ``run_dir`` if it beats the serving run (or ``force``)."""
+def promote(settings: Settings, run_dir: Path, force: bool = False, redis_client=None,
+            comparison: Comparison | None = None, data=None, holdout_note: str = "") -> PromotionResult:
+    """Promote ``run_dir`` if it beats the serving run on a shared holdout (or ``force``).
+
+    ``comparison``: made by ``train_run`` against the serving run; ``data`` (``Interactions``):
+    the current data to cut a holdout from for two saved runs; with neither (or a comparison
+    made against a run that no longer serves and no data), the runs' validation figures are
+    compared and the reason says so (``holdout_note``: why there was no holdout)."""
     run_dir = Path(run_dir).resolve()
     problems = verify_run(run_dir)
     if problems:
@@ -149,15 +204,37 @@ def promote(settings: Settings, run_dir: Path, force: bool = False, redis_client
     champion = run_score(_metrics(serving), metric) if serving is not None else None
     if serving is not None and serving == run_dir:
         return PromotionResult(run_dir.name, False, "this run is already serving", challenger, champion, serving.name)
-    decision = decide(challenger, champion, metric, settings.promote_min_delta, serving=serving is not None)
+    held: dict[str, Any] | None = None
+    if serving is None or force:
+        decision = decide(challenger, champion, metric, settings.promote_min_delta, serving=serving is not None)
+    else:
+        note = holdout_note
+        if comparison is not None and comparison.champion_run != serving.name:
+            note = f"the serving run changed since the holdout comparison (it was {comparison.champion_run})"
+            comparison = None
+        if comparison is None and data is not None:
+            comparison, note = _existing_runs_comparison(settings, run_dir, serving, data)
+        if comparison is not None:
+            decision = decide(comparison.challenger, comparison.champion, f"holdout {metric}",
+                              settings.promote_min_delta)
+            extra = f" [{comparison.holdout['note']}]" if comparison.holdout.get("note") else ""
+            decision.reason += f" on a {comparison.describe()}{extra}"
+            held = comparison.to_dict()
+        else:
+            note = note or "no data for a shared holdout"
+            decision = decide(challenger, champion, metric, settings.promote_min_delta)
+            decision.reason += f" (validation figures, measured on different data: {note})"
+            held = {"note": note}
     if force and not decision.promote:
         decision = Decision(True, f"forced ({decision.reason})", challenger, champion)
     result = PromotionResult(
-        run_dir.name, decision.promote, decision.reason, challenger, champion, serving.name if serving else None
+        run_dir.name, decision.promote, decision.reason, decision.challenger, decision.champion,
+        serving.name if serving else None, held,
     )
     if not decision.promote:
         log.warning("promotion refused for %s: %s", run_dir.name, decision.reason)
-        _record(settings.artifact_dir, "refused", run_dir.name, reason=decision.reason)
+        _record(settings.artifact_dir, "refused", run_dir.name, reason=decision.reason,
+                **({"holdout": held} if held else {}))
         return result
     _move(settings, run_dir, "promote", result, redis_client)
     log.info("%s", result.describe())
@@ -205,7 +282,8 @@ def rollback(settings: Settings, redis_client=None) -> PromotionResult:
 
 def _move(settings: Settings, run_dir: Path, action: str, result: PromotionResult, redis_client) -> None:
     set_current(settings.artifact_dir, run_dir)
-    _record(settings.artifact_dir, action, run_dir.name, score=result.challenger, previous=result.champion_run)
+    _record(settings.artifact_dir, action, run_dir.name, score=result.challenger, previous=result.champion_run,
+            **({"reason": result.reason, "holdout": result.holdout} if result.holdout else {}))
     update = model_update(run_dir, settings.promote_metric)
     if settings.redis_url or redis_client is not None:
         try:

@@ -369,17 +369,39 @@ def replay(
 
 def promote(
     run: str = typer.Argument(..., help="Run directory or name."),
-    force: bool = typer.Option(False, "--force", help="Promote even if it does not beat the serving run."),
+    force: bool = typer.Option(False, "--force", help="Promote without comparing it with the serving run."),
+    interactions: Path = typer.Option(None, "--interactions", "-i", exists=True, readable=True,
+                                      help="Data to cut the shared holdout from (as for train); "
+                                           "default: the replayed snapshot."),
+    fmt: FormatOption = "auto",
+    do_replay: bool = typer.Option(True, "--replay/--no-replay", help="Without --interactions: replay new "
+                                                                       "records into the snapshot first."),
 ) -> None:
-    """Serve RUN if its validation metric beats the serving run's (champion/challenger)."""
-    from trainer.artifacts import resolve_run
+    """Serve RUN if it beats the serving run on a shared holdout of the newest events
+    (champion/challenger; without data for one, on their validation figures)."""
+    from trainer.artifacts import current_run, resolve_run
+    from trainer.pipeline import dataset_from_source
     from trainer.promotion import promote as do_promote
 
     _log()
     with _errors():
         settings = _settings()
-        result = do_promote(settings, resolve_run(settings.artifact_dir, run), force=force)
+        run_dir = resolve_run(settings.artifact_dir, run)
+        data, note = None, ""
+        serving = current_run(settings.artifact_dir)
+        if not force and serving is not None and serving != run_dir:
+            try:  # no data for a holdout is no error: promotion then compares validation figures
+                data = dataset_from_source(_source(settings, interactions, fmt, do_replay, False), settings)
+            except (InvalidDataset, ServiceUnavailable) as exc:
+                note = f"no data for a shared holdout ({exc})"
+        result = do_promote(settings, run_dir, force=force, data=data, holdout_note=note)
     typer.echo(result.describe())
+    if result.holdout and "challenger" in result.holdout:
+        h = result.holdout
+        fig = {who: "n/a" if h[who] is None else f"{h[who]:.4f}" for who in ("challenger", "champion")}
+        typer.echo(f"holdout: {h['mode']} after {h['after']}, {h['events']} events, {h['users']} users, "
+                   f"fingerprint {h['fingerprint']}; {h['metric']} challenger {fig['challenger']}, "
+                   f"champion {fig['champion']}")
     if not result.promoted:
         raise typer.Exit(1)
 
