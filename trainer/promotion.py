@@ -165,6 +165,9 @@ def challenger_comparison(settings: Settings, hold: Holdout, champion: Path, sco
         return compare(hold, (scorer, policy), champion, settings.promote_metric), ""
     except (ValueError, ArtifactError) as exc:
         return None, f"no shared holdout: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a champion that cannot be measured must not lose the new run
+        log.warning("the holdout comparison failed", exc_info=True)
+        return None, f"no shared holdout: measuring it failed ({type(exc).__name__}: {exc})"
 
 
 def _existing_runs_comparison(settings: Settings, run_dir: Path, serving: Path, data) -> tuple[Comparison | None, str]:
