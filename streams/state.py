@@ -12,16 +12,12 @@ import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from schemas.catalog import CatalogItem, UserProfile
-from schemas.errors import StoreUnavailable
+from schemas.errors import ScriptRejected, StoreUnavailable
 from schemas.keys import Keys
 from schemas.settings import Settings
 from streams.config import StreamConfig
 
 _SCRIPT = resources.files("streams").joinpath("lua/apply_interactions.lua").read_text()
-
-
-class ScriptRejected(Exception):
-    """Redis refused the script for this batch (e.g. WRONGTYPE on a key): not a transient error."""
 
 
 @dataclass(frozen=True)

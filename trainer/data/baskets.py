@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from schemas.errors import BadBasketFile
+
 _NOT_ID = re.compile(r"[^A-Za-z0-9_.:@\-]+")
 
 
@@ -79,10 +81,6 @@ def iter_basket_file(path: Path) -> Iterator[Basket]:
                     names.setdefault(slugify(raw), raw.strip())
             if names:
                 yield Basket(f"b{n}", list(names), names=names)
-
-
-class BadBasketFile(ValueError):
-    pass
 
 
 def iter_basket_lines(path: Path) -> Iterator[Basket]:

@@ -1,5 +1,5 @@
-"""A score-level ensemble: several models fitted on the same data, their per-user scores
-standardised and added with weights.
+"""A score-level ensemble as one model: several models fitted on the same data, their per-user
+scores rescaled and added with weights by ``ranking.scores.blend`` — the blend every policy uses.
 
 Standardising each model's row of scores (z-score over the user's items) puts an EASE
 score, a cosine and a logit on one scale before they are mixed; the weights are then the
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ranking.scores import blend
 from trainer.base import Recommender
 from trainer.data.interactions import Interactions
 
@@ -19,30 +20,6 @@ DEFAULT_COMPONENTS: list[dict[str, Any]] = [
     {"model": "ease", "weight": 1.0, "params": {"lambda_": 400.0}},
     {"model": "rp3beta", "weight": 0.5, "params": {}},
 ]
-
-
-def standardize_rows(scores: np.ndarray, how: str = "zscore") -> np.ndarray:
-    """Put each row on a common scale (``zscore`` or ``minmax``); -inf/NaN stay out of the statistics.
-
-    >>> [round(float(v), 3) for v in standardize_rows(np.array([[1.0, 2.0, 3.0]]))[0]]
-    [-1.225, 0.0, 1.225]
-    >>> standardize_rows(np.array([[1.0, 3.0]]), "minmax").tolist()
-    [[0.0, 1.0]]
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    finite = np.isfinite(s)
-    masked = np.where(finite, s, np.nan)
-    if how == "zscore":
-        mu = np.nanmean(masked, axis=1, keepdims=True)
-        sd = np.nanstd(masked, axis=1, keepdims=True)
-        out = (s - mu) / np.where(sd > 0, sd, 1.0)
-    elif how == "minmax":
-        lo = np.nanmin(masked, axis=1, keepdims=True)
-        hi = np.nanmax(masked, axis=1, keepdims=True)
-        out = (s - lo) / np.where(hi > lo, hi - lo, 1.0)
-    else:
-        raise ValueError(f"unknown normalisation {how!r}: use zscore or minmax")
-    return np.where(finite, out, 0.0).astype(np.float32)
 
 
 class Blend(Recommender):
@@ -80,10 +57,10 @@ class Blend(Recommender):
         self.models_ = [m.fit(data) for m in self._build()]
 
     def _score_users(self, uidx: np.ndarray) -> np.ndarray:
-        total = np.zeros((len(uidx), self._require().n_items), dtype=np.float32)
-        for comp, model in zip(self.components, self.models_):
-            total += float(comp.get("weight", 1.0)) * standardize_rows(model._score_users(uidx), self.normalize)
-        return total
+        # the policies' blend (ranking.scores), so a blend model ranks as a served blend does
+        rows = {str(i): model._score_users(uidx) for i, model in enumerate(self.models_)}
+        weights = {str(i): float(c.get("weight", 1.0)) for i, c in enumerate(self.components)}
+        return blend(rows, weights, self.normalize).astype(np.float32)
 
     def _item_similarities(self, i: int) -> np.ndarray | None:
         for model in self.models_:

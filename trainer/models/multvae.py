@@ -134,14 +134,14 @@ class MultVAE(Recommender):
     def _score_users(self, uidx: np.ndarray) -> np.ndarray:
         import torch
 
-        from trainer.models.blend import standardize_rows
+        from ranking.scores import rescale
 
         x = self._rows(self._require(), uidx)
         with torch.no_grad():
             logits = [net(x)[0].numpy() for net in self.nets_]
         if len(logits) == 1:
             return logits[0]
-        return np.mean([standardize_rows(s) for s in logits], axis=0)
+        return np.mean([rescale(s) for s in logits], axis=0).astype(np.float32)
 
     def item_embeddings(self) -> np.ndarray:
         return np.hstack([net.decoder[-1].weight.detach().numpy() for net in self.nets_])
