@@ -10,9 +10,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from infra.cli import basket, data, stack, train  # noqa: E402  (each registers its commands)
+from infra.cli import basket, batch, data, runs, stack, train  # noqa: E402  (each registers its commands)
 
-for module in (stack, data, train, basket):
+for module in (stack, data, train, batch, runs, basket):
     module.register(app)
 
 
