@@ -143,6 +143,14 @@ def _build(name: str, params: dict[str, Any], verbose: bool):
     return make_model(name, **params)
 
 
+def _fit_timed(name: str, params: dict[str, Any], data: Interactions, verbose: bool, seconds: dict[str, float]):
+    model = _build(name, params, verbose)
+    t0 = time.perf_counter()
+    model.fit(data)
+    seconds[name] = time.perf_counter() - t0
+    return model
+
+
 # --- one training run ------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -171,8 +179,7 @@ def train_run(
     With ``tune`` (the default) each model's grid is searched and the blend weights and MMR λ
     are chosen on validation (``trainer.tuning``); the policy's validation figure is
     measured on the lists it would serve (``trainer.policy_eval``)."""
-    from trainer import evaluation, splits
-    from trainer.tuning import NOT_BLENDED, DEFAULT_PARAMS, choose_policy, search_params
+    from trainer.tuning import NOT_BLENDED
 
     if not models:
         raise ValueError("no model to train: pass at least one --model")
@@ -192,42 +199,13 @@ def train_run(
 
         champion, holdout, holdout_note = carve_for_challenger(settings, data)
     tune_on = holdout.before if holdout is not None else data
-    validation: dict[str, dict[str, float]] = {}
     fit_seconds: dict[str, float] = {}
-    fitted: dict[str, Any] = {}
-    chosen: dict[str, dict[str, Any]] = {n: ({**DEFAULT_PARAMS.get(n, {}), **params.get(n, {})} if tune
-                                             else dict(params.get(n, {}))) for n in models}
-    policy: Policy | None = None
-    tuning: dict[str, Any] = {}
+    sel = select(tune_on, models, params, settings, val_ratio, k, seed, tune, verbose, fit_seconds)
+    validation, fitted, chosen, policy, tuning = sel.validation, sel.fitted, sel.params, sel.policy, sel.tuning
 
     def fit(name: str, p: dict[str, Any], on: Interactions):
-        model = _build(name, p, verbose)
-        t0 = time.perf_counter()
-        model.fit(on)
-        fit_seconds[name] = time.perf_counter() - t0
-        return model
+        return _fit_timed(name, p, on, verbose, fit_seconds)
 
-    if val_ratio > 0:
-        pairs = pairs_frame(tune_on)
-        train_pairs, val_pairs = splits.random_split(pairs, 1.0 - val_ratio, seed=seed)
-        if val_pairs.empty:
-            log.warning("validation split is empty (too few interactions per user): no validation figures")
-        else:
-            train = restrict(tune_on, train_pairs)
-            for name in models:
-                if tune:
-                    chosen[name], model, trials = search_params(
-                        name, params.get(name, {}), lambda p, n=name: fit(n, p, train), train, val_pairs, k)
-                    if len(trials) > 1:
-                        tuning[name] = trials
-                else:
-                    model = fit(name, chosen[name], train)
-                validation[name] = _clean(evaluation.evaluate(model, train, val_pairs, k=k, sampled=False))
-                log.info("%s: validation %s", name, _short(validation[name], k))
-                fitted[name] = model
-            policy, figures = _choose_policy(fitted, train, val_pairs, k, settings, tune, NOT_BLENDED, choose_policy)
-            validation["policy"] = figures
-            log.info("policy %s: validation %s", policy.name, _short(figures, k))
     final: dict[str, Any] = {}
     for name in models:
         if name in fitted and not refit:
@@ -274,6 +252,59 @@ def train_run(
 
         result.promotion = do_promote(settings, run_dir, comparison=comparison, holdout_note=holdout_note)
     return result
+
+
+@dataclass
+class Selection:
+    """What validation chose: each model's params, the policy to serve, and the figures."""
+
+    params: dict[str, dict[str, Any]]
+    policy: Policy | None
+    validation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fitted: dict[str, Any] = field(default_factory=dict)  # the validation fits
+    tuning: dict[str, Any] = field(default_factory=dict)  # grid trials per model
+
+
+def select(data: Interactions, models: list[str], params: dict[str, dict[str, Any]], settings: Settings,
+           val_ratio: float, k: int, seed: int, tune: bool = True, verbose: bool = False,
+           fit_seconds: dict[str, float] | None = None) -> Selection:
+    """Hold out ``val_ratio`` of each user's pairs of ``data``, fit (and with ``tune``, search)
+    every model on the rest, and choose the policy on the held-out part (``trainer.tuning``);
+    the policy's figures are those of the lists it would serve. ``streamrec train`` and
+    ``streamrec eval --policy`` both choose this way."""
+    from trainer import evaluation, splits
+    from trainer.tuning import DEFAULT_PARAMS, NOT_BLENDED, choose_policy, search_params
+
+    fit_seconds = {} if fit_seconds is None else fit_seconds
+    chosen = {n: ({**DEFAULT_PARAMS.get(n, {}), **params.get(n, {})} if tune else dict(params.get(n, {})))
+              for n in models}
+    sel = Selection(chosen, None)
+    if val_ratio <= 0:
+        return sel
+
+    def fit(name: str, p: dict[str, Any], on: Interactions):
+        return _fit_timed(name, p, on, verbose, fit_seconds)
+
+    train_pairs, val_pairs = splits.random_split(pairs_frame(data), 1.0 - val_ratio, seed=seed)
+    if val_pairs.empty:
+        log.warning("validation split is empty (too few interactions per user): no validation figures")
+        return sel
+    train = restrict(data, train_pairs)
+    for name in models:
+        if tune:
+            chosen[name], model, trials = search_params(
+                name, params.get(name, {}), lambda p, n=name: fit(n, p, train), train, val_pairs, k)
+            if len(trials) > 1:
+                sel.tuning[name] = trials
+        else:
+            model = fit(name, chosen[name], train)
+        sel.validation[name] = _clean(evaluation.evaluate(model, train, val_pairs, k=k, sampled=False))
+        log.info("%s: validation %s", name, _short(sel.validation[name], k))
+        sel.fitted[name] = model
+    sel.policy, figures = _choose_policy(sel.fitted, train, val_pairs, k, settings, tune, NOT_BLENDED, choose_policy)
+    sel.validation["policy"] = figures
+    log.info("policy %s: validation %s", sel.policy.name, _short(figures, k))
+    return sel
 
 
 def _choose_policy(fitted: dict[str, Any], train: Interactions, val: pd.DataFrame, k: int, settings: Settings,
@@ -362,10 +393,17 @@ def evaluate_split(
     seed: int = 42,
     sampled: bool = True,
     verbose: bool = False,
+    policy: bool = False,
+    val_ratio: float = 0.1,
 ) -> pd.DataFrame:
     """Fit every model on the train part of ``split`` and evaluate it on the test part;
-    one row of metrics per model (plus ``fit_s``)."""
+    one row of metrics per model (plus ``fit_s``).
+
+    With ``policy``, the models are chosen the way ``streamrec train`` chooses them (grids,
+    blend weights and λ on validation carved from the train part, ``select``), refitted on the
+    train part, and a ``policy (NAME)`` row gives the served lists' figures on the test part."""
     from trainer import evaluation
+    from trainer.policy_eval import evaluate_policy
 
     params = params or {}
     _limit_threads(settings.train_threads)
@@ -374,16 +412,19 @@ def evaluate_split(
     if test_pairs.empty:
         raise InvalidDataset(f"the {split} split left no test interactions (too few per user)")
     train = restrict(data, train_pairs)
-    rows = {}
+    sel = select(train, models, params, settings, val_ratio, k, seed, tune=True, verbose=verbose) if policy else None
+    chosen = sel.params if sel is not None else params
+    rows, fitted, seconds = {}, {}, {}
     for name in models:
-        model = _build(name, params.get(name, {}), verbose)
-        t0 = time.perf_counter()
-        model.fit(train)
-        fit_s = time.perf_counter() - t0
+        fitted[name] = model = _fit_timed(name, chosen.get(name, {}), train, verbose, seconds)
         row = _clean(evaluation.evaluate(model, train, test_pairs, k=k, sampled=sampled, seed=seed))
-        row["fit_s"] = round(fit_s, 3)
+        row["fit_s"] = round(seconds[name], 3)
         rows[name] = row
-        log.info("%s on %s: %s (fit %.1f s)", name, split, _short(row, k), fit_s)
+        log.info("%s on %s: %s (fit %.1f s)", name, split, _short(row, k), seconds[name])
+    if sel is not None and sel.policy is not None:
+        row = _clean(evaluate_policy(policy_scorer(fitted, train), sel.policy, train, test_pairs, k))
+        rows[f"policy ({sel.policy.name})"] = {**row, "fit_s": round(sum(seconds.values()), 3)}
+        log.info("policy %s on %s: %s %s", sel.policy.name, split, _short(row, k), sel.policy.weights)
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

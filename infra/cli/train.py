@@ -76,6 +76,9 @@ def eval_(
     split: str = typer.Option("random", "--split", help="random (per-user 75/25) | leave-last-out | 72/8/20"),
     k: int = typer.Option(10, "--k", min=1),
     sampled: bool = typer.Option(True, "--sampled/--no-sampled", help="Also report sampled ranking (1 + 99)."),
+    policy: bool = typer.Option(False, "--policy", help="Also choose the policy as `train` does (grids, blend "
+                                                        "weights, λ on validation from the train part) and "
+                                                        "report the lists it serves, row `policy (NAME)`."),
     json_out: str = typer.Option(None, "--json", help="Write the figures as JSON to this file ('-': stdout, "
                                                       "instead of the table)."),
     items: ItemsOption = None,
@@ -105,7 +108,7 @@ def eval_(
         source = _source(settings, interactions, fmt, do_replay=False, progress=progress, items=items,
                          profiles=profiles)
         table = evaluate_split(source, settings, names, params, split=split, k=k, seed=seed, sampled=sampled,
-                               verbose=progress)
+                               verbose=progress, policy=policy)
     payload = {"split": split, "k": k, "source": source.report.source,
                "models": {n: {c: (None if isinstance(v, float) and math.isnan(v) else v) for c, v in row.items()}
                           for n, row in table.to_dict(orient="index").items()}}

@@ -165,6 +165,16 @@ def test_eval_prints_a_table_and_json(env, tiny_csv):
     assert invoke("eval", "-i", tiny_csv, "--split", "sideways").exit_code == 2
 
 
+def test_eval_policy_reports_the_served_lists_beside_the_models(env, tiny_csv):
+    res = invoke("eval", "-i", tiny_csv, "-m", "ease", "-m", "itemknn", "--policy", "--no-sampled", "--json", "-",
+                 "--no-progress")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["models"]
+    served = [name for name in rows if name.startswith("policy (")]
+    assert len(served) == 1 and 0 < rows[served[0]]["ndcg@10"] <= 1
+    assert rows[served[0]]["users"] == rows["ease"]["users"]  # measured on the same test users
+
+
 def test_runs_promote_rollback_verify_reindex(env, tiny_csv):
     first = train(tiny_csv, "--model", "popularity", "--promote")
     assert (env / "artifacts" / "run_current").resolve() == first
