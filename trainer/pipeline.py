@@ -1,7 +1,7 @@
 """Training runs: dataset → validation split → fit → evaluate → save a run → (promote).
 
 ``train_run`` is what ``streamrec train`` and the scheduler call. Validation holds out a
-per-user random share of the user–item pairs (``val_ratio``, 10 % by default), fits every
+per-user random share of the user–item pairs (``val_ratio``, ``Settings.val_ratio``), fits every
 model on the rest and measures it with ``trainer.evaluation`` (full ranking over unseen
 items); ``metrics.json`` records those figures. With ``promote`` and a run serving, the newest
 events are first held out for promotion's comparison (``trainer.holdout``). The models saved
@@ -167,7 +167,7 @@ def train_run(
     params: dict[str, dict[str, Any]] | None = None,
     tag: str | None = None,
     promote: bool = False,
-    val_ratio: float = 0.1,
+    val_ratio: float | None = None,
     refit: bool = True,
     k: int = 10,
     seed: int = 42,
@@ -184,6 +184,7 @@ def train_run(
     if not models:
         raise ValueError("no model to train: pass at least one --model")
     params = params or {}
+    val_ratio = settings.val_ratio if val_ratio is None else val_ratio
     _limit_threads(settings.train_threads)
     data = dataset_from_source(source, settings)
     info = {"source": source.report.source, "dropped": source.report.dropped, **describe(data),
@@ -394,7 +395,7 @@ def evaluate_split(
     sampled: bool = True,
     verbose: bool = False,
     policy: bool = False,
-    val_ratio: float = 0.1,
+    val_ratio: float | None = None,
 ) -> pd.DataFrame:
     """Fit every model on the train part of ``split`` and evaluate it on the test part;
     one row of metrics per model (plus ``fit_s``).
@@ -412,6 +413,7 @@ def evaluate_split(
     if test_pairs.empty:
         raise InvalidDataset(f"the {split} split left no test interactions (too few per user)")
     train = restrict(data, train_pairs)
+    val_ratio = settings.val_ratio if val_ratio is None else val_ratio
     sel = select(train, models, params, settings, val_ratio, k, seed, tune=True, verbose=verbose) if policy else None
     chosen = sel.params if sel is not None else params
     rows, fitted, seconds = {}, {}, {}

@@ -28,8 +28,9 @@ def train(
     fmt: FormatOption = "auto",
     do_replay: bool = typer.Option(True, "--replay/--no-replay", help="Without --interactions: replay new "
                                                                        "records into the snapshot first."),
-    val_ratio: float = typer.Option(0.1, "--val-ratio", min=0.0, max=0.5,
-                                    help="Share of each user's pairs held out to validate (0: none)."),
+    val_ratio: float = typer.Option(None, "--val-ratio", min=0.0, max=0.5,
+                                    help="Share of each user's pairs held out to choose params and the policy "
+                                         "(0: none; default STREAMREC_VAL_RATIO, 0.25)."),
     refit: bool = typer.Option(True, "--refit/--no-refit", help="Refit on all data after validating."),
     k: int = typer.Option(10, "--k", min=1, help="Cut-off of the validation metrics."),
     seed: int = typer.Option(42, "--seed"),
