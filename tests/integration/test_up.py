@@ -46,8 +46,9 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path):
     env = child_env(data_dir=str(data), artifact_dir=str(tmp_path / "artifacts"))
     env.pop("STREAMREC_KAFKA_BOOTSTRAP", None)
     env.pop("STREAMREC_REDIS_URL", None)
-    up = subprocess.Popen([sys.executable, "-m", "infra", "up", "--no-scheduler", "--api-port", str(port)],
-                          env=env, stdout=open(tmp_path / "up.log", "wb"), stderr=subprocess.STDOUT)
+    with open(tmp_path / "up.log", "wb") as log:  # the child holds its own copy of the descriptor
+        up = subprocess.Popen([sys.executable, "-m", "infra", "up", "--no-scheduler", "--api-port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
     stack_json = data / "stack.json"
     try:
         def healthy():
