@@ -331,7 +331,15 @@ def _choose_policy(fitted: dict[str, Any], train: Interactions, val: pd.DataFram
         policy = Policy.single(best, category_cap=settings.category_cap)
     else:
         policy = Policy.popularity()
-    return policy, evaluate(policy)
+    figures = evaluate(policy)
+    if policy.models:  # what the candidate stage keeps of each model's full-ranking top k (README: Policies)
+        from trainer.candidates import candidate_recall
+
+        sample = sorted(set(val["user_id"].astype(str)) & set(train.user_index))[:200]
+        recall = candidate_recall(scorer, policy, [signals.user(u) for u in sample], k)
+        if recall is not None:
+            figures[f"candidate_recall@{k}"] = round(recall, 4)
+    return policy, figures
 
 
 def ranking_ndcg(model, train: Interactions, val: pd.DataFrame, k: int) -> float:
