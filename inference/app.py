@@ -22,7 +22,9 @@ from fastapi.responses import JSONResponse
 from inference.broker import new_request_id
 from inference.routes import admin, events, health, recommendations, stats
 from inference.runtime import Runtime
+from inference.strategies import served_name
 from schemas.errors import ModelNotTrained, NotFound, ServiceUnavailable, StreamrecError
+from schemas.keys import RecsId, recs_variant
 from schemas.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,9 @@ class CachedHomeFastPath:
         exclude_seen = _BOOL.get(got.get("exclude_seen", "true").lower())
         if explain is None or exclude_seen is None:
             return None
-        return (got["user_id"], strategy, int(k), ("~x" if explain else "") + ("" if exclude_seen else "~a"))
+        # the name the route caches under (``policy`` is the serving run's policy name)
+        return RecsId(got["user_id"], served_name(strategy, self.rt.models.current), int(k),
+                      recs_variant(explain, exclude_seen))
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"] == HOME_PATH and scope["method"] == "GET":

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
@@ -131,7 +130,7 @@ class Runtime:
                 async for msg in consumer:
                     try:
                         doc = orjson.loads(msg.value)
-                        await self.reload(doc.get("run_dir"))
+                        await self.reload(doc.get("run_dir"), announce=False)  # the worker has it
                     except Exception as exc:  # noqa: BLE001 - one bad record never stops the watcher
                         log.error("model update %r not applied: %s", msg.value[:200], exc)
             except asyncio.CancelledError:
@@ -156,18 +155,15 @@ class Runtime:
         if serving is not None:
             self.snapshot.seed_from_run(serving.item_ids, serving.popularity)
 
-    async def reload(self, run_dir: str | None = None, *, announce: bool | None = None) -> dict[str, Any]:
+    async def reload(self, run_dir: str | None = None, *, announce: bool = True) -> dict[str, Any]:
         """Load ``run_dir`` (default ``run_current``). A change drops this process's in-process
         lists at once; the shared ones (Redis, other processes) are the stream worker's to
         invalidate, as the only writer of the cache version: the change is announced to it as a
-        ``model-updates`` record (``announce``; default: unless this reload comes from that topic,
-        i.e. runs in the ``model-updates`` watcher task, whose record the worker has got already).
+        ``model-updates`` record (``announce``; the watcher of that topic reloads without it: the
+        worker has that record already).
         Until the worker applies it — broker down: until the broker takes the retried record —
         Redis still holds lists of the old run under the current version and may serve them.
         """
-        if announce is None:
-            task = asyncio.current_task()
-            announce = task is None or task.get_name() != "model-updates"
         before = self.models.current
         serving = await self.models.reload(run_dir)
         if serving is not before:
@@ -225,7 +221,7 @@ class Runtime:
         elif cacheable and token == self.local.token(q.user_id):
             self.local.put(key, entry, token)
             asyncio.get_running_loop().create_task(self._store_redis(
-                q.user_id, self.keys.recs(q.user_id, variant, q.k, ctx.cache_version), entry))
+                q.user_id, self.keys.recs_key(key, ctx.cache_version), entry))
         return entry, False
 
     async def _store_redis(self, user: str, key: str, entry: CachedList) -> None:

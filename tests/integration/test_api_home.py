@@ -40,6 +40,11 @@ async def test_popularity_minus_seen_then_cached(settings, redis_client):
         await wait_live(app)
         first = (await c.get(HOME, params={"user_id": "u1", "k": 3})).json()
         second = (await c.get(HOME, params={"user_id": "u1", "k": 3})).json()
+        # the raw ASGI fast path finds the list the route cached for the default strategy
+        from inference.app import CachedHomeFastPath
+
+        rt = app.state.runtime
+        assert rt.local.get(CachedHomeFastPath(None, rt)._key(b"user_id=u1&k=3")) is not None
     assert ids(first) == ["a", "c", "d"] and first["cached"] is False
     assert ids(second) == ids(first) and second["cached"] is True
     assert first["request_id"] != second["request_id"]
