@@ -77,7 +77,7 @@ class CachedHomeFastPath:
                 await send({"type": "http.response.start", "status": 200,
                             "headers": _JSON_HEADERS + [(b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
-                rt.served(rid, entry)
+                rt.home.served(rid, entry)
                 rt.metrics.home_ok.inc()
                 rt.metrics.home_latency.observe(time.perf_counter() - t0)
                 return

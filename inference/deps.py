@@ -6,9 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
+from inference.basket.service import BasketService
 from inference.broker import Broker
+from inference.home import HomeService
 from inference.models import ModelRegistry, ServingRun
 from inference.runtime import Runtime
+from inference.similar import SimilarService
 from inference.store import RedisStore
 from schemas.settings import Settings
 
@@ -41,7 +44,22 @@ def get_model(rt: RuntimeDep) -> ServingRun | None:
     return rt.models.current
 
 
+def get_home(rt: RuntimeDep) -> HomeService:
+    return rt.home
+
+
+def get_similar(rt: RuntimeDep) -> SimilarService:
+    return rt.similar
+
+
+def get_basket(rt: RuntimeDep) -> BasketService:
+    return rt.basket
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+HomeDep = Annotated[HomeService, Depends(get_home)]
+SimilarDep = Annotated[SimilarService, Depends(get_similar)]
+BasketDep = Annotated[BasketService, Depends(get_basket)]
 RedisDep = Annotated[RedisStore, Depends(get_store)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]

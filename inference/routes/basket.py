@@ -1,7 +1,6 @@
 """``/api/v1/recommendations/basket`` (complements of a basket) and ``/api/v1/products/enrich``.
 
-One Redis round trip per basket request (``inference.basket.redis_signals``); embeddings and
-segment centroids come from the serving run through ``inference.basket.serving``.
+Thin: validation and the answer's shape; the work is ``inference.basket.service``.
 """
 from __future__ import annotations
 
@@ -9,12 +8,10 @@ import re
 
 from fastapi import APIRouter, HTTPException
 
-from inference.basket import profiles
-from inference.basket.redis_signals import fetch_meta, fetch_signals
-from inference.basket.serving import run_cover, run_embeddings
+from inference.basket.service import ProfilesUnusable
 from inference.broker import new_request_id
-from inference.deps import RuntimeDep
-from ranking.basket import BasketSignals, ItemMeta, complements, reason, resolve_segments
+from inference.deps import BasketDep
+from ranking.basket import ItemMeta
 from schemas.api import (BasketRequest, BasketResponse, EnrichedItem, EnrichRequest, EnrichResponse, ErrorBody,
                          RecommendedItem, SegmentWeight)
 from schemas.events import ID_PATTERN
@@ -39,7 +36,7 @@ def _metadata(meta: ItemMeta | None) -> dict:
 
 
 @router.post("/api/v1/recommendations/basket", response_model=BasketResponse, responses=ERRORS)
-async def basket(body: BasketRequest, rt: RuntimeDep) -> BasketResponse:
+async def basket(body: BasketRequest, svc: BasketDep) -> BasketResponse:
     """Complements of a basket: pairs of the (given or detected) segments and ANY, reverse
     pairs, segment then global popularity, LightFM similarity; capped, diversified and
     weighted by the active profile's bucket for this basket size."""
@@ -47,32 +44,22 @@ async def basket(body: BasketRequest, rt: RuntimeDep) -> BasketResponse:
     profession = (body.profession or "").strip() or None
     if profession is not None and not _ID.match(profession):
         raise HTTPException(422, detail="profession must be 1-128 characters of letters, digits and _ . : @ -")
-    if body.k > rt.settings.max_k:
-        raise HTTPException(422, detail=f"k must be between 1 and {rt.settings.max_k}, got {body.k}")
+    if body.k > svc.settings.max_k:
+        raise HTTPException(422, detail=f"k must be between 1 and {svc.settings.max_k}, got {body.k}")
     try:
-        profiles.ensure_configured(rt.settings.basket_profiles_file, rt.settings.basket_profile)
-        name, params = profiles.active_params(len(items))
-    except (ValueError, KeyError) as exc:
-        raise HTTPException(503, detail=f"basket profiles unusable: {exc}") from None
-    emb, centroids = run_embeddings(rt.models.current)
-    segments = resolve_segments(profession, items, BasketSignals(embeddings=emb), centroids, params)
-    sig = await fetch_signals(rt.store, rt.keys, items, segments, params)
-    sig.embeddings = emb
-    sig.cover = run_cover(rt.models.current)
-    chosen = complements(items, sig, params, segments, body.k)
-    out = [
-        RecommendedItem(item_id=c.item_id, score=round(c.score, 6), reason=reason(c, segments),
-                        metadata=_metadata(sig.meta.get(c.item_id)) if body.expand else None)
-        for c in chosen
-    ]
-    return BasketResponse(request_id=new_request_id(), profile=name,
-                          segments=[SegmentWeight(segment=s, weight=w) for s, w in segments], items=out)
+        got = await svc.complements(items, profession, body.k)
+    except ProfilesUnusable as exc:
+        raise HTTPException(503, detail=str(exc)) from None
+    out = [RecommendedItem(item_id=c.item_id, score=round(c.score, 6), reason=c.reason,
+                           metadata=_metadata(c.meta) if body.expand else None) for c in got.items]
+    return BasketResponse(request_id=new_request_id(), profile=got.profile,
+                          segments=[SegmentWeight(segment=s, weight=w) for s, w in got.segments], items=out)
 
 
 @router.post("/api/v1/products/enrich", response_model=EnrichResponse, responses=ERRORS)
-async def enrich(body: EnrichRequest, rt: RuntimeDep) -> EnrichResponse:
+async def enrich(body: EnrichRequest, svc: BasketDep) -> EnrichResponse:
     """Catalog metadata (title, category, private label) of each id; ``found`` false when the
     catalog does not know it."""
     ids = _check_ids(body.product_ids)
-    meta = await fetch_meta(rt.store, rt.keys, ids)
+    meta = await svc.meta(ids)
     return EnrichResponse(items=[EnrichedItem(item_id=i, found=i in meta, **_metadata(meta.get(i))) for i in ids])

@@ -7,9 +7,10 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
 
 from inference.broker import new_request_id
-from inference.deps import RuntimeDep
+from inference.deps import HomeDep, SimilarDep
+from inference.home import UnknownStrategy
 from ranking.filters import Filters
-from inference.strategies import HomeQuery, served_name
+from inference.strategies import HomeQuery
 from schemas.api import ErrorBody, RecommendationResponse, SimilarResponse
 from schemas.errors import NotFound
 from schemas.events import ID_PATTERN
@@ -27,7 +28,7 @@ def check_k(k: int, max_k: int) -> None:
 
 @router.get("/home", response_model=RecommendationResponse, responses=ERRORS)
 async def home(
-    rt: RuntimeDep,
+    svc: HomeDep,
     user_id: Annotated[str, Query(pattern=ID_PATTERN, description=f"the user ({ID_HELP})")],
     k: Annotated[int, Query(ge=1, le=100_000, description="how many items (1..max_k)")] = 10,
     strategy: Annotated[str | None, Query(description="policy (the serving run's policy), popularity, hybrid, "
@@ -39,32 +40,29 @@ async def home(
     exclude: Annotated[str | None, Query(max_length=4000, description="comma list of banned item ids / category:NAME")] = None,
     category_cap: Annotated[int | None, Query(ge=1, le=1000, description="at most this many items per category")] = None,
 ) -> Response:
-    settings = rt.settings
-    check_k(k, settings.max_k)
-    name = strategy or settings.default_strategy
-    serving = rt.models.current
-    if name not in rt.strategies and (serving is None or name != serving.policy.name):
-        raise HTTPException(422, detail=f"unknown strategy {name!r}: choose one of {', '.join(rt.strategies)}")
-    if name == "bandit":
-        name = await rt.bandit.choose(rt.bandit_arms())
-    q = HomeQuery(user_id=user_id, k=k, strategy=served_name(name, serving), explain=explain,
+    check_k(k, svc.settings.max_k)
+    try:
+        name = await svc.resolve(strategy)
+    except UnknownStrategy as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    q = HomeQuery(user_id=user_id, k=k, strategy=name, explain=explain,
                   filters=Filters(exclude_seen=exclude_seen, include=Filters.parse_list(include),
                                   exclude=Filters.parse_list(exclude), category_cap=category_cap))
-    served = await rt.home(q)
+    served = await svc.home(q)
     rid = new_request_id()
-    rt.served(rid, served.entry)
+    svc.served(rid, served.entry)
     return Response(served.entry.body(rid, served.cached), media_type="application/json")
 
 
 @router.get("/similar/{item_id}", response_model=SimilarResponse, responses={**ERRORS, 404: {"model": ErrorBody}})
 async def similar(
-    rt: RuntimeDep,
+    svc: SimilarDep,
     item_id: Annotated[str, Path(pattern=ID_PATTERN, description=f"the item ({ID_HELP})")],
     k: Annotated[int, Query(ge=1, le=100_000, description="how many items (1..max_k)")] = 10,
 ) -> SimilarResponse:
-    check_k(k, rt.settings.max_k)
+    check_k(k, svc.max_k)
     try:
-        got = await rt.similar(item_id, k)
+        got = await svc.similar(item_id, k)
     except NotFound as exc:
         raise HTTPException(404, detail=str(exc)) from None
     return SimilarResponse(request_id=new_request_id(), **got)

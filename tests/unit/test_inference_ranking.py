@@ -5,7 +5,7 @@ import pytest
 from inference.bandit import parse_totals, policy_from_totals
 from ranking.diversity import cap_categories, fill, mmr, similarity_matrix
 from ranking.filters import Filters, ItemInfo, apply_filters
-from inference.runtime import cache_variant
+from inference.home import cache_variant
 from inference.strategies import HomeQuery, strategy_names
 
 

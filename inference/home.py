@@ -1,0 +1,177 @@
+"""The home list service: the whole path of one home list.
+
+In-process cache, then (single-flight) the Redis cache and the user's state in one round trip,
+the strategy's policy (``inference.strategies`` → ``ranking.home``), and the result stored back.
+Redis failures switch it to the degraded path (the run's training data and an in-process
+popularity snapshot) instead of failing the request. The route only validates and calls it.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from inference.bandit import BanditChooser
+from inference.broker import Broker
+from inference.cache import CachedList, LocalCache
+from inference.metrics import ApiMetrics
+from inference.models import ModelRegistry
+from inference.retrieval import ItemCatalog, PopularitySnapshot, UserContext, fetch_home
+from inference.store import RedisStore
+from inference.strategies import HomeQuery, rank_home, served_name, strategy_names
+from schemas.errors import StoreUnavailable
+from schemas.keys import RecsId, recs_variant
+from schemas.settings import Settings
+
+
+@dataclass(frozen=True)
+class Served:
+    """A list ready to send: the cached form plus whether it came from a cache."""
+
+    entry: CachedList
+    cached: bool
+
+
+class UnknownStrategy(ValueError):
+    """A ``strategy`` value no built-in, model or serving policy answers to."""
+
+
+def cache_variant(q: HomeQuery) -> str:
+    """The part of the cache key beyond user/strategy/k (default requests: the plain key).
+
+    >>> cache_variant(HomeQuery("u", 10, "popularity"))
+    ''
+    >>> cache_variant(HomeQuery("u", 10, "popularity", explain=True))
+    '~x'
+    """
+    return recs_variant(q.explain, q.filters.exclude_seen)
+
+
+class HomeService:
+    def __init__(self, settings: Settings, store: RedisStore, broker: Broker, models: ModelRegistry,
+                 local: LocalCache, catalog: ItemCatalog, snapshot: PopularitySnapshot, bandit: BanditChooser,
+                 metrics: ApiMetrics):
+        self.settings, self.store, self.keys, self.broker = settings, store, store.keys, broker
+        self.models, self.local, self.catalog, self.snapshot = models, local, catalog, snapshot
+        self.bandit, self.metrics = bandit, metrics
+        self.cache_version = 0
+        self.strategies = strategy_names()
+        self._served_counts: dict[tuple[str, str], int] = {}
+
+    async def resolve(self, strategy: str | None) -> str:
+        """The name a request is served and cached under: the default strategy, a bandit's arm,
+        ``policy`` as the serving run's policy name. ``UnknownStrategy`` for a bad name."""
+        name = strategy or self.settings.default_strategy
+        serving = self.models.current
+        if name not in self.strategies and (serving is None or name != serving.policy.name):
+            raise UnknownStrategy(f"unknown strategy {name!r}: choose one of {', '.join(self.strategies)}")
+        if name == "bandit":
+            name = await self.bandit.choose(self.bandit_arms())
+        return served_name(name, serving)
+
+    def local_key(self, q: HomeQuery) -> RecsId:
+        """The in-process key (``Keys.recs_key`` of it at a version is the Redis key)."""
+        return RecsId(q.user_id, q.strategy, q.k, cache_variant(q))
+
+    def cacheable(self, q: HomeQuery) -> bool:
+        f = q.filters
+        return not (f.include or f.exclude or f.category_cap is not None)
+
+    async def home(self, q: HomeQuery) -> Served:
+        key = self.local_key(q)
+        cacheable = self.cacheable(q)
+        if cacheable:
+            hit = self.local.get(key)
+            if hit is not None:
+                self.metrics.hit_local.inc()
+                return Served(hit, True)
+            (entry, cached), leader = await self.local.single_flight(key, lambda: self._miss(q, key, True))
+            return Served(entry, cached or not leader)
+        entry, _ = await self._miss(q, key, False)
+        return Served(entry, False)
+
+    async def _miss(self, q: HomeQuery, key: tuple, cacheable: bool) -> tuple[CachedList, bool]:
+        token = self.local.token(q.user_id)
+        n = max(self.settings.candidates_n, q.k * 3)
+        variant = q.strategy + cache_variant(q)
+        try:
+            version, raw, ctx = await fetch_home(self.store, q.user_id, n + q.k, full=q.strategy != "popularity",
+                                                 recs=(variant, q.k) if cacheable else None)
+            self.cache_version = version
+            if raw is not None:
+                entry = CachedList.from_redis(raw)
+                self.local.put(key, entry, token)
+                self.metrics.hit_redis.inc()
+                return entry, True
+        except StoreUnavailable:
+            ctx = self.degraded_context(q.user_id)
+        self.metrics.miss.inc()
+        serving = self.models.current
+        payload = await rank_home(q, ctx, serving, self.catalog, None if ctx.degraded else self.store,
+                                  self.settings, self.snapshot.items)
+        entry = CachedList.from_payload(payload)
+        if ctx.degraded:
+            self.metrics.degraded.inc()
+        elif cacheable and token == self.local.token(q.user_id):
+            self.local.put(key, entry, token)
+            asyncio.get_running_loop().create_task(self._store_redis(
+                q.user_id, self.keys.recs_key(key, ctx.cache_version), entry))
+        return entry, False
+
+    async def _store_redis(self, user: str, key: str, entry: CachedList) -> None:
+        idx = self.keys.recs_index(user)
+        ttl = self.settings.cache_ttl_s
+        try:
+            await self.store.pipeline(lambda pipe: (pipe.set(key, entry.redis_value, ex=ttl), pipe.sadd(idx, key),
+                                                    pipe.expire(idx, ttl)))
+        except StoreUnavailable:
+            pass
+
+    def degraded_context(self, user: str) -> UserContext:
+        serving = self.models.current
+        seen = serving.trained_seen(user) if serving is not None else set()
+        return UserContext(user_id=user, seen=seen, pop_global=list(self.snapshot.items), degraded=True)
+
+    def served(self, request_id: str, entry: CachedList) -> None:
+        """Bookkeeping of one served list: impressions and strategy counts (both flushed in batches)."""
+        self.metrics.strategy.labels(entry.strategy).inc()
+        key = (entry.user_id, entry.strategy)
+        self._served_counts[key] = self._served_counts.get(key, 0) + 1
+        if self.settings.emit_impressions and entry.items:
+            self.broker.queue_impressions(request_id, entry.user_id, entry.strategy, entry.items)
+
+    async def flush_served_counts(self) -> None:
+        """``{strategy}:lists`` counters of the stats hashes, one pipeline for everything served since."""
+        counts, self._served_counts = self._served_counts, {}
+        if not counts:
+            return
+        day = datetime.now(timezone.utc).date().isoformat()
+        per_strategy: dict[str, int] = {}
+        for (_, strategy), n in counts.items():
+            per_strategy[strategy] = per_strategy.get(strategy, 0) + n
+
+        def build(pipe) -> None:
+            for strategy, n in per_strategy.items():
+                pipe.hincrby(self.keys.stats_day(day), f"{strategy}:lists", n)
+            for (user, strategy), n in counts.items():
+                pipe.hincrby(self.keys.user_stats(user), f"{day}:{strategy}:lists", n)
+
+        try:
+            await self.store.pipeline(build)
+        except StoreUnavailable:
+            pass  # counts of a Redis outage are lost; serving is not
+
+    async def run_served_counts(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                pass
+            await self.flush_served_counts()
+
+    def bandit_arms(self) -> list[str]:
+        """Configured arms this process can serve: built-ins always, models when the run has them."""
+        serving = self.models.current
+        arms = [a for a in self.settings.bandit_arms
+                if a in ("popularity", "hybrid") or (serving is not None and a in serving.models)]
+        return arms or ["popularity"]
