@@ -9,11 +9,8 @@ from fastapi import Depends, Header, HTTPException, Request
 from inference.basket.service import BasketService
 from inference.broker import Broker
 from inference.home import HomeService
-from inference.models import ModelRegistry, ServingRun
 from inference.runtime import Runtime
 from inference.similar import SimilarService
-from inference.store import RedisStore
-from schemas.settings import Settings
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -23,25 +20,8 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings_dep(rt: RuntimeDep) -> Settings:
-    return rt.settings
-
-
-def get_store(rt: RuntimeDep) -> RedisStore:
-    return rt.store
-
-
 def get_broker(rt: RuntimeDep) -> Broker:
     return rt.broker
-
-
-def get_registry(rt: RuntimeDep) -> ModelRegistry:
-    return rt.models
-
-
-def get_model(rt: RuntimeDep) -> ServingRun | None:
-    """The serving run at the start of the request (it stays the same for the whole request)."""
-    return rt.models.current
 
 
 def get_home(rt: RuntimeDep) -> HomeService:
@@ -56,14 +36,10 @@ def get_basket(rt: RuntimeDep) -> BasketService:
     return rt.basket
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 HomeDep = Annotated[HomeService, Depends(get_home)]
 SimilarDep = Annotated[SimilarService, Depends(get_similar)]
 BasketDep = Annotated[BasketService, Depends(get_basket)]
-RedisDep = Annotated[RedisStore, Depends(get_store)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-ModelDep = Annotated[ServingRun | None, Depends(get_model)]
 
 
 def require_admin(rt: RuntimeDep, x_admin_key: Annotated[str | None, Header()] = None) -> None:

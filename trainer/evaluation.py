@@ -97,24 +97,35 @@ def ranking_metrics_from_hits(hits: np.ndarray, n_rel: np.ndarray, k: int) -> di
     }
 
 
-def ranking_metrics(
-    model: Recommender, train: Interactions, test: pd.DataFrame | Interactions, k: int = 10
-) -> dict[str, float]:
-    """Full-ranking metrics over every unseen item (the headline figures), plus ``coverage@k``."""
+def _test_users(train: Interactions, test: pd.DataFrame | Interactions) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     rel, n_rel = relevance_matrix(train, test)
     users = np.flatnonzero(n_rel > 0)
     if len(users) == 0:
         raise ValueError("no test user is known to the training data: nothing to evaluate")
-    top = top_k_items(model, users, k)
+    return rel, n_rel, users
+
+
+def top_metrics(top: np.ndarray, rel: sp.csr_matrix, n_rel: np.ndarray, users: np.ndarray, n_items: int,
+                k: int) -> dict[str, float]:
+    """The figures of ranked lists ``top`` (users × k item indices, -1 for none) of ``users``."""
     hits = np.zeros(top.shape, dtype=bool)
     for start in range(0, len(users), _BATCH):
         block = rel[users[start : start + _BATCH]].toarray() > 0
         t = top[start : start + _BATCH]
         hits[start : start + len(t)] = np.take_along_axis(block, np.maximum(t, 0), axis=1) & (t >= 0)
     metrics = ranking_metrics_from_hits(hits, n_rel[users], k)
-    metrics[f"coverage@{k}"] = catalog_coverage(top, train.n_items)
+    metrics[f"coverage@{k}"] = catalog_coverage(top, n_items)
     metrics["users"] = int(len(users))
     return metrics
+
+
+def ranking_metrics(
+    model: Recommender, train: Interactions, test: pd.DataFrame | Interactions, k: int = 10
+) -> dict[str, float]:
+    """Full-ranking metrics over every unseen item (the headline figures), plus ``coverage@k``."""
+    rel, n_rel, users = _test_users(train, test)
+    top = top_k_items(model, users, k)
+    return top_metrics(top, rel, n_rel, users, train.n_items, k)
 
 
 def list_metrics(
@@ -129,23 +140,12 @@ def list_metrics(
     >>> m["precision@2"], m["hit_rate@2"], m["users"]
     (0.5, 1.0, 1)
     """
-    rel, n_rel = relevance_matrix(train, test)
-    users = np.flatnonzero(n_rel > 0)
-    if len(users) == 0:
-        raise ValueError("no test user is known to the training data: nothing to evaluate")
+    rel, n_rel, users = _test_users(train, test)
     top = np.full((len(users), k), -1, dtype=np.int64)
     for row, u in enumerate(users):
         idx = [train.item_index.get(i, -1) for i in list(lists.get(str(train.user_ids[u]), []))[:k]]
         top[row, : len(idx)] = idx
-    hits = np.zeros(top.shape, dtype=bool)
-    for start in range(0, len(users), _BATCH):
-        block = rel[users[start : start + _BATCH]].toarray() > 0
-        t = top[start : start + _BATCH]
-        hits[start : start + len(t)] = np.take_along_axis(block, np.maximum(t, 0), axis=1) & (t >= 0)
-    metrics = ranking_metrics_from_hits(hits, n_rel[users], k)
-    metrics[f"coverage@{k}"] = catalog_coverage(top, train.n_items)
-    metrics["users"] = int(len(users))
-    return metrics
+    return top_metrics(top, rel, n_rel, users, train.n_items, k)
 
 
 def catalog_coverage(top: np.ndarray, n_items: int) -> float:
