@@ -206,7 +206,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("faiss", "aiokafka"):  # CPU probes and subscription changes on every retrain
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    run_scheduler(get_settings())
+    settings = get_settings()
+    # retraining is batch work: on a machine it shares with the worker and the API (``streamrec
+    # up``), it yields the CPU to them rather than stretching their latency
+    os.nice(max(0, settings.scheduler_nice))
+    run_scheduler(settings)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@
    the best single model (weight 1), the others from ``BLEND_GRID`` — with the same
    rescaler and blend that serving runs (``ranking.scores``);
 3. the MMR λ is chosen among ``MMR_GRID`` by evaluating the whole policy the way it is served
-   (``trainer.policy_eval``); λ = 1 (no diversification) unless another value is better.
+   (``trainer.policy_eval``); λ = 1 (no diversification) unless another value is better by
+   more than ``MMR_MIN_GAIN`` (1 %, relative).
 
 Parameters given explicitly (``--param``) are never searched over.
 """
@@ -45,6 +46,7 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 }
 BLEND_GRID = [0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
 MMR_GRID = [1.0, 0.9, 0.8]
+MMR_MIN_GAIN = 0.01  # relative validation gain a λ < 1 must bring over no diversification
 #: Models that never enter a blend: popularity is the live signal's job, content is too weak to mix.
 NOT_BLENDED = ("popularity",)
 
@@ -134,7 +136,9 @@ def choose_policy(rows: Mapping[str, np.ndarray], data: Interactions, val: pd.Da
     for lam in MMR_GRID:
         by_lambda[lam] = evaluate(policy.with_(mmr_lambda=lam))
         log.info("  policy %s λ=%.2f: validation ndcg@%d=%.4f", name, lam, k, by_lambda[lam])
-    lam = max(by_lambda, key=lambda x: (by_lambda[x] + (1e-9 if x == 1.0 else 0.0)))
+    # diversify only for a gain beyond noise (MMR costs a metadata read and vectors per request)
+    best = max(by_lambda, key=by_lambda.get)
+    lam = best if by_lambda[best] > by_lambda[1.0] * (1 + MMR_MIN_GAIN) else 1.0
     notes = {"chosen_on": "validation carved from the training data", "blend_validation_ndcg": round(blend_score, 5),
              "mmr_validation_ndcg": {str(x): round(v, 5) for x, v in by_lambda.items()}}
     return policy.with_(mmr_lambda=lam, notes=notes), notes
