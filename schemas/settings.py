@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     retrain_interval_s: float = 24 * 3600.0
     retrain_min_new_events: int = 10_000
     keep_runs: int = 5
+    retrain_max_delay_s: float = 600.0  # a due retrain waits while events are still arriving, at most this long
     scheduler_nice: int = 10  # the scheduler process's niceness: training yields the CPU to the worker and the API
     # what `streamrec train` and the scheduler fit and blend by default: the mix that served NDCG@10 >= 0.49 on
     # MovieLens-100K (a user-based VAE, an item-based EASE and RP3beta, the feature-aware two-tower and LightFM);

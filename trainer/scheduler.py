@@ -63,12 +63,41 @@ class Outcome:
     message: str
 
 
+class BusyGate:
+    """Holds a due retrain back while events are still arriving (the counter moved since the last
+    poll), for at most ``max_delay_s``: training during an ingest burst would slow the worker
+    down and read a log that is about to grow anyway.
+
+    >>> g = BusyGate(max_delay_s=100)
+    >>> g.postpone(0, 0.0), g.postpone(500, 30.0), g.postpone(900, 60.0), g.postpone(900, 90.0)
+    (False, True, True, False)
+    >>> g.postpone(950, 120.0), g.postpone(990, 150.0), g.postpone(999, 230.0)  # busy for too long: go
+    (True, True, False)
+    """
+
+    def __init__(self, max_delay_s: float):
+        self.max_delay_s = max_delay_s
+        self.last: int | None = None
+        self.busy_since: float | None = None
+
+    def postpone(self, counted: int, now: float) -> bool:
+        moved = self.last is not None and counted != self.last
+        self.last = counted
+        if not moved:
+            self.busy_since = None
+            return False
+        if self.busy_since is None:
+            self.busy_since = now
+        return now - self.busy_since < self.max_delay_s
+
+
 class Scheduler:
     def __init__(self, settings: Settings, redis_client=None):
         self.settings = settings
         self.keys = Keys(settings.redis_prefix)
         self._redis = redis_client
         self.state_file = Path(settings.data_dir) / STATE
+        self._counted = 0  # the new-events counter at the last check
 
     # --- state -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -133,6 +162,7 @@ class Scheduler:
         except StoreUnavailable as exc:
             log.warning("%s; deciding on the interval alone", exc)
             n = 0
+        self._counted = n
         return due(time.time() if now is None else now, self.last_run_at(), n, s.retrain_interval_s,
                    s.retrain_min_new_events)
 
@@ -178,8 +208,12 @@ class Scheduler:
         backoff = 0.0
         log.info("scheduler: models %s, every %g s or after %d new events", s.retrain_models,
                  s.retrain_interval_s, s.retrain_min_new_events)
+        gate = BusyGate(s.retrain_max_delay_s)
         while not stop.is_set():
             reason = self.check()
+            if reason and gate.postpone(self._counted, time.time()):
+                log.info("retrain due (%s) but events are still arriving: waiting for the stream to settle", reason)
+                reason = None
             if reason and time.time() >= backoff:
                 try:
                     out = self.retrain(reason)
