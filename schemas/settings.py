@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     min_item_interactions: int = 1
     max_items: int | None = None  # keep only the most popular N items
     include_cold_items: bool = False  # catalog items without events still get an index
-    train_threads: int = 2  # torch / BLAS threads for training
+    train_threads: int = 1  # torch / BLAS threads for training; more than the cores left free makes training slower
 
     def snapshot_path(self) -> Path:
         return self.snapshot_dir or self.data_dir / "snapshot"

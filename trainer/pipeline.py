@@ -15,7 +15,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,10 +127,16 @@ def split_pairs(pairs: pd.DataFrame, split: str, seed: int = 42) -> tuple[pd.Dat
 
 
 def _limit_threads(n: int) -> None:
-    if "torch" in sys.modules and n:
-        import torch
+    """At most ``n`` compute threads for torch and for the BLAS/OpenMP pools (numpy, scipy,
+    LightFM). Two trainings sharing two cores with more threads than cores (the scheduler and a
+    `streamrec train`) spin-wait on each other: served-quality's training took 4× as long."""
+    if not n:
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(n)
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
 
 
 def _build(name: str, params: dict[str, Any], verbose: bool):
