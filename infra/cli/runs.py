@@ -29,6 +29,9 @@ def replay(
                                                    "(ISO 8601 or epoch seconds)."),
     reset: bool = typer.Option(False, "--reset", help="Delete the snapshot and read from the earliest record."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    keep_restarted: bool = typer.Option(False, "--keep-restarted",
+                                        help="When a topic's log restarted (broker restart, recreated topic), "
+                                             "keep the snapshot rows of the old log instead of dropping them."),
 ) -> None:
     """Copy new records of the interactions topic into the local Parquet snapshot (incremental)."""
     from trainer.replay import replay as run_replay
@@ -37,7 +40,7 @@ def replay(
     when = _parse_since(since) if since else None
     with _errors():
         settings = _settings()
-        result = run_replay(settings, since=when, reset=reset, progress=progress)
+        result = run_replay(settings, since=when, reset=reset, progress=progress, keep_restarted=keep_restarted)
     typer.echo(result.describe())
     typer.echo(str(settings.snapshot_path()))
 
