@@ -62,10 +62,6 @@ class ServingRun:
     def similarity_model(self) -> str | None:
         return self.scorer.sim_model
 
-    def user_index(self, model: str, user: str) -> int | None:
-        data = self.models[model].data
-        return None if data is None else data.user_index.get(user)
-
     def trained_seen(self, user: str) -> set[str]:
         """What the user interacted with in training (the seen set when Redis is away)."""
         for model in self.models.values():
