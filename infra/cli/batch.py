@@ -50,8 +50,10 @@ def recommend(
     fallback: bool = typer.Option(True, "--fallback/--no-fallback",
                                   help="Users unknown to the run get its most popular items."),
 ) -> None:
-    """Top-k items per user: the run's policy (or one model), served exactly as the API serves
-    it for the same run and state — items the user interacted with in training excluded."""
+    """Top-k items per user from a run's policy (or one model), as the API serves them.
+
+    The same code path as the API for the same run and state (ranking/home.py); items the user
+    interacted with in training are excluded."""
     from ranking.policy import Policy
     from trainer.artifacts import load_run, resolve_run
     from trainer.candidates import PolicyScorer

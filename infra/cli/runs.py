@@ -55,8 +55,10 @@ def promote(
     do_replay: bool = typer.Option(True, "--replay/--no-replay", help="Without --interactions: replay new "
                                                                        "records into the snapshot first."),
 ) -> None:
-    """Serve RUN if it beats the serving run on a shared holdout of the newest events
-    (champion/challenger; without data for one, on their validation figures)."""
+    """Serve RUN if it beats the serving run on a shared holdout of the newest events.
+
+    Champion/challenger: both policies measured on one holdout; without data for one, on their
+    validation figures."""
     from trainer.artifacts import current_run, resolve_run
     from trainer.pipeline import dataset_from_source
     from trainer.promotion import promote as do_promote
