@@ -200,7 +200,12 @@ async def replay_topic(
         end = await consumer.end_offsets(tps)
         stored = snap.offsets(topic)
         topic_id = await asyncio.to_thread(broker_topic_id, settings.kafka_bootstrap, topic)
-        why = restarted_log(stored, {tp.partition: end[tp] for tp in tps}, snap.topic_id(topic), topic_id)
+        ends = {tp.partition: end[tp] for tp in tps}
+        for tp in tps:  # an end below what was read: a restarted log, or a broker that understates it
+            last = stored.get(tp.partition, 0) - 1
+            if 0 <= ends[tp.partition] <= last and await _serves(consumer, tp, last):
+                ends[tp.partition] = last + 1
+        why = restarted_log(stored, ends, snap.topic_id(topic), topic_id)
         restart = False
         if why:
             # the broker's log of this topic started again: what the snapshot stored belongs to
@@ -225,8 +230,10 @@ async def replay_topic(
             log.warning("records no longer retained on the broker were never replayed: %s", gone)
         for tp in tps:
             consumer.seek(tp, start[tp])
-        todo = {tp for tp in tps if start[tp] < end[tp]}
-        total = sum(end[tp] - start[tp] for tp in todo)
+        # every partition is read until an empty fetch, even one whose reported end is not past
+        # the start: Tansu reports the base offset of its last batch as the end
+        todo = set(tps)
+        total = sum(max(0, end[tp] - start[tp]) for tp in todo)
         log.info("replay %s: %d records to read from %s", topic, total, {tp.partition: start[tp] for tp in tps})
         position = {tp.partition: start[tp] for tp in tps}
         buffer: list[dict[str, Any]] = []
@@ -291,6 +298,14 @@ async def replay_topic(
     result.snapshot_rows = root.rows
     result.seconds = time.monotonic() - started
     return result
+
+
+async def _serves(consumer, tp, offset: int) -> bool:
+    """Whether the broker still serves the record at ``offset`` of ``tp``: the log did not restart
+    under it, whatever end offset it reports (Tansu reports its last batch's base offset)."""
+    consumer.seek(tp, offset)
+    batches = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
+    return any(r.offset >= offset for recs in batches.values() for r in recs)
 
 
 def restarted_log(stored: dict[int, int], end: dict[int, int], stored_id: str | None,
