@@ -141,7 +141,7 @@ def candidates(policy: Policy, signals: UserSignals, parts: Mapping[str, ModelSc
         ranked = _top(first.items, mixed, n, skip)
     else:  # candidate sets differ: blend over their union, a part's floor where it has no score
         total: dict[str, float] = {}
-        sets = [(w, p.items, p.scores) for m, p in used.items() for w in [weights[m]]]
+        sets = [(weights[m], p.items, p.scores) for m, p in used.items()]
         if w_pop > 0 and signals.pop_global:
             ids, vals = _popularity_scores(signals, None)
             sets.append((w_pop, ids, vals))

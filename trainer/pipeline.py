@@ -279,7 +279,7 @@ def select(data: Interactions, models: list[str], params: dict[str, dict[str, An
     the policy's figures are those of the lists it would serve. ``streamrec train`` and
     ``streamrec eval --policy`` both choose this way."""
     from trainer import evaluation, splits
-    from trainer.tuning import DEFAULT_PARAMS, NOT_BLENDED, choose_policy, search_params
+    from trainer.tuning import DEFAULT_PARAMS, search_params
 
     fit_seconds = {} if fit_seconds is None else fit_seconds
     chosen = {n: ({**DEFAULT_PARAMS.get(n, {}), **params.get(n, {})} if tune else dict(params.get(n, {})))
@@ -307,17 +307,18 @@ def select(data: Interactions, models: list[str], params: dict[str, dict[str, An
         sel.validation[name] = _clean(evaluation.evaluate(model, train, val_pairs, k=k, sampled=False))
         log.info("%s: validation %s", name, _short(sel.validation[name], k))
         sel.fitted[name] = model
-    sel.policy, figures = _choose_policy(sel.fitted, train, val_pairs, k, settings, tune, NOT_BLENDED, choose_policy)
+    sel.policy, figures = _choose_policy(sel.fitted, train, val_pairs, k, settings, tune)
     sel.validation["policy"] = figures
     log.info("policy %s: validation %s", sel.policy.name, _short(figures, k))
     return sel
 
 
 def _choose_policy(fitted: dict[str, Any], train: Interactions, val: pd.DataFrame, k: int, settings: Settings,
-                   tune: bool, not_blended, choose) -> tuple[Policy, dict[str, Any]]:
+                   tune: bool) -> tuple[Policy, dict[str, Any]]:
     """The policy to serve, and its validation figures measured on the lists it would serve."""
     from trainer.policy_eval import evaluate_policy, item_infos
     from trainer.signals import OfflineSignals
+    from trainer.tuning import NOT_BLENDED, choose_policy
 
     scorer = policy_scorer(fitted, train)
     signals, infos = OfflineSignals(train), item_infos(train)
@@ -326,11 +327,11 @@ def _choose_policy(fitted: dict[str, Any], train: Interactions, val: pd.DataFram
     def evaluate(p: Policy) -> dict[str, Any]:
         return _clean(evaluate_policy(scorer, p, train, val, k, signals, infos))
 
-    blendable = [n for n in fitted if n not in not_blended]
+    blendable = [n for n in fitted if n not in NOT_BLENDED]
     if tune and blendable:
         users = np.arange(train.n_users)
         rows = {n: fitted[n].score_matrix(users) for n in blendable}
-        policy, _ = choose(rows, train, val, k, lambda p: evaluate(p)[f"ndcg@{k}"], base)
+        policy, _ = choose_policy(rows, train, val, k, lambda p: evaluate(p)[f"ndcg@{k}"], base)
     elif blendable:
         best = max(blendable, key=lambda n: ranking_ndcg(fitted[n], train, val, k))
         policy = Policy.single(best, category_cap=settings.category_cap)
