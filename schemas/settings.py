@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     max_items: int | None = None  # keep only the most popular N items
     include_cold_items: bool = False  # catalog items without events still get an index
     train_threads: int = 1  # torch / BLAS threads for training; more than the cores left free makes training slower
+    # experiment tracking (trainer/tracking.py): off unless a URI is set, e.g. sqlite:///mlflow.db or http://mlflow:5000
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "streamrec"
 
     def snapshot_path(self) -> Path:
         return self.snapshot_dir or self.data_dir / "snapshot"
