@@ -163,6 +163,7 @@ class TrainResult:
     metrics: dict[str, Any]
     promotion: Any = None  # trainer.promotion.PromotionResult when asked to promote
     fit_seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. experiment tracking that failed
 
 
 def train_run(
@@ -257,6 +258,11 @@ def train_run(
         from trainer.promotion import promote as do_promote
 
         result.promotion = do_promote(settings, run_dir, comparison=comparison, holdout_note=holdout_note)
+    from trainer.tracking import log_training_run
+
+    tracking_warning = log_training_run(settings, run_dir, metrics, chosen, result.promotion)
+    if tracking_warning:
+        result.warnings.append(tracking_warning)
     return result
 
 

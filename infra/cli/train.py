@@ -65,6 +65,8 @@ def train(
         typer.echo(result.promotion.describe())
         for w in result.promotion.warnings:
             typer.echo(f"warning: {w}", err=True)
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
     typer.echo(str(result.run_dir.resolve()))
 
 
