@@ -121,6 +121,17 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "streamrec"
 
+    # --- search and reranking (docs/search-reranking.md) ------------------------------------
+    # models load from local paths only (the packaged MiniLM, a promoted reranker): never from a hub
+    hf_offline: bool = True
+    search_candidates: int = Field(100, ge=1)  # first-stage candidates from each retriever (FAISS, BM25)
+    rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
+    rerank_top_n: int = Field(20, ge=1, le=500)  # how many first-stage results the cross-encoder rescores
+    rerank_max_length: int = Field(256, ge=16, le=512)  # tokens of (query, item text) the cross-encoder reads
+    reranker_min_feedback: int = Field(50, ge=1)  # train-reranker refuses below this many like/dislike pairs
+    reranker_min_feedback_small: int = Field(10, ge=1)  # ... or below this with --allow-small
+    reranker_min_delta: float = 0.0  # a new reranker is promoted when it beats the serving one by more
+
     def snapshot_path(self) -> Path:
         return self.snapshot_dir or self.data_dir / "snapshot"
 
