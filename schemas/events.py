@@ -44,6 +44,8 @@ class EventContext(BaseModel):
     basket_id: str | None = None
     profession: str | None = None
     dwell_ms: int | None = Field(default=None, ge=0)
+    # the search query (or other text) the list was served for: ties feedback to it (train-reranker)
+    query: str | None = Field(default=None, max_length=1000)
 
 
 class Interaction(BaseModel):
