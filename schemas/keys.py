@@ -180,6 +180,11 @@ class Keys:
         return f"{self.prefix}config"
 
     @property
+    def worker_lag(self) -> str:
+        """Hash: worker id -> JSON of its consumer lag and event-to-Redis lag (the health endpoint reads it)."""
+        return f"{self.prefix}worker:lag"
+
+    @property
     def new_events(self) -> str:
         """Counter of interactions since the last training run (read by the scheduler)."""
         return f"{self.prefix}train:new_events"

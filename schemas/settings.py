@@ -43,8 +43,10 @@ class Settings(BaseSettings):
     # --- stream processing -------------------------------------------------------------
     worker_id: str = "streamrec-worker"  # Faust app id == consumer group
     worker_web_port: int = 0  # 0: pick a free loopback port
-    batch_size: int = 5000  # larger batches amortise the per-batch script; measured 0.74 -> 1.0 of the ceiling
-    batch_within_s: float = 0.02
+    batch_size: int = 5000  # largest interactions batch (a backlog is caught up in batches this big)
+    batch_within_s: float = 0.02  # longest a small batch waits for more events, only when the worker is near saturation
+    batch_budget_s: float = 0.025  # Redis script time one batch aims at while the worker keeps up (sizes the batch)
+    interactions_fetch_max_wait_ms: int = 10  # the broker may hold a fetch this long: it delays events of a light load
     rebalance_timeout_s: float = 3.0
     event_strengths: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_STRENGTHS))
     dedupe_ttl_s: int = 7 * 24 * 3600
