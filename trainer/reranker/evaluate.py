@@ -1,0 +1,84 @@
+"""Before/after evaluation of a reranker on one validation set.
+
+Two views of the same pairs:
+
+- classification of like/dislike from the score (sigmoid > 0.5): accuracy, precision,
+  recall, F1, AUC-ROC (scikit-learn);
+- ranking: each validation list (the items of one served list that got feedback) in the
+  order the first stage showed them, and reordered by the reranker (``ranking.rerank``,
+  the serving path): NDCG@10 and MRR, averaged over the lists with at least one like.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ranking.rerank import apply_reranker, ndcg_at_k, reciprocal_rank
+
+K = 10
+THRESHOLD = 0.5
+
+
+def predict(model, pairs: pd.DataFrame, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    """Scores in [0, 1] of ``pairs`` (query, text) by a ``CrossEncoder``."""
+    if pairs.empty:
+        return np.empty(0, dtype=np.float64)
+    inputs = list(zip(pairs["query"].astype(str), pairs["text"].astype(str)))
+    return np.asarray(model.predict(inputs, batch_size=batch_size, show_progress_bar=progress), dtype=np.float64)
+
+
+def classification_metrics(labels: Sequence[float], scores: Sequence[float], threshold: float = THRESHOLD) -> dict:
+    """>>> m = classification_metrics([1, 0, 1, 0], [0.9, 0.2, 0.4, 0.6])
+    >>> m["accuracy"], m["auc_roc"], m["confusion"]
+    (0.5, 0.75, [[1, 1], [1, 1]])
+    """
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
+
+    y = (np.asarray(labels, dtype=np.float64) > 0.5).astype(int)
+    s = np.asarray(scores, dtype=np.float64)
+    pred = (s > threshold).astype(int)
+    p, r, f, _ = precision_recall_fscore_support(y, pred, average="binary", zero_division=0)
+    auc = float(roc_auc_score(y, s)) if len(set(y.tolist())) == 2 else None
+    return {"accuracy": float(accuracy_score(y, pred)), "precision": float(p), "recall": float(r), "f1": float(f),
+            "auc_roc": auc, "confusion": confusion_matrix(y, pred, labels=[0, 1]).tolist()}
+
+
+def first_stage_order(group: pd.DataFrame) -> pd.DataFrame:
+    """A list's items in the order it was shown (position; unknown positions last, by time)."""
+    g = group.assign(_pos=group["position"].fillna(np.inf))
+    return g.sort_values(["_pos", "timestamp"], kind="stable").drop(columns="_pos")
+
+
+def ranking_metrics(pairs: pd.DataFrame, scores: Sequence[float] | None, k: int = K) -> dict:
+    """NDCG@k and MRR over the lists of ``pairs`` (by ``list_id``); ``scores`` None: the
+    first stage's order, else reordered by them (the whole list is the reranked top N).
+
+    >>> p = pd.DataFrame({"list_id": ["r"] * 3, "item_id": list("abc"), "label": [0.0, 0.0, 1.0],
+    ...                   "position": [0, 1, 2], "timestamp": [0, 0, 0]})
+    >>> ranking_metrics(p, None)["mrr"], ranking_metrics(p, [0.1, 0.2, 0.9])["mrr"]
+    (0.3333333333333333, 1.0)
+    """
+    df = pairs.assign(_score=np.asarray(scores, dtype=np.float64) if scores is not None else np.nan)
+    ndcgs, rrs = [], []
+    for _, group in df.groupby("list_id", sort=True):
+        if not (group["label"] > 0.5).any():
+            continue
+        g = first_stage_order(group)
+        shown = [(it, float(-n)) for n, it in enumerate(g["item_id"])]
+        if scores is not None:
+            order = [r.item_id for r in apply_reranker(shown, dict(zip(g["item_id"], g["_score"])), len(shown))]
+        else:
+            order = [i for i, _ in shown]
+        gains = g.set_index("item_id")["label"].to_dict()
+        ranked = [gains[i] for i in order]
+        ndcgs.append(ndcg_at_k(ranked, k))
+        rrs.append(reciprocal_rank(ranked, k))
+    return {f"ndcg@{k}": float(np.mean(ndcgs)) if ndcgs else None, "mrr": float(np.mean(rrs)) if rrs else None,
+            "lists": len(ndcgs)}
+
+
+def evaluate_scores(pairs: pd.DataFrame, scores: Sequence[float], k: int = K) -> dict:
+    """Every metric of one scorer on ``pairs``."""
+    return {**classification_metrics(pairs["label"], scores), **ranking_metrics(pairs, scores, k)}
