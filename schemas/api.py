@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from schemas.events import ID_PATTERN, Interaction
 
@@ -13,6 +13,9 @@ class RecommendedItem(BaseModel):
     score: float
     reason: str | None = None
     metadata: dict[str, Any] | None = None
+    # with use_reranker: the list's own score, and the cross-encoder's (None below the reranked top N)
+    first_stage_score: float | None = None
+    reranker_score: float | None = None
 
 
 class RecommendationResponse(BaseModel):
@@ -91,3 +94,62 @@ class ErrorBody(BaseModel):
 
 
 USER_ID = Field(pattern=ID_PATTERN)
+
+
+# --- search and reranking (docs/search-reranking.md) ------------------------------------------------
+class SearchFilters(BaseModel):
+    include: list[str] = Field(default_factory=list, max_length=1000,
+                               description="only these item ids / category:NAME entries")
+    exclude: list[str] = Field(default_factory=list, max_length=1000, description="never these item ids / category:NAME")
+    exclude_seen: bool = Field(False, description="leave out items user_id interacted with")
+
+
+class SearchRequest(BaseModel):
+    query_text: str = Field(min_length=1, max_length=1000, description="what to search for")
+    k: int = Field(default=10, ge=1, le=100)
+    use_reranker: bool = Field(True, description="rescore the first stage's top N with the cross-encoder")
+    user_id: str | None = Field(default=None, pattern=ID_PATTERN, description="who searches (logged with the impressions)")
+    top_n: int | None = Field(default=None, ge=1, le=500, description="how many first-stage results to rerank "
+                                                                      "(default STREAMREC_RERANK_TOP_N, 20)")
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+
+    @field_validator("query_text")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("query_text is blank")
+        return v.strip()
+
+
+class SearchResult(BaseModel):
+    item_id: str
+    score: float  # the order: the reranker's score in the reranked top N, the first stage's after it
+    first_stage_score: float  # reciprocal rank fusion of the bi-encoder and BM25
+    first_stage_rank: int
+    reranker_score: float | None = None
+    text: str | None = None
+
+
+class SearchResponse(BaseModel):
+    request_id: str
+    query_text: str
+    reranked: bool
+    reranker: str | None = None  # the reranker run, "base" (untuned), None when not asked for
+    index: str
+    candidates: dict[str, int]
+    items: list[SearchResult]
+
+
+class RerankingInfo(BaseModel):
+    reranker: str | None = None
+    model: str | None = None
+    base: str | None = None
+    started_from: str | None = None
+    feedbacks: int | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    first_stage: dict[str, Any] = Field(default_factory=dict)
+    trained_at: str | None = None
+    promoted_at: str | None = None
+    note: str | None = None
+    rerank_top_n: int
+    search_index: dict[str, Any] | None = None
