@@ -162,24 +162,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The API: routers, error mapping, and the fast path and metrics layers as raw ASGI middleware."""
     settings = settings or get_settings()
     runtime = Runtime(settings)
+    from inference.search import SearchService
+
+    search = SearchService(settings, runtime.store, runtime.broker, runtime.catalog)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         await runtime.start()
+        await search.start()
         try:
             yield
         finally:
+            await search.stop()
             await runtime.stop()
 
     api = FastAPI(title="streamrec", version=_pkg_version(), lifespan=lifespan,
                   description="Streaming recommendations: home lists, similar items, baskets, events, stats.")
     api.state.runtime = runtime
+    api.state.search = search  # search and the reranker (inference/search.py); /admin/reload reloads it too
     _install_errors(api)
     for module in (health, recommendations, events, stats, admin):
         api.include_router(module.router)
     from inference.routes import basket
 
     api.include_router(basket.router)
+    from inference.routes import reranking, search as search_routes
+
+    api.include_router(search_routes.router)
+    api.include_router(reranking.router)
     _with_event_schemas(api, settings.max_k)
     # the last added is the outermost: the fast path answers before anything else runs
     api.add_middleware(MetricsLayer, runtime=runtime)
