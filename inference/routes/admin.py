@@ -1,7 +1,7 @@
 """``/admin``: loaded runs, hot reload, FAISS reindex (``X-Admin-Key`` when a key is configured)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from inference.deps import AdminDep, RuntimeDep
@@ -43,7 +43,7 @@ async def models(rt: RuntimeDep) -> dict:
 
 
 @router.post("/reload")
-async def reload(rt: RuntimeDep, body: ReloadRequest | None = Body(default=None)) -> dict:
+async def reload(rt: RuntimeDep, request: Request, body: ReloadRequest | None = Body(default=None)) -> dict:
     body = body or ReloadRequest()
     out: dict = {}
     if body.profile is not None:
@@ -54,6 +54,12 @@ async def reload(rt: RuntimeDep, body: ReloadRequest | None = Body(default=None)
             out.update(await rt.reload(run_dir))
         except (ArtifactError, NotFound, ValueError, OSError) as exc:
             raise HTTPException(422, detail=str(exc)) from None
+        search = getattr(request.app.state, "search", None)
+        if search is not None:  # a promoted reranker or a new search index (inference/search.py)
+            try:
+                out["search"] = await search.reload()
+            except (ArtifactError, ValueError, OSError) as exc:
+                raise HTTPException(422, detail=f"search index / reranker: {exc}") from None
     return out
 
 
