@@ -5,8 +5,13 @@ Topics are consumed as raw bytes and validated with the ``schemas/`` models by u
 Faust's codecs: a record that fails must reach ``interactions.dlq`` with its reason and its
 original text, and a codec error inside Faust would skip or crash instead.
 
+The interactions topic, the one with the volume, is not a Faust agent: the service of
+``streams.consumer`` reads it in whole batches from aiokafka inside this worker (Faust's
+per-event machinery was most of the worker's CPU at 2,000 events/s; see docs/streams.md).
+
 Acknowledgement: agents take batches with ``noack_take`` and ack every event only after the
-batch's Redis writes (and dead letters) succeeded, so Faust commits an offset only then. A crash
+batch's Redis writes (and dead letters) succeeded, so Faust commits an offset only then; the
+interactions consumer commits a batch's offsets only after its script call, the same way. A crash
 in between replays the batch; the per-event dedupe markers, written atomically with the effects,
 make the replay count nothing twice.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from typing import Awaitable, Callable
 
@@ -26,6 +32,8 @@ from schemas.errors import StoreUnavailable
 from schemas.settings import Settings
 from streams import metrics
 from streams.batch import DeadLetter, Record, decode_models
+from streams.consumer import InteractionsConsumer
+from streams.lag import LagTracker
 from streams.processor import ConfigWatcher, InteractionProcessor
 from streams.state import StreamState
 
@@ -102,14 +110,12 @@ def build_app(settings: Settings) -> faust.App:
         return app.topic(settings.topic(name), value_type=bytes, value_serializer="raw",
                          key_type=bytes, key_serializer="raw", partitions=settings.topic_partitions)
 
-    interactions_topic = raw_topic(topics.INTERACTIONS)
     catalog_topic = raw_topic(topics.CATALOG)
     users_topic = raw_topic(topics.USERS)
     model_updates_topic = raw_topic(topics.MODEL_UPDATES)
     dlq_topic = raw_topic(topics.INTERACTIONS_DLQ)
 
     shared: dict[str, object] = {}
-    positions: dict[tuple[str, int], int] = {}  # next offset to process, per interactions partition
 
     def state() -> StreamState:
         # created lazily, inside the worker's event loop
@@ -161,42 +167,17 @@ def build_app(settings: Settings) -> faust.App:
                     metrics.DLQ.labels(d.topic).inc()
             await acked(stream, events)
 
-    async def finish(stream: faust.StreamT, batch, events: list) -> None:  # noqa: ANN001
-        try:
-            await processor().apply(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a bug must not kill the stream; unacked means replayed
-            log.exception("batch of %d events not applied; left unacknowledged for a replay", len(events))
-            return
-        await acked(stream, events)
-        for e in events:
-            tp = (e.message.topic, e.message.partition)
-            positions[tp] = max(positions.get(tp, 0), e.message.offset + 1)
+    worker_name = f"{socket.gethostname()}:{os.getpid()}"
 
-    async def apply_batches(stream: faust.StreamT, queue: asyncio.Queue) -> None:
-        pending: asyncio.Future | None = None
-        while True:
-            events = await queue.get()
-            batch = await processor().prepare(to_records(events))
-            if pending is not None:
-                await pending  # batches reach Redis, and are acknowledged, in order
-            pending = asyncio.ensure_future(finish(stream, batch, events))
-
-    @app.agent(interactions_topic)
-    async def interactions(stream: faust.StreamT) -> None:
-        # Faust stops filling the take() buffer while the agent body runs, so the body only hands
-        # the batch over: decoding and the Redis call happen in a task of their own, and the
-        # next batch keeps filling meanwhile (two batches queued at most: back-pressure).
-        queue: asyncio.Queue = asyncio.Queue(maxsize=2)
-        applier = asyncio.ensure_future(apply_batches(stream, queue))
+    async def report_lag(lag: LagTracker) -> None:
         try:
-            async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_s):
-                if applier.done():
-                    applier.result()  # re-raise what stopped it
-                await queue.put(events)
-        finally:
-            applier.cancel()
+            await state().report_lag(worker_name, lag.snapshot(consumer.policy.rate))
+        except StoreUnavailable as exc:  # visibility only: never worth stopping for
+            log.debug("lag not reported: %s", exc)
+
+    # interactions: batches straight from aiokafka, not a Faust agent (see streams/consumer.py)
+    consumer = InteractionsConsumer(settings, processor, on_lag=report_lag)
+    app.service(consumer)
 
     @app.agent(catalog_topic)
     async def catalog(stream: faust.StreamT) -> None:
@@ -213,15 +194,5 @@ def build_app(settings: Settings) -> faust.App:
             log.info("model update %s: cache version now %d", updates[-1].run_id, version)
 
         await upserts(stream, ModelUpdate, invalidate_all)
-
-    @app.timer(interval=5.0)
-    async def report_lag() -> None:
-        for tp in app.consumer.assignment():
-            if tp.topic != interactions_topic.get_topic_name():
-                continue
-            high = app.consumer.highwater(tp)
-            done = positions.get((tp.topic, tp.partition))
-            if high is not None and done is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
 
     return app

@@ -23,6 +23,12 @@ EVENT_TO_REDIS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 CONSUMER_LAG = Gauge("streamrec_stream_consumer_lag", "Records behind the high-water mark", ["topic", "partition"])
+EVENT_TO_REDIS_LAG = Gauge(
+    "streamrec_stream_event_to_redis_lag_seconds",
+    "The newest batch: its oldest event's broker timestamp to its effects written in Redis",
+)
+ARRIVAL_RATE = Gauge("streamrec_stream_arrival_rate", "Interactions per second consumed (EWMA)")
+BATCH_LIMIT = Gauge("streamrec_stream_batch_limit", "Largest batch the adaptive policy takes now")
 REDIS_ERRORS = Counter("streamrec_stream_redis_errors_total", "Failed Redis writes (retried)")
 INVALIDATED = Counter("streamrec_stream_invalidated_users_total", "Users whose cached lists were dropped")
 

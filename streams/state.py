@@ -99,6 +99,13 @@ class StreamState:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return int(version)
 
+    async def report_lag(self, worker: str, snapshot: bytes) -> None:
+        """This worker's lag, for the API's health endpoint (``Keys.worker_lag``); best effort."""
+        try:
+            await self.redis.hset(self.keys.worker_lag, worker, snapshot)
+        except rexc.RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
     async def read_overrides(self) -> dict[str, str]:
         try:
             raw = await self.redis.hgetall(self.keys.config)

@@ -1,0 +1,189 @@
+"""The interactions topic, consumed in batches straight from aiokafka inside the Faust worker.
+
+Why not a Faust agent: an agent turns every record into a Faust ``Event`` (conductor callback,
+stream channel, sensors, per-event acks) and hands records from the consumer thread to the main
+loop one at a time. Profiled at a steady 2,000 events/s (docs/streams.md) that per-event machinery
+took most of the worker's CPU, more than validation and the Redis script together, and the
+worker fell behind. Here one ``getmany`` returns a whole batch per partition, the batch is
+decoded and applied in one Redis script call, and its offsets are committed after that: the same
+at-least-once delivery as the agent's ``noack_take`` + acks, made exactly-once by the script's
+per-event dedupe markers. Catalog, users and model updates stay Faust agents (a few records).
+
+The consumer has a group of its own (``<worker_id>.interactions``): Faust's group speaks Faust's
+assignor protocol, which a plain consumer cannot join. More workers with the same ``worker_id``
+split the interactions partitions between them.
+
+Batching adapts (``streams.batching.BatchPolicy``): a batch is whatever arrived while the
+previous one was applied, capped from the observed arrival rate, so a light load gets batches
+of a few events at once and a heavy one large batches.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+import mode
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from schemas import topics
+from schemas.settings import Settings
+from streams import metrics
+from streams.batch import Record
+from streams.batching import BatchPolicy
+from streams.lag import LagTracker
+from streams.processor import InteractionProcessor
+
+log = logging.getLogger(__name__)
+
+
+def group_id(settings: Settings) -> str:
+    """The consumer group of the interactions consumers of ``settings.worker_id``.
+
+    >>> group_id(Settings(worker_id="w"))
+    'w.interactions'
+    """
+    return f"{settings.worker_id}.interactions"
+
+
+def to_records(batches: dict[TopicPartition, list]) -> list[Record]:
+    """aiokafka records → ``Record`` (timestamps in seconds), partition by partition."""
+    out = []
+    for msgs in batches.values():
+        out += [Record(m.value, m.topic, m.partition, m.offset, m.timestamp / 1000.0) for m in msgs]
+    return out
+
+
+def next_offsets(batches: dict[TopicPartition, list]) -> dict[TopicPartition, int]:
+    """The offsets to commit once a batch is applied: one past each partition's last record."""
+    return {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, owner: "InteractionsConsumer"):
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked) -> None:  # noqa: ANN001
+        # let the batch in progress finish and commit before another worker takes its partitions
+        # (were it cut short, the other worker would replay it: harmless, the dedupe markers hold)
+        async with self.owner.busy:
+            pass
+
+    async def on_partitions_assigned(self, assigned) -> None:  # noqa: ANN001
+        log.info("interactions partitions assigned: %s", sorted(tp.partition for tp in assigned))
+
+
+class InteractionsConsumer(mode.Service):
+    """Fetch → decode → one Redis script call → commit, batch after batch."""
+
+    def __init__(self, settings: Settings, processor: Callable[[], InteractionProcessor],
+                 on_lag: Callable[[LagTracker], Awaitable[None]] | None = None, **kwargs: object):
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.processor = processor
+        self.on_lag = on_lag
+        self.policy = BatchPolicy.from_settings(settings)
+        self.lag = LagTracker()
+        self.busy = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self._commit: asyncio.Future | None = None
+        self._lag_reported = 0.0
+
+    @property
+    def topic(self) -> str:
+        return self.settings.topic(topics.INTERACTIONS)
+
+    async def on_start(self) -> None:
+        s = self.settings
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap, group_id=group_id(s), client_id=f"{s.worker_id}-interactions",
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            # a fetch the broker holds open delays every event behind it when the load is light
+            fetch_max_wait_ms=s.interactions_fetch_max_wait_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=int(2000 * s.rebalance_timeout_s), rebalance_timeout_ms=int(1000 * s.rebalance_timeout_s),
+            heartbeat_interval_ms=int(max(500, 1000 * s.rebalance_timeout_s / 3)),
+        )
+        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        if self.consumer is None:
+            return
+        async with self.busy:  # the batch in progress is applied and committed first
+            await self._await_commit()
+            await self.consumer.stop()
+
+    @mode.Service.task
+    async def _consume(self) -> None:
+        while not self.should_stop:
+            assert self.consumer is not None
+            batches = await self.consumer.getmany(timeout_ms=self.policy.poll_ms,
+                                                  max_records=self.policy.max_records)
+            if not batches:
+                self.policy.observe(0, 0.0, time.monotonic())
+                await self._report_lag()
+                continue
+            linger = self.policy.linger_s(sum(len(m) for m in batches.values()))
+            if linger > 0:  # heavy load and a small batch: let more arrive, fewer script calls
+                await asyncio.sleep(linger)
+                more = await self.consumer.getmany(timeout_ms=0, max_records=self.policy.max_records)
+                for tp, msgs in more.items():
+                    batches.setdefault(tp, []).extend(msgs)
+            async with self.busy:
+                try:
+                    await self._apply(batches)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - a bug must not kill the stream: replay the batch
+                    log.exception("interactions batch not applied; fetching it again in 1 s")
+                    for tp, msgs in batches.items():
+                        self.consumer.seek(tp, msgs[0].offset)
+                    await asyncio.sleep(1.0)
+
+    async def _apply(self, batches: dict[TopicPartition, list]) -> None:
+        records = to_records(batches)
+        started = time.monotonic()
+        processor = self.processor()
+        await processor.apply(await processor.prepare(records))
+        self.policy.observe(len(records), time.monotonic() - started, time.monotonic())
+        offsets = next_offsets(batches)
+        self.lag.applied(offsets, records, time.time())
+        # the commit goes out while the next batch is fetched and decoded; commits stay in order
+        await self._await_commit()
+        self._commit = asyncio.ensure_future(self._commit_offsets(offsets))
+        await self._report_lag()
+
+    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self.consumer is not None
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # a rebalance took the partition: its new owner replays from the last commit, and the
+            # dedupe markers make that replay count nothing twice
+            log.warning("offsets %s not committed (%s); the batch will be replayed, not recounted", offsets, exc)
+        except KafkaError as exc:
+            log.warning("offset commit failed (%s); a later commit covers it", exc)
+
+    async def _await_commit(self) -> None:
+        if self._commit is not None:
+            await self._commit
+            self._commit = None
+
+    async def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._lag_reported < 1.0:
+            return
+        self._lag_reported = now
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                self.lag.highwater(tp, high)
+        self.policy.set_lag(self.lag.records_behind)
+        self.lag.export(self.policy)
+        if self.on_lag is not None:
+            await self.on_lag(self.lag)
