@@ -81,7 +81,9 @@ class SearchService:
         index = load_text_index(index_dir)
         index.encoder = self._encoder
         rdir = current_reranker(s.artifact_dir)
-        if self.loaded.reranker_dir == rdir and self.loaded.cross_encoder is not None:
+        if rdir is None and not s.rerank_untuned:
+            ce, info = None, {}  # nothing trained yet: the first stage serves
+        elif self.loaded.reranker_dir == rdir and self.loaded.cross_encoder is not None:
             ce, info = self.loaded.cross_encoder, self.loaded.reranker_info  # unchanged: keep it
         else:
             ce = load_cross_encoder(rdir / "model" if rdir else None, s.hf_offline, "cpu", s.rerank_max_length)
@@ -111,9 +113,13 @@ class SearchService:
         self._spawn(warm())
 
     async def stop(self) -> None:
+        """Let impressions in flight reach the broker (a producer cancelled half-way is never
+        closed), then cancel what is left (a load in progress)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self.settings.broker_timeout_s * 2)
         for t in list(self._tasks):
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -150,7 +156,7 @@ class SearchService:
         n = max(s.search_candidates, q.k)
         fused, parts = loaded.index.first_stage(q.query_text, n, s.rrf_k,
                                                 allow=(lambda i: i not in blocked) if blocked else None)
-        if q.use_reranker:
+        if q.use_reranker and loaded.cross_encoder is not None:
             results = self.rerank_sync(loaded, q.query_text, fused, q.top_n or s.rerank_top_n)
         else:
             results = [Reranked(i, sc, pos, None) for pos, (i, sc) in enumerate(fused)]
@@ -184,7 +190,7 @@ class SearchService:
         reranked = q.use_reranker and any(r.reranker_score is not None for r in results)
         return {
             "request_id": request_id, "query_text": q.query_text, "reranked": reranked,
-            "reranker": self.reranker_name(loaded) if q.use_reranker else None,
+            "reranker": self.reranker_name(loaded) if reranked else None,
             "index": loaded.index.path.name, "candidates": parts,
             "items": [{"item_id": r.item_id, "score": round(r.score, 6), "first_stage_score": round(r.first_stage_score, 6),
                        "first_stage_rank": r.first_stage_rank,
@@ -212,7 +218,9 @@ class SearchService:
 
     def info(self) -> dict[str, Any]:
         loaded = self.loaded
-        info = dict(loaded.reranker_info) if loaded.cross_encoder is not None else {}
+        info = dict(loaded.reranker_info) if loaded.cross_encoder is not None else {
+            "note": "no reranker promoted yet: search serves the first stage; train one with "
+                    "`streamrec train-reranker` (or set STREAMREC_RERANK_UNTUNED=true)"}
         return {
             "reranker": self.reranker_name(loaded), "model": info.get("model"), "base": info.get("base"),
             "started_from": info.get("started_from"), "feedbacks": info.get("feedbacks"),

@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     reranker_min_feedback: int = Field(50, ge=1)  # train-reranker refuses below this many like/dislike pairs
     reranker_min_feedback_small: int = Field(10, ge=1)  # ... or below this with --allow-small
     reranker_min_delta: float = 0.0  # a new reranker is promoted when it beats the serving one by more
+    # with no reranker promoted yet: rerank with the packaged MiniLM and its untrained head (its order is noise:
+    # off by default, the first stage serves until `streamrec train-reranker` promotes one)
+    rerank_untuned: bool = False
 
     def snapshot_path(self) -> Path:
         return self.snapshot_dir or self.data_dir / "snapshot"
