@@ -45,6 +45,9 @@ class Policy:
     mmr_lambda: float = 1.0
     category_cap: int | None = None
     fill: bool = True
+    #: > 0: the cross-encoder reranks the top N of every home / similar list served under this policy
+    #: (inference/reranking.py); 0: only when a request asks (use_reranker=true)
+    rerank_top_n: int = 0
     version: int = SCHEMA_VERSION
     #: where the values came from (e.g. "tuned on validation"), for people reading the run
     notes: Mapping[str, Any] = field(default_factory=dict, compare=False)
@@ -63,6 +66,8 @@ class Policy:
             raise InvalidPolicy(f"policy {self.name!r}: mmr_lambda must be in [0, 1], got {self.mmr_lambda}")
         if self.category_cap is not None and self.category_cap < 1:
             raise InvalidPolicy(f"policy {self.name!r}: category_cap must be >= 1 or null")
+        if not isinstance(self.rerank_top_n, int) or self.rerank_top_n < 0:
+            raise InvalidPolicy(f"policy {self.name!r}: rerank_top_n must be an integer >= 0, got {self.rerank_top_n!r}")
         if self.candidates < 1 or self.full_scoring_max_items < 0:
             raise InvalidPolicy(f"policy {self.name!r}: candidates must be >= 1 and full_scoring_max_items >= 0")
 
