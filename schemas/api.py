@@ -25,6 +25,8 @@ class RecommendationResponse(BaseModel):
     request_id: str
     cached: bool = False
     degraded: bool = False
+    reranked: bool | None = None  # with use_reranker: whether the cross-encoder reordered the list
+    reranker: str | None = None
     items: list[RecommendedItem]
 
 
@@ -32,6 +34,8 @@ class SimilarResponse(BaseModel):
     item_id: str
     model_version: str | None = None
     request_id: str
+    reranked: bool | None = None
+    reranker: str | None = None
     items: list[RecommendedItem]
 
 
