@@ -5,9 +5,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
+import orjson
 
 from inference.broker import new_request_id
 from inference.deps import HomeDep, SimilarDep
+from inference.deps_search import SearchDep
 from inference.home import UnknownStrategy
 from ranking.filters import Filters
 from inference.strategies import HomeQuery
@@ -29,6 +31,7 @@ def check_k(k: int, max_k: int) -> None:
 @router.get("/home", response_model=RecommendationResponse, responses=ERRORS)
 async def home(
     svc: HomeDep,
+    search: SearchDep,
     user_id: Annotated[str, Query(pattern=ID_PATTERN, description=f"the user ({ID_HELP})")],
     k: Annotated[int, Query(ge=1, le=100_000, description="how many items (1..max_k)")] = 10,
     strategy: Annotated[str | None, Query(description="policy (the serving run's policy), popularity, hybrid, "
@@ -39,6 +42,9 @@ async def home(
     include: Annotated[str | None, Query(max_length=4000, description="comma list of allowed item ids / category:NAME")] = None,
     exclude: Annotated[str | None, Query(max_length=4000, description="comma list of banned item ids / category:NAME")] = None,
     category_cap: Annotated[int | None, Query(ge=1, le=1000, description="at most this many items per category")] = None,
+    use_reranker: Annotated[bool | None, Query(description="rerank the top N with the cross-encoder (query: the "
+                                                           "text of the user's recent items); default: the "
+                                                           "policy's rerank_top_n setting")] = None,
 ) -> Response:
     check_k(k, svc.settings.max_k)
     try:
@@ -51,18 +57,42 @@ async def home(
     served = await svc.home(q)
     rid = new_request_id()
     svc.served(rid, served.entry)
-    return Response(served.entry.body(rid, served.cached), media_type="application/json")
+    body = served.entry.body(rid, served.cached)
+    top_n = _rerank_top_n(svc, use_reranker, svc.models)
+    if top_n:
+        from inference.reranking import home_query, rerank_payload
+
+        payload = await rerank_payload(search, orjson.loads(body), lambda: home_query(search, user_id), top_n)
+        body = orjson.dumps(payload)
+    return Response(body, media_type="application/json")
+
+
+def _rerank_top_n(holder, use_reranker: bool | None, models) -> int:
+    """How many items to rerank: the request's choice, else the serving policy's setting (0: none)."""
+    serving = models.current
+    policy_n = serving.policy.rerank_top_n if serving is not None else 0
+    if use_reranker is None:
+        return policy_n
+    return (policy_n or holder.settings.rerank_top_n) if use_reranker else 0
 
 
 @router.get("/similar/{item_id}", response_model=SimilarResponse, responses={**ERRORS, 404: {"model": ErrorBody}})
 async def similar(
     svc: SimilarDep,
+    search: SearchDep,
     item_id: Annotated[str, Path(pattern=ID_PATTERN, description=f"the item ({ID_HELP})")],
     k: Annotated[int, Query(ge=1, le=100_000, description="how many items (1..max_k)")] = 10,
+    use_reranker: Annotated[bool | None, Query(description="rerank the top N with the cross-encoder (query: the "
+                                                           "item's text); default: the policy's rerank_top_n")] = None,
 ) -> SimilarResponse:
     check_k(k, svc.max_k)
     try:
         got = await svc.similar(item_id, k)
     except NotFound as exc:
         raise HTTPException(404, detail=str(exc)) from None
+    top_n = _rerank_top_n(search, use_reranker, svc.models)
+    if top_n:
+        from inference.reranking import item_query, rerank_payload
+
+        got = await rerank_payload(search, got, lambda: item_query(search, item_id), top_n)
     return SimilarResponse(request_id=new_request_id(), **got)
