@@ -57,9 +57,11 @@ async def reload(rt: RuntimeDep, request: Request, body: ReloadRequest | None = 
         search = getattr(request.app.state, "search", None)
         if search is not None:  # a promoted reranker or a new search index (inference/search.py)
             try:
-                out["search"] = await search.reload()
+                got = await search.reload()
             except (ArtifactError, ValueError, OSError) as exc:
                 raise HTTPException(422, detail=f"search index / reranker: {exc}") from None
+            if got["search_index"] is not None:  # said only where search is set up
+                out["search"] = got
     return out
 
 
