@@ -151,7 +151,8 @@ class SearchService:
             scores = {i: float(s) for (i, _), s in zip(head, out)}
         return apply_reranker(ranked, scores, top_n)
 
-    def _search_sync(self, loaded: Loaded, q: SearchQuery, blocked: set[str]) -> tuple[list[Reranked], dict]:
+    def search_sync(self, loaded: Loaded, q: SearchQuery, blocked: set[str] = frozenset()) -> tuple[list[Reranked], dict]:
+        """One search, all of it in the calling thread (the API runs it in a worker thread)."""
         s = self.settings
         n = max(s.search_candidates, q.k)
         fused, parts = loaded.index.first_stage(q.query_text, n, s.rrf_k,
@@ -183,7 +184,7 @@ class SearchService:
     async def search(self, q: SearchQuery, request_id: str) -> dict[str, Any]:
         loaded = await self.ready()
         blocked = await self._blocked(q, loaded)
-        results, parts = await asyncio.to_thread(self._search_sync, loaded, q, blocked)
+        results, parts = await asyncio.to_thread(self.search_sync, loaded, q, blocked)
         results = results[: q.k]
         if self.settings.emit_impressions and self.broker is not None and results:
             self._spawn(self._log_impressions(request_id, q, [r.item_id for r in results]))
