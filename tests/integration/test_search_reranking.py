@@ -200,3 +200,60 @@ async def test_train_reranker_refuses_small_feedback_then_trains_promotes_and_re
     assert again.report["start_from"] == f"reranker {result.run_dir.name}"
     assert current_reranker(s.artifact_dir) == result.run_dir.resolve()
     assert json.loads((again.run_dir / "info.json").read_text())["promoted"] is False
+
+
+# --- home and similar lists ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run_with_index(tmp_path_factory):
+    """A tiny trained run (items i0..i49, "Item j" in category c(j % 5)) and a search index of its items."""
+    from tests.integration.support import synthetic_events, train_tiny_run
+
+    root = tmp_path_factory.mktemp("artifacts_run")
+    run = train_tiny_run(root, models=("two_tower", "ease"))
+    _, meta = synthetic_events()
+    texts = {i: f"{row.title}: a {row.category} item" for i, row in meta.iterrows()}
+    out = build_text_index(texts, new_index_dir(root), load_bi_encoder())
+    point_current(search_root(root), out)
+    return root, run
+
+
+async def test_home_and_similar_lists_are_reranked_on_request_or_by_the_policy(settings, redis_client, run_with_index):
+    from ranking.policy import POLICY_FILE, Policy
+    from schemas.keys import Keys
+
+    root, run = run_with_index
+    keys = Keys(settings.redis_prefix)
+    redis_client.zadd(keys.pop_global, {f"i{j}": 100 - j for j in range(50)})
+    redis_client.lpush(keys.recent("u9"), "i3", "i8")
+    s = settings.model_copy(update={"artifact_dir": root, "rerank_untuned": True, "rerank_top_n": 5})
+    home = "/api/v1/recommendations/home"
+    async with api_client(s) as (app, c):
+        plain = (await c.get(home, params={"user_id": "u9", "k": 8, "strategy": "two_tower"})).json()
+        ranked = (await c.get(home, params={"user_id": "u9", "k": 8, "strategy": "two_tower",
+                                            "use_reranker": "true"})).json()
+        sim = (await c.get("/api/v1/recommendations/similar/i7", params={"k": 6, "use_reranker": "true"})).json()
+        sim_plain = (await c.get("/api/v1/recommendations/similar/i7", params={"k": 6})).json()
+    assert "reranked" not in plain or plain["reranked"] is None
+    assert ranked["reranked"] is True and ranked["reranker"] == "base"
+    assert {i["item_id"] for i in ranked["items"]} == {i["item_id"] for i in plain["items"]}
+    assert [i["reranker_score"] is not None for i in ranked["items"]] == [True] * 5 + [False] * 3
+    top5 = [i["reranker_score"] for i in ranked["items"][:5]]
+    assert top5 == sorted(top5, reverse=True)
+    assert [i["item_id"] for i in ranked["items"][5:]] == [i["item_id"] for i in plain["items"][5:]]
+    by_id = {i["item_id"]: i["score"] for i in plain["items"]}
+    assert all(i["first_stage_score"] == pytest.approx(by_id[i["item_id"]], abs=1e-6) for i in ranked["items"])
+    assert sim["reranked"] is True and len(sim["items"]) == 6 and "i7" not in {i["item_id"] for i in sim["items"]}
+    assert sim_plain.get("reranked") is None
+
+    # a policy with rerank_top_n reranks every list served under it, unless the request says no
+    policy = Policy.from_dict(json.loads((run / POLICY_FILE).read_text())).with_(rerank_top_n=3)
+    (run / POLICY_FILE).write_text(json.dumps(policy.to_dict()))
+    try:
+        async with api_client(s) as (app, c):
+            by_policy = (await c.get(home, params={"user_id": "u9", "k": 8})).json()
+            refused = (await c.get(home, params={"user_id": "u9", "k": 8, "use_reranker": "false"})).json()
+    finally:
+        (run / POLICY_FILE).write_text(json.dumps(policy.with_(rerank_top_n=0).to_dict()))
+    assert by_policy["reranked"] is True
+    assert [i["reranker_score"] is not None for i in by_policy["items"]] == [True] * 3 + [False] * 5
+    assert "reranked" not in refused or refused["reranked"] is None
