@@ -183,15 +183,26 @@ def search_root(artifact_dir: Path) -> Path:
     return Path(artifact_dir) / SEARCH_DIR
 
 
+def stamped_dir(root: Path, prefix: str) -> Path:
+    """A new folder name under ``root``: ``prefix_YYYYMMDD_HHMMSS_micro`` (UTC)."""
+    return Path(root) / f"{prefix}_{datetime.now(timezone.utc).strftime('%Y%m%d_%H%M%S_%f')}"
+
+
+def current_under(root: Path, name: str = CURRENT) -> Path | None:
+    """The complete folder ``root/name`` points at (None: no link, or not complete)."""
+    link = Path(root) / name
+    if not (link.is_symlink() or link.exists()):
+        return None
+    target = link.resolve()
+    return target if (target / "COMPLETE").exists() else None
+
+
 def new_index_dir(artifact_dir: Path) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S_%f")
-    return search_root(artifact_dir) / f"index_{stamp}"
+    return stamped_dir(search_root(artifact_dir), "index")
 
 
 def current_index(artifact_dir: Path) -> Path | None:
-    link = search_root(artifact_dir) / CURRENT
-    target = link.resolve() if link.is_symlink() or link.exists() else None
-    return target if target is not None and (target / "COMPLETE").exists() else None
+    return current_under(search_root(artifact_dir))
 
 
 def point_current(root: Path, target: Path, name: str = CURRENT) -> None:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from schemas.errors import ArtifactError
-from trainer.text_index import point_current
+from trainer.text_index import current_under, point_current, stamped_dir
 
 RERANKER_DIR = "reranker"
 CURRENT = "current"
@@ -29,16 +29,11 @@ def reranker_root(artifact_dir: Path) -> Path:
 
 
 def new_run_dir(artifact_dir: Path) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S_%f")
-    return reranker_root(artifact_dir) / f"run_{stamp}"
+    return stamped_dir(reranker_root(artifact_dir), "run")
 
 
 def current_reranker(artifact_dir: Path) -> Path | None:
-    link = reranker_root(artifact_dir) / CURRENT
-    if not (link.is_symlink() or link.exists()):
-        return None
-    target = link.resolve()
-    return target if (target / "COMPLETE").exists() else None
+    return current_under(reranker_root(artifact_dir), CURRENT)
 
 
 def promote(artifact_dir: Path, run_dir: Path) -> None:
