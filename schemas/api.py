@@ -81,10 +81,21 @@ class EventsAccepted(BaseModel):
 EventsBody = Interaction | list[Interaction]
 
 
+class StreamLag(BaseModel):
+    """How far behind the stream workers are, as they last reported (``Keys.worker_lag``)."""
+
+    status: str  # ok | lagging (over a second of arrivals behind) | stale (no report for 15 s) | unknown
+    workers: int
+    records_behind: int
+    event_to_redis_ms: float
+    events_per_s: float
+
+
 class Health(BaseModel):
     status: str
     redis: bool
     broker: bool
+    stream: StreamLag | None = None
 
 
 class Version(BaseModel):
