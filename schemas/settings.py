@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     category_cap: int | None = None
     emit_impressions: bool = True
     basket_profiles_file: Path | None = None  # None: the profiles shipped with streamrec
-    basket_profile: str = "precision"
+    basket_profile: str = "tuned"  # the basket policy tuned on the serving run's baskets; else precision
     broker_timeout_s: float = 2.0  # API: producing events / health metadata request
     impression_max_lists_per_s: int = 100  # API: served lists turned into impression events per second; more are shed
     local_cache_max: int = 100_000  # API: bodies kept in-process in front of the Redis cache
