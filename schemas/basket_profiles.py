@@ -30,6 +30,10 @@ from schemas.errors import BadBasketProfile
 
 #: The profiles shipped with streamrec (package data).
 SHIPPED = Path(__file__).with_name("basket_profiles.json")
+#: The name of the profile tuned on the serving run's own baskets (``trainer.basket_tuning``).
+TUNED = "tuned"
+#: Pair normalisations (``BasketParams.PAIR_NORM``; ``ranking.basket.scoring.link_weights``).
+PAIR_NORMS = ("raw", "conditional", "cosine", "lift", "pmi", "jaccard")
 _OPEN = re.compile(r"^(\d+)\+$")
 
 
@@ -39,6 +43,7 @@ class BasketParams:
 
     W_PAIR: float = 1.0  # segment pairs A→B
     PAIR_ANY_WEIGHT: float = 0.5  # weight of global (ANY) pairs relative to segment pairs
+    W_SEG_PAIRS: float = 1.0  # weight of the segments' own pairs; 0 reads ANY pairs only (weight 1)
     W_REV: float = 0.5  # reverse pairs (predecessors of basket items), relative to forward
     W_EMB: float = 0.0  # cosine to the basket centroid (LightFM item embeddings)
     W_POPP: float = 0.0  # segment popularity
@@ -60,6 +65,14 @@ class BasketParams:
     SEG_TOP_K: int = 3  # segments kept by auto-detection
     SEG_TEMPERATURE: float = 0.1  # softmax temperature over cosine similarities
     SEG_MIN_MASS: float = 0.1  # segments below this weight are dropped (weights renormalised)
+    # how a pair count C(a, b) becomes a link (basket item a, candidate b; n = baskets holding
+    # an item, N = baskets): raw C, conditional C/n_a, cosine C/sqrt(n_a n_b), lift C N/(n_a n_b),
+    # pmi log(lift) (positive part), jaccard C/(n_a + n_b - C); needs the run's item counts
+    PAIR_NORM: str = "raw"
+    POP_DAMPING: float = 0.0  # IDF-style damping: the link is further divided by n_b ** POP_DAMPING
+    PAIR_RESCALE: bool = True  # divide each pair list by its maximum (False: links add up as they are)
+    COCOVER_RHO: float = 0.0  # conditional cover: each pick discounts the training baskets it is in by this share
+    COCOVER_BASKETS: int = 2000  # training baskets read per basket item for the conditional cover (latest first)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "") -> "BasketParams":
@@ -73,7 +86,12 @@ class BasketParams:
             if f.name not in d:
                 continue
             v = d[f.name]
-            kind = {"float": float, "int": int, "bool": bool}[str(f.type)]
+            kind = {"float": float, "int": int, "bool": bool, "str": str}[str(f.type)]
+            if kind is str:
+                if v not in PAIR_NORMS:
+                    raise BadBasketProfile(f"{where}: {f.name} must be one of {list(PAIR_NORMS)}, got {v!r}")
+                values[f.name] = v
+                continue
             if kind is bool and not isinstance(v, bool) or kind is not bool and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise BadBasketProfile(f"{where}: {f.name} must be a {kind.__name__}, got {v!r}")
             if kind is int and float(v) != int(v):
@@ -82,8 +100,10 @@ class BasketParams:
                 raise BadBasketProfile(f"{where}: {f.name} must be >= 0, got {v!r}")
             values[f.name] = kind(v)
         out = cls(**values)
-        if not 0 <= out.MMR_LAMBDA <= 1 or not 0 <= out.TOP_PAIRS_ANY_FRAC <= 1 or out.SEG_TEMPERATURE <= 0:
-            raise BadBasketProfile(f"{where}: MMR_LAMBDA and TOP_PAIRS_ANY_FRAC lie in [0, 1]; SEG_TEMPERATURE > 0")
+        if (not 0 <= out.MMR_LAMBDA <= 1 or not 0 <= out.TOP_PAIRS_ANY_FRAC <= 1 or out.SEG_TEMPERATURE <= 0
+                or not 0 <= out.COCOVER_RHO <= 1):
+            raise BadBasketProfile(f"{where}: MMR_LAMBDA, TOP_PAIRS_ANY_FRAC and COCOVER_RHO lie in [0, 1]; "
+                                   f"SEG_TEMPERATURE > 0")
         return out
 
 

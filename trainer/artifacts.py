@@ -14,6 +14,7 @@ Layout of one run (``artifact_dir/run_YYYYMMDD_HHMMSS[_tag]/``)::
     embeddings/{name}.npy L2-normalised item embeddings (n_items × d) for models that have them
     faiss/{name}.index    FAISS inner-product index over those embeddings
     pairs.parquet, basket_segments.npz, basket_cover.npz   basket artefacts, when the events carry basket ids
+    basket_policy.json, basket_index.npz   the basket policy tuned on the run's baskets, and those baskets
     COMPLETE              written last; a run without it is not a run
 
 ``artifact_dir/run_current`` is a symlink to the serving run; ``artifact_dir/promotions.json``

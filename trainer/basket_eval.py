@@ -22,13 +22,15 @@ import numpy as np
 import pandas as pd
 
 from ranking.basket import BasketSignals, Embeddings, ItemMeta, complements, params_for, resolve_segments
+from ranking.basket.engine import assort, pool
 from schemas.basket_profiles import load_profiles
 from trainer.basket_cover import fit_cover_model
+from trainer.basket_signals import BasketStats, learn_stats
 from trainer.data.baskets import Basket, derive_category
-from trainer.pairs import ANY, mine_pairs
 
 SEGMENT_MODES = ("auto", "use_order", "none")
 METHODS = ("streamrec", "cooccurrence", "popularity")
+HOLDOUTS = ("auto", "random")
 
 
 @dataclass
@@ -41,12 +43,16 @@ class EvalConfig:
     segment_mode: str = "auto"
     profile: str = "precision"
     profiles_file: Path | None = None
-    embeddings: bool = True  # train LightFM for the W_EMB term, MMR similarity and segment detection
+    embeddings: bool = False  # train LightFM for the W_EMB term, MMR similarity and segment detection
     lightfm_components: int = 32
     lightfm_epochs: int = 20
     cover: bool = True  # fit the Bernoulli-mixture cover model (used by profiles with COVERAGE_GREEDY)
     cover_components: int = 20
     cover_restarts: int = 3
+    top_k: int = 200  # pair list length kept per item (the policy reads at most TOP_PAIRS of it)
+    holdout: str = "auto"  # auto: the latest baskets when every basket has a time, else random; random
+    tune: bool = False  # tune the policy on validation baskets carved from the training ones
+    val_samples: int = 1000  # validation baskets of the tuning
 
 
 @dataclass
@@ -55,10 +61,11 @@ class Model:
 
     signals: BasketSignals
     centroids: dict[str, np.ndarray] = field(default_factory=dict)
-    cooc: dict[str, dict[str, float]] = field(default_factory=dict)
+    stats: BasketStats | None = None  # the full co-occurrence counts, for the baseline
 
 
-def split_baskets(baskets: list[Basket], n_samples: int, seed: int) -> tuple[list[Basket], list[Basket]]:
+def split_baskets(baskets: list[Basket], n_samples: int, seed: int, holdout: str = "auto"
+                  ) -> tuple[list[Basket], list[Basket]]:
     """(train, held out): the latest ``n_samples`` baskets when every basket has a time,
     else a seeded random draw.
 
@@ -67,7 +74,9 @@ def split_baskets(baskets: list[Basket], n_samples: int, seed: int) -> tuple[lis
     ['b3', 'b4']
     """
     n = min(max(n_samples, 0), len(baskets))
-    if baskets and all(b.ts is not None for b in baskets):
+    if holdout not in HOLDOUTS:
+        raise ValueError(f"hold-out must be one of {HOLDOUTS}, got {holdout!r}")
+    if holdout == "auto" and baskets and all(b.ts is not None for b in baskets):
         ordered = sorted(baskets, key=lambda b: (b.ts, b.basket_id))
         return ordered[: len(ordered) - n], ordered[len(ordered) - n:]
     idx = list(range(len(baskets)))
@@ -139,25 +148,67 @@ def fit_lightfm(
     return Embeddings(iidx, vecs.astype(np.float32)), centroids
 
 
-def learn(train: list[Basket], cfg: EvalConfig, meta: dict[str, ItemMeta]) -> Model:
-    frame = baskets_frame(train)
-    pairs = mine_pairs(frame, min_count=1, symmetric=True, top_k=10_000)
-    pop_global = frame.groupby("item_id").size().astype(float).to_dict()
-    seg = frame[frame["segment"] != ""]
-    pop_seg = {s: g.groupby("item_id").size().astype(float).to_dict() for s, g in seg.groupby("segment")}
-    sig = BasketSignals(pairs=pairs.forward, pairs_rev=pairs.reverse, pop_seg=pop_seg, pop_global=pop_global, meta=meta)
+def needs_cover(profile: dict) -> bool:
+    return any(isinstance(b, dict) and b.get("COVERAGE_GREEDY") for b in profile.values())
+
+
+def learn(train: list[Basket], cfg: EvalConfig, meta: dict[str, ItemMeta], profile: dict | None = None) -> Model:
+    """Pairs, popularity, item counts and the basket index from sparse matrices
+    (``trainer.basket_signals``); LightFM embeddings with ``cfg.embeddings``; the Bernoulli
+    cover model with ``cfg.cover`` when the profile evaluated uses it."""
+    stats = learn_stats(train, top_k=cfg.top_k, meta=meta)
+    sig = stats.signals
     centroids: dict[str, np.ndarray] = {}
     if cfg.embeddings:
         sig.embeddings, centroids = fit_lightfm(train, meta, cfg.lightfm_components, cfg.lightfm_epochs, cfg.seed)
-    if cfg.cover:
-        sig.cover = fit_cover_model(frame, cfg.cover_components, cfg.cover_restarts, seed=cfg.seed)
-    return Model(sig, centroids, pairs.forward.get(ANY, {}))
+    if cfg.cover and (profile is None or needs_cover(profile)):
+        sig.cover = fit_cover_model(baskets_frame(train), cfg.cover_components, cfg.cover_restarts, seed=cfg.seed)
+    return Model(sig, centroids, stats=stats)
 
 
-def _rank(scores: dict[str, float], exclude: set[str], k: int, tiebreak: dict[str, float]) -> list[str]:
-    keys = [i for i in scores if i not in exclude]
-    keys.sort(key=lambda i: (-scores[i], -tiebreak.get(i, 0.0), i))
-    return keys[:k]
+def cooccurrence_ranker(stats: BasketStats, k: int) -> Callable[[list[str]], list[str]]:
+    """The baseline: pair counts summed over the shown items, ties by popularity then item
+    order; every item seen in training is a candidate (vectorised over the sparse counts)."""
+    items, pos, c = stats.index.items, stats.index.pos, stats.cooc
+    tiebreak = stats.pop / (stats.pop.max(initial=0.0) + 1.0)  # < 1: orders equal (integer) counts only
+
+    def rank(shown: list[str]) -> list[str]:
+        cols = [pos[a] for a in shown if a in pos]
+        score = np.asarray(c[cols].sum(axis=0)).ravel() + tiebreak if cols else tiebreak.copy()
+        score[cols] = -np.inf
+        top = np.argpartition(-score, min(k, len(score) - 1))[: k + 1] if len(score) > k else np.arange(len(score))
+        top = top[np.lexsort((top, -score[top]))][:k]
+        return [items[j] for j in top if np.isfinite(score[j])]
+
+    return rank
+
+
+def policy_ranker(model: Model, profile: dict, segment_mode: str, k: int, pools: dict | None = None
+                  ) -> Callable[[list[str], Basket], list[str]]:
+    """streamrec: ``ranking.basket.complements`` (``pool`` then ``assort``) with the profile's
+    bucket for the basket's size. ``pools``, when given, keeps each basket's scored pool: a
+    tuner passes the same dict while only selection knobs (``SELECTION_KNOBS``) change."""
+    buckets: dict[int, object] = {}
+
+    def streamrec(shown: list[str], basket: Basket) -> list[str]:
+        n = len(shown)
+        if n not in buckets:
+            buckets[n] = params_for(profile, n)
+        p = buckets[n]
+        if segment_mode == "use_order":
+            segments = [(basket.segment, 1.0)] if basket.segment else []
+        elif segment_mode == "auto":
+            segments = resolve_segments(None, shown, model.signals, model.centroids, p)
+        else:
+            segments = []
+        if pools is None:
+            return [c.item_id for c in complements(shown, model.signals, p, segments, k)]
+        key = (basket.basket_id, tuple(shown))
+        if key not in pools:
+            pools[key] = pool(shown, model.signals, p, segments, k)
+        return [c.item_id for c in assort(pools[key], shown, model.signals, p, k)]
+
+    return streamrec
 
 
 def predictors(model: Model, cfg: EvalConfig, profile: dict | None = None
@@ -165,28 +216,15 @@ def predictors(model: Model, cfg: EvalConfig, profile: dict | None = None
     """The three methods; ``profile`` (buckets as in the profile file) overrides ``cfg.profile``."""
     profile = profile or load_profiles(cfg.profiles_file)[cfg.profile]
     pop = model.signals.pop_global
-
-    def streamrec(shown: list[str], basket: Basket) -> list[str]:
-        p = params_for(profile, len(shown))
-        if cfg.segment_mode == "use_order":
-            segments = [(basket.segment, 1.0)] if basket.segment else []
-        elif cfg.segment_mode == "auto":
-            segments = resolve_segments(None, shown, model.signals, model.centroids, p)
-        else:
-            segments = []
-        return [c.item_id for c in complements(shown, model.signals, p, segments, cfg.k)]
-
-    def cooccurrence(shown: list[str], basket: Basket) -> list[str]:
-        scores: dict[str, float] = dict.fromkeys(pop, 0.0)
-        for a in shown:
-            for b, v in model.cooc.get(a, {}).items():
-                scores[b] = scores.get(b, 0.0) + v
-        return _rank(scores, set(shown), cfg.k, pop)
+    popular = sorted(pop, key=lambda i: (-pop[i], i))
+    cooc = cooccurrence_ranker(model.stats, cfg.k)
 
     def popularity(shown: list[str], basket: Basket) -> list[str]:
-        return _rank(pop, set(shown), cfg.k, {})
+        s = set(shown)
+        return [i for i in popular[: cfg.k + len(s)] if i not in s][: cfg.k]
 
-    return {"streamrec": streamrec, "cooccurrence": cooccurrence, "popularity": popularity}
+    return {"streamrec": policy_ranker(model, profile, cfg.segment_mode, cfg.k),
+            "cooccurrence": lambda shown, basket: cooc(shown), "popularity": popularity}
 
 
 def metrics_at_k(ranked: list[str], relevant: set[str], k: int) -> tuple[float, float, float]:
@@ -208,12 +246,21 @@ def evaluate(baskets: list[Basket], cfg: EvalConfig, categories: dict[str, str] 
         raise ValueError(f"segment mode must be one of {SEGMENT_MODES}, got {cfg.segment_mode!r}")
     if cfg.basket_m < 1 or cfg.max_basket_m < cfg.basket_m:
         raise ValueError("need 1 <= basket_m <= max_basket_m")
-    train, test = split_baskets(baskets, cfg.n_samples, cfg.seed)
+    train, test = split_baskets(baskets, cfg.n_samples, cfg.seed, cfg.holdout)
     if not train or not test:
         raise ValueError(f"need baskets to learn from and to hold out (have {len(baskets)})")
     meta = item_meta(baskets, categories)
-    model = learn(train, cfg, meta)
-    return score_heldout(model, test, cfg, set(meta))
+    profile, tuned = None, None
+    if cfg.tune:
+        from trainer.basket_tuning import tune_policy
+
+        tuned = tune_policy(train, meta, cfg.segment_mode, cfg.k, n_val=cfg.val_samples, seed=cfg.seed, top_k=cfg.top_k)
+        profile = tuned.profile()
+    model = learn(train, cfg, meta, profile or load_profiles(cfg.profiles_file)[cfg.profile])
+    table = score_heldout(model, test, cfg, set(meta), profile)
+    if tuned is not None:
+        table.attrs["tuning"] = tuned.summary()
+    return table
 
 
 def score_heldout(model: Model, test: list[Basket], cfg: EvalConfig, known: set[str],

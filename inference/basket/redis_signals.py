@@ -30,7 +30,8 @@ def plan(keys: Keys, basket: list[str], segments: list[tuple[str, float]], p: Ba
     for seg, _, limit in pair_sources(segments, p):
         for a in basket:
             out.append(("pairs", seg, a, limit, keys.pairs(a, seg)))
-            out.append(("rev", seg, a, limit, keys.pairs_rev(a, seg)))
+            if p.W_REV > 0:  # a reverse list weighs nothing otherwise
+                out.append(("rev", seg, a, limit, keys.pairs_rev(a, seg)))
     for seg, _ in segments:
         if p.TOP_POPP > 0:
             out.append(("popp", seg, "", p.TOP_POPP, keys.pop_seg(seg)))

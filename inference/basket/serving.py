@@ -1,17 +1,23 @@
-"""The one place the basket route touches the serving run: item embeddings and segment
-centroids, cached per run (a reload brings a new run object, hence a new cache entry)."""
+"""The one place the basket route touches the serving run: item embeddings, segment
+centroids, the cover model and the tuned policy, cached per run (a reload brings a new run
+object, hence a new cache entry)."""
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ranking.basket.cocover import BasketIndex
 from ranking.basket.cover import CoverModel
 from ranking.basket.signals import Embeddings
 
 #: Embeddings used for W_EMB, MMR similarity and segment detection, best first.
 PREFERENCE = ("lightfm", "two_tower", "ncf", "content")
+
+log = logging.getLogger(__name__)
 
 _cache: dict[str, tuple[Embeddings | None, dict[str, np.ndarray]]] = {}
 
@@ -77,3 +83,39 @@ def run_cover(serving: Any | None) -> CoverModel | None:
         except (OSError, ValueError, KeyError):
             _cover_cache[key] = None
     return _cover_cache[key]
+
+
+@dataclass
+class RunPolicy:
+    """The serving run's tuned basket policy (a profile, ``schemas.basket_profiles``) and what
+    it reads besides Redis: the run's training baskets and each item's basket count."""
+
+    profile: dict | None = None
+    index: BasketIndex | None = None
+    item_count: dict[str, float] = field(default_factory=dict)
+    n_baskets: float = 0.0
+
+
+_policy_cache: dict[str, RunPolicy] = {}
+
+
+def run_policy(serving: Any | None) -> RunPolicy:
+    """The serving run's ``basket_policy.json`` and ``basket_index.npz``, cached per run; an
+    empty ``RunPolicy`` without a run or when the run has none (the shipped profiles serve)."""
+    if serving is None:
+        return RunPolicy()
+    key = f"{serving.run_id}@{id(serving)}"
+    if key not in _policy_cache:
+        _policy_cache.clear()  # one serving run at a time
+        try:
+            from trainer.basket_export import load_index, load_policy
+
+            doc, index = load_policy(Path(serving.run.path)), load_index(Path(serving.run.path))
+            got = RunPolicy((doc or {}).get("profile"), index)
+            if index is not None:
+                got.item_count, got.n_baskets = index.counts(), float(index.n_baskets)
+            _policy_cache[key] = got
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("basket policy of run %s not usable: %s", serving.run_id, exc)
+            _policy_cache[key] = RunPolicy()
+    return _policy_cache[key]

@@ -13,6 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from ranking.basket.assortment import select
+from ranking.basket.cocover import cover_select
 from ranking.basket.cover import CoverState
 from ranking.basket.scoring import Candidate, pool_similarities, score_candidates
 from ranking.basket.segments import basket_vector, detect_segments
@@ -38,6 +39,12 @@ def resolve_segments(
     return detect_segments(vec, centroids, p.SEG_TOP_K, p.SEG_TEMPERATURE, p.SEG_MIN_MASS)
 
 
+#: Knobs that act after scoring (on the pool's order): ``pool`` does not read them, so a
+#: tuner can score a pool once and try each of their values on it.
+SELECTION_KNOBS = frozenset({"CAP_PER_GAMME", "DIVERSIFY", "MMR_LAMBDA", "PAIR_QUOTA", "COVERAGE_GREEDY",
+                             "W_COVER_GREEDY", "COVER_SIZE_POWER", "COCOVER_RHO", "COCOVER_BASKETS"})
+
+
 def complements(
     basket: list[str],
     sig: BasketSignals,
@@ -45,6 +52,13 @@ def complements(
     segments: list[tuple[str, float]],
     k: int,
 ) -> list[Candidate]:
+    """The k complements of a basket: the scored pool (``pool``), then the assortment (``assort``)."""
+    return assort(pool(basket, sig, p, segments, k), basket, sig, p, k)
+
+
+def pool(basket: list[str], sig: BasketSignals, p: BasketParams, segments: list[tuple[str, float]], k: int
+         ) -> list[Candidate]:
+    """The head of the scored candidates that the assortment picks from, best first."""
     ranked = score_candidates(basket, sig, p, segments)
     # assortment looks at the head of the ranking only (MMR is O(k × pool)); the best pair
     # candidates stay in reach so the pair quota can still be met
@@ -53,6 +67,15 @@ def complements(
         in_head = sum(1 for c in head if c.from_pairs)
         extra = [c for c in ranked[len(head):] if c.from_pairs][: max(0, min(p.PAIR_QUOTA, k) - in_head)]
         head = head + extra
+    return head
+
+
+def assort(head: list[Candidate], basket: list[str], sig: BasketSignals, p: BasketParams, k: int
+           ) -> list[Candidate]:
+    """k of the pool: the conditional cover (``COCOVER_RHO`` > 0 and the run's baskets known),
+    else the quota / category cap / MMR / Bernoulli-cover selection (``assortment.select``)."""
+    if p.COCOVER_RHO > 0 and sig.index is not None:
+        return cover_select(head, basket, sig.index, k, p.COCOVER_RHO, p.COCOVER_BASKETS, cover_weights(basket, sig, p))
     cover = None
     if p.COVERAGE_GREEDY and sig.cover is not None:
         cover = CoverState(sig.cover, basket, [c.item_id for c in head], p.COVER_SIZE_POWER)
@@ -64,6 +87,17 @@ def complements(
         similarities=pool_similarities(sig, [c.item_id for c in head]).row if p.DIVERSIFY else None,
         cover=cover, cover_weight=p.W_COVER_GREEDY,
     )
+
+
+def cover_weights(basket: list[str], sig: BasketSignals, p: BasketParams) -> dict[str, float]:
+    """Weight of a basket item's training baskets in the conditional cover: 1/n_a^alpha, the
+    basket item's own share of the pair normalisation (0 for raw counts, 1/2 for cosine, 1
+    for the conditional probability and the rest), so the cover weighs the basket items as the
+    links do."""
+    alpha = {"raw": 0.0, "cosine": 0.5}.get(p.PAIR_NORM, 1.0)
+    if not alpha:
+        return {}
+    return {a: max(sig.item_count.get(a, 1.0), 1.0) ** -alpha for a in basket}
 
 
 def reason(c: Candidate, segments: list[tuple[str, float]]) -> str:

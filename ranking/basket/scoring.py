@@ -48,9 +48,13 @@ def top(scores: Scores, n: int) -> Scores:
 
     >>> top({"x": 1.0, "y": 3.0, "z": 1.0}, 2)
     {'y': 3.0, 'x': 1.0}
+    >>> top({"x": 1.0, "y": 3.0}, 2)
+    {'x': 1.0, 'y': 3.0}
     """
     if n <= 0:
         return {}
+    if len(scores) <= n:  # nothing to cut (the order of a pair list does not matter to scoring)
+        return scores
     return dict(sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
 
 
@@ -73,6 +77,45 @@ def normalised(lists: Sequence[Scores]) -> list[Scores]:
     return [dict(zip(s, row[: len(s)].tolist())) if ok else {} for s, row, ok in zip(lists, scaled, positive)]
 
 
+def link_weights(a: str, scores: Scores, sig: BasketSignals, p: BasketParams) -> Scores:
+    """Pair counts C(a, b) of basket item ``a`` turned into links by ``p.PAIR_NORM`` and
+    ``p.POP_DAMPING`` (see ``BasketParams``), with n the number of training baskets holding an
+    item (``sig.item_count``; an item it does not know counts as its pair count, the least it
+    can be) and N the number of baskets (``sig.n_baskets``).
+
+    >>> sig = BasketSignals(item_count={"a": 10.0, "b": 100.0, "c": 4.0}, n_baskets=1000.0)
+    >>> link_weights("a", {"b": 8.0, "c": 2.0}, sig, BasketParams(PAIR_NORM="conditional"))
+    {'b': 0.8, 'c': 0.2}
+    >>> link_weights("a", {"b": 8.0, "c": 2.0}, sig, BasketParams(PAIR_NORM="lift"))
+    {'b': 8.0, 'c': 50.0}
+    >>> link_weights("a", {"b": 8.0, "c": 2.0}, sig, BasketParams(POP_DAMPING=0.5))
+    {'b': 0.8, 'c': 1.0}
+    """
+    if not scores or (p.PAIR_NORM == "raw" and p.POP_DAMPING == 0):
+        return scores
+    c = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+    counts = sig.item_count
+    nb = np.maximum(np.fromiter((counts.get(b, 0.0) for b in scores), dtype=np.float64, count=len(scores)), c)
+    nb = np.maximum(nb, 1.0)
+    na = max(float(counts.get(a, 0.0)), float(c.max()), 1.0)
+    norm = p.PAIR_NORM
+    if norm == "conditional":
+        w = c / na
+    elif norm == "cosine":
+        w = c / np.sqrt(na * nb)
+    elif norm in ("lift", "pmi"):
+        w = c * max(sig.n_baskets, na) / (na * nb)
+        if norm == "pmi":
+            w = np.maximum(np.log(np.maximum(w, 1e-12)), 0.0)
+    elif norm == "jaccard":
+        w = c / np.maximum(na + nb - c, 1.0)
+    else:
+        w = c
+    if p.POP_DAMPING:
+        w = w / nb ** p.POP_DAMPING
+    return dict(zip(scores, np.round(w, 12).tolist()))
+
+
 def pair_sources(segments: list[tuple[str, float]], p: BasketParams) -> list[tuple[str, float, int]]:
     """(pair segment, weight, how many to read): the detected/explicit segments, then ANY.
 
@@ -81,9 +124,9 @@ def pair_sources(segments: list[tuple[str, float]], p: BasketParams) -> list[tup
     >>> pair_sources([("plumber", 1.0)], BasketParams(TOP_PAIRS=10, PAIR_ANY_WEIGHT=0.5, TOP_PAIRS_ANY_FRAC=0.3))
     [('plumber', 1.0, 10), ('ANY', 0.5, 3)]
     """
-    if not segments:
+    if not segments or p.W_SEG_PAIRS <= 0:
         return [(ANY, 1.0, p.TOP_PAIRS)]
-    out = [(s, w, p.TOP_PAIRS) for s, w in segments]
+    out = [(s, p.W_SEG_PAIRS * w, p.TOP_PAIRS) for s, w in segments]
     n_any = int(round(p.TOP_PAIRS * p.TOP_PAIRS_ANY_FRAC))
     if n_any > 0 and p.PAIR_ANY_WEIGHT > 0:
         out.append((ANY, p.PAIR_ANY_WEIGHT, n_any))
@@ -111,8 +154,10 @@ def score_candidates(
     links: dict[str, set[str]] = {}
     best_via: dict[str, tuple[float, str]] = {}
     reads = [(seg, weight, limit, a) for seg, weight, limit in pair_sources(segments, p) for a in items]
-    lists = normalised([top(src.get(seg, {}).get(a, {}), limit)
-                        for seg, _, limit, a in reads for src in (sig.pairs, sig.pairs_rev)])
+    lists = [link_weights(a, top(src.get(seg, {}).get(a, {}), limit), sig, p)
+             for seg, _, limit, a in reads for src in (sig.pairs, sig.pairs_rev if p.W_REV > 0 else {})]
+    if p.PAIR_RESCALE:
+        lists = normalised(lists)
     for (_, weight, _, a), fwd, rev in zip(reads, lists[0::2], lists[1::2]):
         for c in fwd.keys() | rev.keys():
             if c in in_basket:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 if TYPE_CHECKING:
+    from ranking.basket.cocover import BasketIndex
     from ranking.basket.cover import CoverModel
 
 ANY = "ANY"
@@ -52,3 +53,6 @@ class BasketSignals:
     meta: dict[str, ItemMeta] = field(default_factory=dict)
     embeddings: Embeddings | None = None
     cover: "CoverModel | None" = None  # the run's basket mixture, for COVERAGE_GREEDY
+    item_count: Scores = field(default_factory=dict)  # training baskets holding each item (PAIR_NORM)
+    n_baskets: float = 0.0  # training baskets in all (lift, pmi)
+    index: "BasketIndex | None" = None  # the run's training baskets, for the conditional cover (COCOVER_RHO)

@@ -59,6 +59,11 @@ def test_cli_eval_basket(tmp_path):
     res = CliRunner().invoke(app, ["eval-basket", str(f), "--n-samples", "20", "--max-basket-m", "2", "--seed", "1",
                                    "--segment-mode", "use_order", "--no-embeddings", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "| 2 | streamrec |" in res.output and len(json.loads(out.read_text())) == 6
+    assert "| 2 | streamrec |" in res.output and "tuned on" in res.output
+    doc = json.loads(out.read_text())
+    assert len(doc["table"]) == 6 and doc["tuning"]["holdout"].startswith("time")
+    shipped = CliRunner().invoke(app, ["eval-basket", str(f), "--n-samples", "20", "--profile", "precision",
+                                       "--segment-mode", "none", "--out", str(out)])
+    assert shipped.exit_code == 0 and "tuned on" not in shipped.output and len(json.loads(out.read_text())) == 3
     bad = CliRunner().invoke(app, ["eval-basket", str(f), "--segment-mode", "psychic"])
     assert bad.exit_code != 0
