@@ -27,6 +27,13 @@ class ApiMetrics:
         self.model_info = Info("streamrec_model", "The serving run", registry=r)
         self.model_loaded = Gauge("streamrec_model_loaded", "1 when a trained run serves", registry=r)
         self.local_cache_size = Gauge("streamrec_local_cache_entries", "In-process cached bodies", registry=r)
+        # the stream workers' lag as they report it in Redis: one scrape of the API shows both
+        self.stream_workers = Gauge("streamrec_stream_workers_reporting", "Stream workers with a fresh lag report",
+                                    registry=r)
+        self.stream_behind = Gauge("streamrec_stream_records_behind", "Interactions not yet applied, all workers",
+                                   registry=r)
+        self.stream_e2r = Gauge("streamrec_stream_reported_event_to_redis_lag_seconds",
+                                "Worst worker: newest batch's oldest event to its effects in Redis", registry=r)
         # bound children for the hot path
         self.hit_local = self.cache.labels("hit_local")
         self.hit_redis = self.cache.labels("hit_redis")
@@ -39,6 +46,11 @@ class ApiMetrics:
     def set_model(self, run_id: str | None) -> None:
         self.model_info.info({"run_id": run_id or ""})
         self.model_loaded.set(1 if run_id else 0)
+
+    def set_stream_lag(self, workers: int, records_behind: int, event_to_redis_s: float) -> None:
+        self.stream_workers.set(workers)
+        self.stream_behind.set(records_behind)
+        self.stream_e2r.set(event_to_redis_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -202,6 +202,7 @@ class InteractionsConsumer(mode.Service):
             return
         self._lag_reported = now
         assert self.consumer is not None
+        self.lag.retain(self.consumer.assignment())
         for tp in self.consumer.assignment():
             high = self.consumer.highwater(tp)
             if high is not None:

@@ -39,6 +39,14 @@ class LagTracker:
     def highwater(self, tp: object, high: int) -> None:
         self.high[tp] = high
 
+    def retain(self, assigned: set) -> None:
+        """Forget partitions this worker no longer owns (a rebalance moved them)."""
+        for tp in set(self.high) - set(assigned):
+            del self.high[tp]
+            metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+        for tp in set(self.done) - set(assigned):
+            del self.done[tp]
+
     def behind(self, tp: object) -> int | None:
         high, done = self.high.get(tp), self.done.get(tp)
         return None if high is None or done is None else max(0, high - done)
