@@ -1,257 +1,159 @@
-"""Basket complements on Groceries: streamrec vs co-occurrence vs popularity, both profiles.
+"""Basket complements on every dev catalog: the tuned policy vs co-occurrence vs popularity.
 
-    python benchmarks/basket_eval.py [--data ../shared/data/baskets-dev/groceries.csv] [--seed 0]
-    python benchmarks/basket_eval.py --tune [--folds 3]     # validation grid, training baskets only
-    python benchmarks/basket_eval.py --ceiling              # how far any M=1 ranking could go
+    python benchmarks/basket_eval.py                       # every dataset, 5 seeds
+    python benchmarks/basket_eval.py --seeds 1 --datasets bread-basket
+    python benchmarks/basket_eval.py --out table.json      # also the raw rows
 
-Groceries (9,835 baskets, 169 items, see its PROVENANCE.md) has no categories, segments or
-timestamps: categories are derived from the item name's last word (``derive_category``),
-segments are absent (every segment mode reduces to ``none``) and the held-out baskets are a
-seeded random draw. Prints the evaluation table per profile, the relative gain of streamrec's
-Hit@10 over the better baseline at each M, and how the two profiles differ on the same
-baskets (share of results from pairs, distinct categories per list).
+For each dataset in ``../shared/data/baskets-dev`` (see its PROVENANCE.md) and each seed:
+``--n-samples`` baskets are held out at random (the seed draws them, so the spread over seeds
+covers the split as well as the items shown), the basket policy is **tuned on the training
+baskets alone** (``trainer.basket_tuning``: validation baskets carved from them, the latest
+ones when the file has timestamps) exactly as ``streamrec train`` and ``streamrec eval-basket``
+tune it, and the three methods rank the same draws at M = 1, 2, 3 through
+``trainer.basket_eval`` (streamrec is ``ranking.basket.complements``, the served path).
+
+Also printed, the baseline of the same run being co-occurrence:
+- where baskets carry segments, the same tuned policy without them (segment pairs and segment
+  popularity off): what segments add;
+- the shipped ``diversity`` profile (without the Bernoulli cover model, which it would read
+  from a run): distinct categories per list against Hit@10, next to the tuned policy's.
 """
 from __future__ import annotations
 
 import argparse
-import copy
+import csv
 import json
 import random
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ranking.basket import complements, params_for  # noqa: E402
 from schemas.basket_profiles import load_profiles  # noqa: E402
-from trainer.basket_eval import (EvalConfig, evaluate, item_meta, learn, markdown_table, score_heldout,  # noqa: E402
-                                 split_baskets)
+from trainer.basket_eval import (EvalConfig, item_meta, learn, metrics_at_k, policy_ranker,  # noqa: E402
+                                 score_heldout, split_baskets)
+from trainer.basket_tuning import tune_policy  # noqa: E402
 from trainer.data.baskets import read_any  # noqa: E402
 
-DEFAULT = ROOT.parent / "shared" / "data" / "baskets-dev" / "groceries.csv"
+DATA = ROOT.parent / "shared" / "data" / "baskets-dev"
+DATASETS = {  # name: (file, format, catalog or None)
+    "groceries": ("groceries.csv", "baskets", None),
+    "bread-basket": ("bread-basket.basket-lines.csv", "basket-lines", None),
+    "completejourney": ("completejourney.basket-lines.csv", "basket-lines", "completejourney.catalog.csv"),
+}
+METRICS = ("hit@10", "recall@10", "mrr@10")
 
 
-def profile_contrast(baskets, cfg: EvalConfig, n: int = 500) -> dict[str, dict[str, float]]:
-    """Per profile, over n held-out baskets with one item shown: mean share of the k results
-    that are among the shown item's k strongest pairs, and mean distinct categories per list.
-    (On Groceries every item co-occurs with nearly every other, so "has any pair" would be
-    true of everything; overlap with the strongest pairs is what the profiles change.)"""
-    train, test = split_baskets(baskets, cfg.n_samples, cfg.seed)
-    meta = item_meta(baskets)
-    model = learn(train, cfg, meta)
-    rng = random.Random(cfg.seed)
-    shown = [rng.sample(b.items, 1) for b in test[:n]]
+def categories_of(path: Path | None) -> dict[str, str] | None:
+    if path is None:
+        return None
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {r["item_id"].strip(): (r.get("category") or "").strip() for r in csv.DictReader(fh)}
+
+
+def diversity_contrast(model, test, cfg: EvalConfig, profiles: dict[str, dict], meta, n: int = 1000) -> dict:
+    """M=1 over up to ``n`` held-out baskets: Hit@10 and distinct categories per list per profile."""
+    rng = random.Random(f"{cfg.seed}:div")
+    rows = [(b, rng.sample(b.items, 1)) for b in test if len(b.items) >= 2][:n]
     out = {}
-    for name, profile in load_profiles().items():
-        pairs, cats = [], []
-        for s in shown:
-            got = complements(s, model.signals, params_for(profile, len(s)), [], cfg.k)
-            strongest = sorted(model.cooc.get(s[0], {}).items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.k]
-            pairs.append(len({c.item_id for c in got} & {i for i, _ in strongest}) / cfg.k)
-            cats.append(len({meta[c.item_id].category for c in got}))
-        out[name] = {"from_pairs": float(np.mean(pairs)), "categories": float(np.mean(cats))}
+    for name, prof in profiles.items():
+        rank = policy_ranker(model, prof, cfg.segment_mode, cfg.k)
+        hits, cats = [], []
+        for b, shown in rows:
+            got = rank(shown, b)
+            hits.append(metrics_at_k(got, set(b.items) - set(shown), cfg.k)[0])
+            cats.append(len({meta[i].category for i in got if i in meta and meta[i].category}))
+        out[name] = {"hit@10": float(np.mean(hits)), "categories": float(np.mean(cats))}
     return out
 
 
-def basket_matrix(baskets, items: list[str]) -> np.ndarray:
-    idx = {it: j for j, it in enumerate(items)}
-    x = np.zeros((len(baskets), len(items)), dtype=np.float32)
-    for r, b in enumerate(baskets):
-        x[r, [idx[i] for i in b.items]] = 1.0
-    return x
+def run_dataset(name: str, seeds: list[int], n_samples: int, val_samples: int) -> tuple[pd.DataFrame, list[dict]]:
+    file, fmt, catalog = DATASETS[name]
+    baskets = read_any(DATA / file, fmt)
+    cats = categories_of(DATA / catalog if catalog else None)
+    has_segments = any(b.segment for b in baskets)
+    mode = "use_order" if has_segments else "none"
+    meta = item_meta(baskets, cats)
+    rows, extras = [], []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        cfg = EvalConfig(basket_m=1, max_basket_m=3, n_samples=n_samples, seed=seed, segment_mode=mode,
+                         holdout="random", cover=False)
+        train, test = split_baskets(baskets, n_samples, seed, "random")
+        tuned = tune_policy(train, meta, mode, cfg.k, n_val=val_samples, seed=seed)
+        profile = tuned.profile()
+        model = learn(train, cfg, meta, profile)
+        table = score_heldout(model, test, cfg, set(meta), profile)
+        if has_segments:
+            plain = {b: {**p, "W_SEG_PAIRS": 0.0, "W_POPP": 0.0} for b, p in tuned.params.items()}
+            ablation = score_heldout(model, test, EvalConfig(**{**cfg.__dict__, "segment_mode": "none"}), set(meta), plain)
+            ablation = ablation[ablation["method"] == "streamrec"].assign(method="streamrec, no segments")
+            table = pd.concat([table, ablation], ignore_index=True)
+        div = diversity_contrast(model, test, cfg, {"tuned": profile, "diversity": load_profiles()["diversity"]}, meta)
+        rows.append(table.assign(seed=seed, dataset=name))
+        extras.append({"dataset": name, "seed": seed, "tuning": tuned.summary(), "diversity": div,
+                       "seconds": round(time.perf_counter() - t0, 1)})
+        print(f"  {name} seed {seed}: tuned {tuned.summary()['changed_from_cooccurrence']} "
+              f"({tuned.holdout}, {len(tuned.trials)} configurations, {tuned.seconds:.0f}s); "
+              f"diversity {json.dumps(div)}; {time.perf_counter() - t0:.0f}s", flush=True)
+    return pd.concat(rows, ignore_index=True), extras
 
 
-def greedy_cover(x: np.ndarray, weight: np.ndarray, exclude: list[int], k: int) -> list[int]:
-    """k columns of the basket matrix ``x``, each the one whose baskets not yet covered weigh
-    most (``exclude`` never picked)."""
-    covered = np.zeros(len(x), dtype=bool)
-    picked: list[int] = []
-    for _ in range(k):
-        gain = x.T @ (weight * ~covered)
-        gain[exclude + picked] = -1
-        j = int(np.argmax(gain))
-        picked.append(j)
-        covered |= x[:, j] > 0
-    return picked
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per (dataset, M, method)."""
+    g = df.groupby(["dataset", "M", "method"], sort=False)
+    out = g[list(METRICS)].agg(["mean", "std"])
+    out.columns = [f"{m} {s}" for m, s in out.columns]
+    return out.reset_index().assign(n=g["n"].mean().round().astype(int).values)
 
 
-def leaky_cover_ceiling(baskets, cfg: EvalConfig, m: int) -> float:
-    """A reference, not a method: Hit@k of a greedy set cover picked on *all* baskets, the
-    held-out ones included (it has seen the answers). For each shown set, baskets are weighted
-    by how many shown items they hold (+0.01 for the rest) and the k picks greedily maximise
-    the weight of baskets covered. Fitted on the training baskets alone, the same cover does
-    no better than streamrec (0.755 at M=1 and 0.757 at M=2, seed 0): the leak is much of its gain."""
-    items = sorted({i for b in baskets for i in b.items})
-    idx = {it: j for j, it in enumerate(items)}
-    x = basket_matrix(baskets, items)
-    _, test = split_baskets(baskets, cfg.n_samples, cfg.seed)
-    rng = random.Random(f"{cfg.seed}:{m}")
-    hits = []
-    for b in test:
-        if len(b.items) <= m:
-            continue
-        shown = rng.sample(b.items, m)
-        cols = [idx[i] for i in shown]
-        picked = greedy_cover(x, x[:, cols].sum(axis=1) + 0.01, cols, cfg.k)
-        hits.append(bool({items[j] for j in picked} & (set(b.items) - set(shown))))
-    return float(np.mean(hits))
-
-
-def expected_hit_m1(x: np.ndarray, lists: np.ndarray) -> float:
-    """Hit@k at M=1 without sampling noise: over the baskets of 2+ items, the mean over each
-    basket's items a (the one shown, drawn uniformly) of whether ``lists[a]`` (a boolean
-    items × items matrix, row a = the list shown with a) holds any other item of the basket."""
-    rows = x[x.sum(axis=1) >= 2] > 0
-    return float(np.mean([lists[np.ix_(np.flatnonzero(r), np.flatnonzero(r))].any(axis=1).mean() for r in rows]))
-
-
-def cooc_lists(x: np.ndarray, k: int) -> np.ndarray:
-    """The co-occurrence baseline's list for each shown item (pair counts, popularity ties)."""
-    score = x.T @ x + 1e-6 * x.sum(axis=0)[None, :]
-    np.fill_diagonal(score, -np.inf)
-    out = np.zeros(score.shape, dtype=bool)
-    np.put_along_axis(out, np.argsort(-score, axis=1, kind="stable")[:, :k], True, axis=1)
-    return out
-
-
-def cover_lists(x: np.ndarray, k: int) -> np.ndarray:
-    """For each shown item a, the greedy cover of the baskets of ``x`` that hold a, each weighted
-    by the chance that a is the item drawn (1/size; baskets of one item cannot be drawn): the
-    best list for those very baskets, up to the greedy's approximation."""
-    size = x.sum(axis=1)
-    out = np.zeros((x.shape[1], x.shape[1]), dtype=bool)
-    for a in range(x.shape[1]):
-        out[a, greedy_cover(x, x[:, a] * (size >= 2) / np.maximum(size, 1), [a], k)] = True
-    return out
-
-
-def in_sample_ceiling(baskets, cfg: EvalConfig, sizes=(1000, 2000, 4000), reps: int = 3) -> None:
-    """How much better than co-occurrence can *any* ranking of one shown item be on Groceries?
-
-    The per-item greedy cover scored on the very baskets it was picked on is an optimistic
-    estimate of the best achievable Hit@k at M=1 (a list chosen and scored on the same
-    baskets; its expectation is at least the best list's true value). Printed for growing
-    numbers of baskets, next to co-occurrence on the same baskets, and for the training
-    baskets scored on the held-out ones (what that cover is actually worth)."""
-    items = sorted({i for b in baskets for i in b.items})
-    x = basket_matrix(baskets, items)
-    rng = np.random.default_rng(cfg.seed)
-    print(f"M=1 Hit@{cfg.k}, exact expectation over the shown item (no draw):")
-    curve = []
-    for n in (*sizes, len(baskets)):
-        runs = []
-        for _ in range(reps if n < len(baskets) else 1):
-            xs = x[rng.choice(len(x), n, replace=False)]
-            runs.append((expected_hit_m1(xs, cover_lists(xs, cfg.k)), expected_hit_m1(xs, cooc_lists(xs, cfg.k))))
-        cover, cooc = np.mean(runs, axis=0)
-        curve.append((n, cover))
-        print(f"  in-sample cover on {n:5d} baskets: {cover:.4f} vs co-occurrence {cooc:.4f} "
-              f"({100 * (cover / cooc - 1):+.1f}%)")
-    train, test = split_baskets(baskets, cfg.n_samples, cfg.seed)
-    xt, xh = basket_matrix(train, items), basket_matrix(test, items)
-    cover, cooc = expected_hit_m1(xh, cover_lists(xt, cfg.k)), expected_hit_m1(xh, cooc_lists(xt, cfg.k))
-    print(f"  cover picked on the {len(train)} training baskets, scored on the {len(test)} held out: "
-          f"{cover:.4f} vs co-occurrence {cooc:.4f} ({100 * (cover / cooc - 1):+.1f}%)")
-    # The optimism shrinks as baskets grow. Extrapolated to unlimited baskets along c/n through
-    # the two largest sizes (the generous choice: c/sqrt(n) lands below what streamrec reaches).
-    (n1, v1), (n2, v2) = curve[-2:]
-    best = v2 - (v1 - v2) * (1 / n2) / (1 / n1 - 1 / n2)
-    print(f"  extrapolated best list, unlimited baskets (optimism ~ 1/n): {best:.4f} = "
-          f"{100 * (best / cooc - 1):+.1f}% over held-out co-occurrence")
-
-
-#: the validation grid of ``--tune``: overrides of the profile tuned (every bucket that sets them)
-TUNE_GRID = [
-    {"COVERAGE_GREEDY": False},
-    {"COVERAGE_GREEDY": True, "W_COVER_GREEDY": 1.0},
-    {"COVERAGE_GREEDY": True, "W_COVER_GREEDY": 3.0},
-    {"COVERAGE_GREEDY": True, "W_COVER_GREEDY": 10.0},
-    {"COVERAGE_GREEDY": True, "W_COVER_GREEDY": 3.0, "DIVERSIFY": False},
-    {"COVERAGE_GREEDY": True, "W_COVER_GREEDY": 3.0, "PAIR_QUOTA": 0},
-]
-
-
-def with_overrides(profile: dict, over: dict) -> dict:
-    """The profile with ``over`` applied to its default and to every bucket that sets those keys."""
-    out = copy.deepcopy(profile)
-    for name, bucket in out.items():
-        if not name.startswith("_"):
-            bucket.update({k: v for k, v in over.items() if name == "default" or k in bucket})
-    return out
-
-
-def tune(baskets, cfg: EvalConfig, folds: int, grid: list[dict]) -> None:
-    """Hit@10 of each grid point on ``folds`` validation splits carved from the *training*
-    baskets (seeds seed+1..seed+folds); the held-out test baskets are removed first and never
-    looked at. Prints pooled Hit@10 per M and the gain over the better baseline."""
-    train, _ = split_baskets(baskets, cfg.n_samples, cfg.seed)
-    meta = item_meta(baskets)
-    base = load_profiles()[cfg.profile]
-    acc: dict[tuple, list[float]] = {}
-    for f in range(folds):
-        fit, val = split_baskets(train, cfg.n_samples, cfg.seed + 1 + f)
-        model = learn(fit, cfg, meta)
-        for g, over in enumerate(grid):
-            table = score_heldout(model, val, cfg, set(meta), with_overrides(base, over))
-            for r in table.to_dict("records"):
-                a = acc.setdefault((g, r["M"], r["method"]), [0.0, 0])
-                a[0] += r[f"hit@{cfg.k}"] * r["n"]
-                a[1] += r["n"]
-    print(f"validation: {folds} folds of {cfg.n_samples} baskets carved from the {len(train)} training baskets")
-    for g, over in enumerate(grid):
-        cells = []
-        for m in range(cfg.basket_m, cfg.max_basket_m + 1):
-            hit = {meth: acc[(g, m, meth)][0] / acc[(g, m, meth)][1] for meth in ("streamrec", "cooccurrence", "popularity")}
-            best = max(hit["cooccurrence"], hit["popularity"])
-            cells.append(f"M={m} {hit['streamrec']:.4f} vs {best:.4f} ({100 * (hit['streamrec'] / best - 1):+.1f}%)")
-        print(f"  {json.dumps(over):70s} " + "; ".join(cells))
+def print_tables(s: pd.DataFrame, n_seeds: int) -> None:
+    for ds, g in s.groupby("dataset", sort=False):
+        print(f"\n{ds} (mean ± std over {n_seeds} seeds)\n")
+        print("| M | method | baskets | Hit@10 | Recall@10 | MRR@10 |")
+        print("|---|---|---|---|---|---|")
+        for _, r in g.iterrows():
+            cells = [f"{r[f'{m} mean']:.4f} ± {0.0 if np.isnan(r[f'{m} std']) else r[f'{m} std']:.4f}" for m in METRICS]
+            print(f"| {r['M']} | {r['method']} | {r['n']} | " + " | ".join(cells) + " |")
+        for m in sorted(g["M"].unique()):
+            row = g[g["M"] == m].set_index("method")
+            ours, base = row.loc["streamrec"], row.loc["cooccurrence"]
+            gains = [f"{k} {100 * (ours[f'{k} mean'] / base[f'{k} mean'] - 1):+.1f}%" for k in ("hit@10", "mrr@10")]
+            print(f"M={m}: streamrec vs co-occurrence: " + ", ".join(gains))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-samples", type=int, default=2000)
-    ap.add_argument("--tune", action="store_true", help="validation grid on the training baskets, then stop")
-    ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--ceiling", action="store_true", help="in-sample cover vs co-occurrence by number of baskets, then stop")
-    ap.add_argument("--profile", default="precision", help="the profile --tune starts from")
-    ap.add_argument("--cover-components", type=int, default=20)
-    ap.add_argument("--grid", type=str, default="", help="JSON list of profile overrides (default: TUNE_GRID)")
+    ap.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: " + ", ".join(DATASETS))
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--n-samples", type=int, default=2000, help="held-out baskets per seed")
+    ap.add_argument("--val-samples", type=int, default=600, help="validation baskets of the tuning")
+    ap.add_argument("--out", type=Path, help="write every row and the tuning reports as JSON")
     args = ap.parse_args()
-    if not args.data.exists():
-        print(f"no data at {args.data}: this benchmark needs the Groceries CSV (see README, section basket)")
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        ap.error(f"unknown dataset(s) {unknown}; have {list(DATASETS)}")
+    missing = [DATASETS[n][0] for n in names if not (DATA / DATASETS[n][0]).exists()]
+    if missing:
+        print(f"no data: {missing} not in {DATA} (see the dev datasets' PROVENANCE.md)")
         return
-    baskets = read_any(args.data, "baskets")
-    print(f"{args.data.name}: {len(baskets)} baskets, {len({i for b in baskets for i in b.items})} items")
-    if args.ceiling:
-        in_sample_ceiling(baskets, EvalConfig(n_samples=args.n_samples, seed=args.seed))
-        return
-    if args.tune:
-        cfg = EvalConfig(basket_m=1, max_basket_m=2, n_samples=args.n_samples, seed=args.seed, k=10,
-                         segment_mode="auto", profile=args.profile, cover_components=args.cover_components)
-        tune(baskets, cfg, args.folds, json.loads(args.grid) if args.grid else TUNE_GRID)
-        return
-    for profile in ("precision", "diversity"):
-        cfg = EvalConfig(basket_m=1, max_basket_m=3, n_samples=args.n_samples, seed=args.seed, k=10,
-                         segment_mode="auto", profile=profile)
-        table = evaluate(baskets, cfg)
-        print(f"\nprofile {profile}\n{markdown_table(table)}")
-        for m, g in table.groupby("M"):
-            hits = dict(zip(g["method"], g["hit@10"]))
-            best = max(hits["cooccurrence"], hits["popularity"])
-            print(f"M={m}: streamrec Hit@10 {hits['streamrec']:.4f} vs best baseline {best:.4f} "
-                  f"({100 * (hits['streamrec'] / best - 1):+.1f}% relative; target +5%)")
-    cfg = EvalConfig(n_samples=args.n_samples, seed=args.seed)
-    for m in (1, 2):
-        print(f"reference (leaks the held-out baskets): greedy cover Hit@10 at M={m}: "
-              f"{leaky_cover_ceiling(baskets, cfg, m):.4f}")
-    print("\nprofiles on the same baskets (M=1, k=10):")
-    for name, v in profile_contrast(baskets, cfg).items():
-        print(f"  {name:10s} share among the strongest pairs {v['from_pairs']:.2f}, distinct categories {v['categories']:.2f}")
+    frames, extras = [], []
+    t0 = time.perf_counter()
+    for name in names:
+        df, ex = run_dataset(name, list(range(args.seeds)), args.n_samples, args.val_samples)
+        frames.append(df)
+        extras += ex
+    rows = pd.concat(frames, ignore_index=True)
+    print_tables(summary(rows), args.seeds)
+    print(f"\ntotal {time.perf_counter() - t0:.0f}s")
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows.to_dict(orient="records"), "runs": extras}, indent=1))
 
 
 if __name__ == "__main__":

@@ -73,11 +73,16 @@ class Trial:
     feasible: bool
 
 
+#: The buckets tuned and the M each is validated on: one item shown, and more.
+BUCKETS: list[tuple[str, tuple[int, ...]]] = [("1", (1,)), ("default", (2,))]
+
+
 @dataclass
 class TuneResult:
-    """The chosen parameters, and how they were chosen."""
+    """The chosen parameters per bucket (``"1"``: one basket item; ``"default"``: more), and
+    how they were chosen."""
 
-    params: dict[str, Any]
+    params: dict[str, dict[str, Any]]
     holdout: str
     n_fit: int
     n_val: int
@@ -87,19 +92,23 @@ class TuneResult:
     seconds: float = 0.0
 
     def profile(self) -> dict[str, Any]:
-        """The tuned policy as a profile (``schemas.basket_profiles``: one ``default`` bucket)."""
+        """The tuned policy as a profile (``schemas.basket_profiles``)."""
         return {"_doc": f"tuned on {self.n_val} validation baskets ({self.holdout}), {len(self.trials)} configurations",
-                "default": dict(self.params)}
+                **{b: dict(p) for b, p in self.params.items()}}
+
+    def changed(self) -> dict[str, dict[str, Any]]:
+        """Per bucket, the knobs that differ from plain co-occurrence."""
+        return {b: {k: v for k, v in p.items() if COOCCURRENCE.get(k, getattr(BasketParams(), k, None)) != v}
+                for b, p in self.params.items()}
 
     def summary(self) -> dict[str, Any]:
         """What the run records (``basket_policy.json``)."""
         def fmt(m: Metrics) -> dict[str, dict[str, float]]:
             return {str(k): {"hit": round(v[0], 4), "recall": round(v[1], 4), "mrr": round(v[2], 4)} for k, v in m.items()}
 
-        changed = {k: v for k, v in self.params.items() if COOCCURRENCE.get(k, BasketParams().__dict__.get(k)) != v}
-        return {"name": TUNED, "params": self.params, "changed_from_cooccurrence": changed, "holdout": self.holdout,
-                "n_fit": self.n_fit, "n_val": self.n_val, "validation": {"cooccurrence": fmt(self.baseline),
-                                                                         "tuned": fmt(self.best)},
+        return {"name": TUNED, "params": self.params, "changed_from_cooccurrence": self.changed(),
+                "holdout": self.holdout, "n_fit": self.n_fit, "n_val": self.n_val,
+                "validation": {"cooccurrence": fmt(self.baseline), "tuned": fmt(self.best)},
                 "configurations": len(self.trials), "seconds": round(self.seconds, 1)}
 
 
@@ -204,22 +213,31 @@ def tune_policy(train: list[Basket], meta: dict[str, ItemMeta], segment_mode: st
 
     cache: dict[str, Any] = {"key": None, "pools": {}}
 
-    def score(params: dict[str, Any]) -> Metrics:
+    def score(params: dict[str, Any], m: int) -> tuple[float, float, float]:
         key = repr(sorted((n, v) for n, v in params.items() if n not in SELECTION_KNOBS))
         if key != cache["key"]:  # the scored pools hold while only selection knobs change
             cache.update(key=key, pools={})
         rank = policy_ranker(model, {"default": params}, segment_mode, k, cache["pools"])
-        out = {}
-        for m, rows in plan.items():
-            s = np.zeros(3)
-            for shown, rest, b in rows:
-                s += metrics_at_k(rank(shown, b), rest, k)
-            out[m] = tuple((s / max(len(rows), 1)).tolist())
-        return out
+        s = np.zeros(3)
+        for shown, rest, b in plan[m]:
+            s += metrics_at_k(rank(shown, b), rest, k)
+        return tuple((s / max(len(plan[m]), 1)).tolist())
 
     space = (SEGMENT_SEARCH if has_segments else []) + SEARCH
-    best, base, got, trials = descend(score, dict(COOCCURRENCE), space, refine=REFINE)
-    res = TuneResult(best, how, len(fit), len(val), base, got, trials, time.perf_counter() - t0)
-    log.info("basket policy tuned in %.1fs over %d configurations: %s", res.seconds, len(trials),
-             res.summary()["changed_from_cooccurrence"])
+    params: dict[str, dict[str, Any]] = {}
+    base: Metrics = {}
+    got: Metrics = {}
+    trials: list[Trial] = []
+    for bucket, bucket_ms in BUCKETS:
+        if not any(plan.get(m) for m in bucket_ms):
+            params[bucket] = dict(COOCCURRENCE)
+            continue
+        msel = [m for m in bucket_ms if plan.get(m)]
+        best, b, g, t = descend(lambda p: {m: score(p, m) for m in msel}, dict(COOCCURRENCE), space, refine=REFINE)
+        params[bucket] = best
+        base.update(b)
+        got.update(g)
+        trials += t
+    res = TuneResult(params, how, len(fit), len(val), base, got, trials, time.perf_counter() - t0)
+    log.info("basket policy tuned in %.1fs over %d configurations: %s", res.seconds, len(trials), res.changed())
     return res
