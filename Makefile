@@ -1,9 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   create .venv, install streamrec, run the whole stack with demo data
-#   make test   create .venv, install streamrec with its test tools, run every test
+#   make test   create .venv (and .venv-airflow for the DAG's test), install streamrec with its test tools, run every test
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Airflow lives in an environment of its own (its pins clash with the API's); the tests parse
+# the DAG of infra/airflow/ with it
+AIRFLOW_VENV  ?= .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
 .PHONY: install demo test bench clean
 
@@ -19,7 +23,12 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/streamrec up --demo
 
-test: install
+$(AIRFLOW_STAMP):
+	python3 -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install -q "apache-airflow==3.3.2"
+	touch $(AIRFLOW_STAMP)
+
+test: install $(AIRFLOW_STAMP)
 	$(VENV)/bin/pytest
 
 bench: install
@@ -29,4 +38,4 @@ bench: install
 	$(PY) benchmarks/basket_eval.py
 
 clean:
-	rm -rf $(VENV) .streamrec .pytest_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) .streamrec .pytest_cache

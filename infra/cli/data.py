@@ -1,4 +1,4 @@
-"""Commands for data in and out: ``import``, ``schema export``, ``config``."""
+"""Commands for data in and out: ``import``, ``check-data``, ``schema export``, ``config``."""
 from __future__ import annotations
 
 import asyncio
@@ -69,7 +69,37 @@ def config() -> None:
     typer.echo(get_settings().model_dump_json(indent=2))
 
 
+#: exit code of check-data when there is too little new data to retrain: the Airflow DAG skips the run
+NOTHING_NEW_EXIT = 99
+
+
+def check_data(
+    min_new_events: int = typer.Option(1, "--min-new-events", help="Fewer new events than this: exit 99 (skip)."),
+    max_dlq_rate: float = typer.Option(0.05, "--max-dlq-rate", help="DLQ records / records arrived since the last check."),
+    max_invalid_rate: float = typer.Option(0.01, "--max-invalid-rate",
+                                           help="Share of the newest records that fail the event schema."),
+    sample: int = typer.Option(500, "--sample", help="How many of the newest records to validate."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Check the data before a retrain: new volume, DLQ rate, schema of the newest records.
+
+    Exit 0 when healthy, 1 when a check fails, 99 when there is too little new data, 3 when
+    the broker does not answer."""
+    from infra.cli.common import _errors
+    from trainer.data_quality import check_data as run_check
+
+    with _errors():
+        quality = run_check(get_settings(), min_new_events=min_new_events, max_dlq_rate=max_dlq_rate,
+                            max_invalid_rate=max_invalid_rate, sample=sample)
+    typer.echo(json.dumps(quality.to_dict()) if as_json else quality.describe())
+    if not quality.healthy:
+        raise typer.Exit(1)
+    if not quality.enough_new_data:
+        raise typer.Exit(NOTHING_NEW_EXIT)
+
+
 def register(app: typer.Typer) -> None:
     app.command("import")(import_)
+    app.command("check-data")(check_data)
     app.add_typer(schema_app, name="schema")
     app.command()(config)

@@ -96,18 +96,46 @@ def rollback() -> None:
     typer.echo(result.describe())
 
 
-def verify(run: str = typer.Argument(..., help="Run directory or name, or 'current'.")) -> None:
+def verify(
+    run: str = typer.Argument(..., help="Run directory or name, or 'current'."),
+    api: str = typer.Option(None, "--api", help="Also check that the API at this URL serves the run "
+                                                "(its /version names it), waiting up to --wait seconds."),
+    wait: float = typer.Option(30.0, "--wait", help="How long to wait for the API to load the run."),
+) -> None:
     """Check that a run is complete (exit 1 and list the problems when it is not)."""
     from trainer.artifacts import resolve_run, verify_run
 
     with _errors():
         run_dir = resolve_run(_settings().artifact_dir, run)
     problems = verify_run(run_dir)
+    if not problems and api:
+        problems = _serving_problems(api, run_dir.name, wait)
     if problems:
         for p in problems:
             typer.echo(f"{run_dir.name}: {p}")
         raise typer.Exit(1)
-    typer.echo(f"{run_dir.name}: complete")
+    typer.echo(f"{run_dir.name}: complete" + (f", served by {api}" if api else ""))
+
+
+def _serving_problems(api: str, run_id: str, wait_s: float) -> list[str]:
+    """Whether the API's ``/version`` names ``run_id`` as its serving run (it reloads on the
+    model-updates topic, so a just-promoted run shows within seconds)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + wait_s
+    seen = None
+    while True:
+        try:
+            seen = httpx.get(f"{api.rstrip('/')}/version", timeout=5.0).json().get("model_run")
+        except (httpx.HTTPError, ValueError) as exc:
+            seen = f"no answer ({exc})"
+        if seen == run_id:
+            return []
+        if time.monotonic() >= deadline:
+            return [f"the API at {api} serves {seen or 'no run'}, not this run"]
+        time.sleep(0.5)
 
 
 def reindex(run: str = typer.Argument("current", help="Run directory or name (default: the serving run).")) -> None:

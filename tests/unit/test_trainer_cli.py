@@ -222,3 +222,36 @@ def test_basket_lines_give_the_run_its_basket_pairs(env, tmp_path):
     assert pairs is not None
     frame = pairs.frame
     assert ((frame["item"] == "a") & (frame["other"] == "b")).any()
+
+
+def test_verify_api_checks_that_the_api_serves_the_run(env, tiny_csv):
+    """`verify RUN --api URL` (the Airflow DAG's last step) asks the API's /version."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    run = train(tiny_csv, "--model", "popularity")
+    serving = {"model_run": "run_other"}
+
+    class Version(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            body = json.dumps(serving).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Version)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        res = invoke("verify", run, "--api", url, "--wait", "0.5")
+        assert res.exit_code == 1 and "serves run_other, not this run" in res.stdout
+        serving["model_run"] = run.name
+        res = invoke("verify", run, "--api", url, "--wait", "5")
+        assert res.exit_code == 0 and f"served by {url}" in res.stdout
+    finally:
+        server.shutdown()
+        server.server_close()
