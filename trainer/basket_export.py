@@ -100,9 +100,14 @@ def baskets_of(events: pd.DataFrame) -> list:
     items = g["item_id"].agg(lambda s: list(dict.fromkeys(s)))
     seg = g["segment"].first() if "segment" in ev else None
     ts = None
-    if "timestamp" in ev:
-        t = pd.to_datetime(ev["timestamp"], utc=True, errors="coerce")
-        ts = (t.astype("int64") / 1e9).where(t.notna()).groupby(ev["basket_id"], sort=False).max()
+    if "timestamp" in ev:  # epoch seconds (the trainer's events) or datetimes / ISO text
+        raw = ev["timestamp"]
+        if pd.api.types.is_numeric_dtype(raw):
+            secs = raw.astype("float64")
+        else:
+            t = pd.to_datetime(raw, utc=True, errors="coerce")
+            secs = (t.astype("int64") / 1e9).where(t.notna())
+        ts = secs.groupby(ev["basket_id"], sort=False).max()
     out = []
     for bid, its in items.items():
         s = seg.get(bid) if seg is not None else None
