@@ -258,7 +258,7 @@ def main() -> None:
         api_port, bare_port = free_port(), free_port()
         env = {**os.environ, "STREAMREC_KAFKA_BOOTSTRAP": stack.kafka_bootstrap, "STREAMREC_REDIS_URL": stack.redis_url,
                "STREAMREC_ARTIFACT_DIR": str(artifacts), "STREAMREC_API_PORT": str(api_port),
-               "STREAMREC_DATA_DIR": str(tmp / "data")}
+               "STREAMREC_DATA_DIR": str(tmp / "data"), "STREAMREC_ADMIN_KEY": "bench"}
         try:
             procs.append(subprocess.Popen([sys.executable, "-m", "inference"], env=env, cwd=ROOT,
                                           stdout=open(tmp / "api.log", "wb"), stderr=subprocess.STDOUT))

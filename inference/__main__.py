@@ -3,4 +3,9 @@ from inference.server import run
 from schemas.settings import get_settings
 
 if __name__ == "__main__":
-    run(get_settings())
+    from schemas.errors import InsecureConfiguration
+
+    try:
+        run(get_settings())
+    except InsecureConfiguration as exc:
+        raise SystemExit(f"error: {exc}") from None

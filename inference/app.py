@@ -17,11 +17,13 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from inference.broker import new_request_id
 from inference.routes import admin, events, health, recommendations, stats
 from inference.runtime import Runtime
+from inference.security import require_scope
 from inference.strategies import served_name
 from schemas.errors import ModelNotTrained, NotFound, ServiceUnavailable, StreamrecError
 from schemas.keys import RecsId, recs_variant
@@ -64,8 +66,18 @@ class CachedHomeFastPath:
         return RecsId(got["user_id"], served_name(strategy, self.rt.models.current), int(k),
                       recs_variant(explain, exclude_seen))
 
+    def _may_read(self, scope) -> bool:
+        """With producer keys on, only a request whose key reads takes the fast path; the
+        others go through the router, which answers 401/403."""
+        ring = self.rt.api_keys
+        if not ring.enabled:
+            return True
+        key = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-api-key"), None)
+        return ring.allows(key, "read")
+
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] == HOME_PATH and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["path"] == HOME_PATH and scope["method"] == "GET" \
+                and self._may_read(scope):
             t0 = time.perf_counter()
             key = self._key(scope["query_string"])
             entry = self.rt.local.get(key) if key is not None else None
@@ -181,15 +193,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.state.runtime = runtime
     api.state.search = search  # search and the reranker (inference/search.py); /admin/reload reloads it too
     _install_errors(api)
-    for module in (health, recommendations, events, stats, admin):
+    from inference.routes import basket, reranking, search as search_routes
+
+    # producer keys (inference/security.py): each public router needs its scope when keys are configured
+    read, write_events = [require_scope("read")], [require_scope("events")]
+    for module in (health, admin):
         api.include_router(module.router)
-    from inference.routes import basket
-
-    api.include_router(basket.router)
-    from inference.routes import reranking, search as search_routes
-
-    api.include_router(search_routes.router)
-    api.include_router(reranking.router)
+    api.include_router(events.router, dependencies=write_events)
+    for module in (recommendations, stats, basket, search_routes, reranking):
+        api.include_router(module.router, dependencies=read)
+    if settings.cors_origins:
+        api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["content-type", "x-api-key", "x-admin-key"])
     _with_event_schemas(api, settings.max_k)
     # the last added is the outermost: the fast path answers before anything else runs
     api.add_middleware(MetricsLayer, runtime=runtime)

@@ -22,6 +22,7 @@ from inference.home import HomeService
 from inference.metrics import ApiMetrics
 from inference.models import ModelRegistry
 from inference.retrieval import ItemCatalog, PopularitySnapshot
+from inference.security import KeyRing
 from inference.similar import SimilarService
 from inference.store import RedisStore
 from schemas import topics
@@ -37,6 +38,7 @@ class Runtime:
         self.metrics = ApiMetrics()
         self.store = RedisStore(settings)
         self.keys = self.store.keys
+        self.api_keys = KeyRing(settings.api_keys)  # producer keys (inference/security.py)
         self.broker = Broker(settings, self.metrics)
         self.models = ModelRegistry(settings)
         self.local = LocalCache(settings.local_cache_max, ttl_s=settings.cache_ttl_s)

@@ -3,11 +3,22 @@ from __future__ import annotations
 
 import logging
 
+from schemas.errors import InsecureConfiguration
 from schemas.settings import Settings
+
+
+def check_secure(settings: Settings) -> None:
+    """The API does not start with its admin routes open, unless asked to."""
+    if not settings.admin_key and not settings.allow_insecure:
+        raise InsecureConfiguration(
+            "the API needs an admin key: set STREAMREC_ADMIN_KEY (or STREAMREC_ALLOW_INSECURE=1 to run "
+            "with the admin routes open; `streamrec up` makes a key in its data dir)")
 
 
 def run(settings: Settings) -> None:
     import uvicorn
+
+    check_secure(settings)
 
     from inference.app import create_app
 

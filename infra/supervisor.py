@@ -31,6 +31,7 @@ class Child:
     started: float = 0.0
     restarts: int = 0
     next_start: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)  # STREAMREC_* settings of this child only
 
 
 @dataclass
@@ -91,23 +92,34 @@ class Supervisor:
 
     def _start_children(self) -> None:
         py = sys.executable
-        self.children = [Child("worker", [py, "-m", "streams"]), Child("api", [py, "-m", "inference"])]
+        self.children = [*self._workers(py), Child("api", [py, "-m", "inference"])]
         if self.with_scheduler:
             self.children.append(Child("scheduler", [py, "-m", "trainer.scheduler"]))
         for child in self.children:
             self._spawn(child)
         self._write_stack_json()
 
-    def _env(self) -> dict[str, str]:
+    def _workers(self, py: str) -> list[Child]:
+        """``stream_workers`` workers in one group: ``worker``, ``worker2``... (each its own metrics port)."""
         s = self.settings
+        out = [Child("worker", [py, "-m", "streams"])]
+        for i in range(2, s.stream_workers + 1):
+            port = s.worker_metrics_port  # None (off) and 0 (any free port) need no change
+            env = {"worker_metrics_port": str(port + i - 1)} if port else {}
+            out.append(Child(f"worker{i}", [py, "-m", "streams"], env=env))
+        return out
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        s = self.settings
+        secret = {"admin_key": s.admin_key} if s.admin_key else {}  # the key `up` made (infra/secrets.py)
         return child_env(
             kafka_bootstrap=s.kafka_bootstrap or "", redis_url=s.redis_url or "",
             data_dir=str(self.data_dir), api_port=str(s.api_port), api_host=s.api_host,
-            artifact_dir=str(Path(s.artifact_dir).resolve()),
+            artifact_dir=str(Path(s.artifact_dir).resolve()), **secret, **extra,
         )
 
     def _spawn(self, child: Child) -> None:
-        child.proc = spawn(child.cmd, self.data_dir / "logs" / f"{child.name}.log", env=self._env())
+        child.proc = spawn(child.cmd, self.data_dir / "logs" / f"{child.name}.log", env=self._env(**child.env))
         child.started = time.monotonic()
 
     def _watch(self) -> None:

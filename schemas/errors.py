@@ -81,3 +81,8 @@ class BrokerUnavailable(ServiceUnavailable):
 
 class StoreUnavailable(ServiceUnavailable):
     pass
+
+
+class InsecureConfiguration(StreamrecError, ValueError):
+    """A part that must not run unprotected was started without its secret (the API without
+    ``STREAMREC_ADMIN_KEY``, unless ``STREAMREC_ALLOW_INSECURE=1``)."""

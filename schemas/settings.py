@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.security import ApiKeySpec
+
 DEFAULT_STRENGTHS: dict[str, float] = {
     "impression": 0.0,
     "view": 1.0,
@@ -75,6 +77,12 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     admin_key: str | None = None
+    # `streamrec api` refuses to start without admin_key unless this is set (`streamrec up` makes a key)
+    allow_insecure: bool = False
+    # producer keys (schemas/security.py): JSON list of {name, sha256, scopes, writes_per_s, burst};
+    # empty: the public routes need no key
+    api_keys: list[ApiKeySpec] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)  # origins allowed to call the API from a browser
     cache_ttl_s: int = 3600
     default_strategy: str = "policy"  # the serving run's policy; popularity while no run serves
     max_k: int = 100

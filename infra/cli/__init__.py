@@ -10,9 +10,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from infra.cli import basket, batch, data, runs, stack, train, reranker  # noqa: E402  (each registers its commands)
+from infra.cli import basket, batch, data, keys, reranker, runs, stack, train  # noqa: E402  (each registers its commands)
 
-for module in (stack, data, train, batch, runs, basket, reranker):
+for module in (stack, data, train, batch, runs, basket, reranker, keys):
     module.register(app)
 
 

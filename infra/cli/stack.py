@@ -6,6 +6,7 @@ import socket
 
 import typer
 
+from infra.cli.common import _errors
 from schemas.settings import Settings, get_settings
 
 
@@ -41,6 +42,12 @@ def up(
         settings = settings.model_copy(update={"api_port": api_port})
     if not _port_free(settings.api_host, settings.api_port):
         raise typer.BadParameter(f"port {settings.api_port} is in use: pick another with --api-port N")
+    if not settings.admin_key and not settings.allow_insecure:
+        from infra.secrets import local_admin_key
+
+        key, path = local_admin_key(settings.data_dir)
+        settings = settings.model_copy(update={"admin_key": key})
+        typer.echo(f"admin key (X-Admin-Key) in {path}")
     Supervisor(settings, demo=demo, with_scheduler=scheduler).run()
 
 
@@ -52,10 +59,13 @@ def worker() -> None:
 
 
 def api() -> None:
-    """Run the API alone against the configured broker and Redis."""
+    """Run the API alone against the configured broker and Redis (needs STREAMREC_ADMIN_KEY, or
+    STREAMREC_ALLOW_INSECURE=1)."""
     from inference.server import run
 
-    run(_configured(get_settings(), "api"))
+    settings = _configured(get_settings(), "api")
+    with _errors():
+        run(settings)
 
 
 def register(app: typer.Typer) -> None:

@@ -25,7 +25,7 @@ def running(settings, tmp_path: Path):
     env = child_env(kafka_bootstrap=settings.kafka_bootstrap, redis_url=settings.redis_url,
                     topic_prefix=settings.topic_prefix, worker_id=settings.worker_id,
                     data_dir=str(tmp_path / "data"), artifact_dir=str(tmp_path / "artifacts"),
-                    api_port=str(port), emit_impressions="false")
+                    api_port=str(port), emit_impressions="false", admin_key="skeleton-test")
     worker = spawn([sys.executable, "-m", "streams"], tmp_path / "worker.log", env=env)
     api = spawn([sys.executable, "-m", "inference"], tmp_path / "api.log", env=env)
     url = f"http://127.0.0.1:{port}"

@@ -65,6 +65,14 @@ def test_up_supervises_and_stops_cleanly(tmp_path: Path):
         pids = stack["pids"]
         assert all(_alive(pids[p]) for p in ("broker", "redis", "worker", "api"))
 
+        # no admin key configured: `up` made one, readable by its owner only, and the API needs it
+        key_file = data / "admin_key"
+        assert key_file.stat().st_mode & 0o077 == 0
+        admin = f"{stack['api_url']}/admin/models"
+        assert httpx.get(admin, timeout=5).status_code == 401
+        assert httpx.get(admin, headers={"X-Admin-Key": key_file.read_text().strip()}, timeout=5).status_code == 200
+        assert key_file.read_text().strip() not in (tmp_path / "up.log").read_text()  # never printed
+
         # a crashed worker is restarted and stack.json names the new one
         os.kill(pids["worker"], signal.SIGKILL)
         new = _wait(lambda: (json.loads(stack_json.read_text())["pids"]["worker"]
