@@ -59,6 +59,7 @@ class BasketParams:
     W_COVER_GREEDY: float = 1.0  # weight of the coverage gain (rescaled to [0, 1]) next to relevance
     COVER_SIZE_POWER: float = 0.0  # discount large-basket components in the cover posterior (ranking/basket/cover.py)
     TOP_PAIRS: int = 100  # pairs read per basket item and segment
+    PAIRS_PER_BASKET: int = 2000  # pairs read per basket and segment in all: large baskets read fewer per item
     TOP_POPP: int = 50  # segment-popular items read
     TOP_POPG: int = 50  # globally popular items read
     TOP_PAIRS_ANY_FRAC: float = 0.5  # share of TOP_PAIRS read from ANY pairs when segments are known
@@ -72,7 +73,7 @@ class BasketParams:
     POP_DAMPING: float = 0.0  # IDF-style damping: the link is further divided by n_b ** POP_DAMPING
     PAIR_RESCALE: bool = True  # divide each pair list by its maximum (False: links add up as they are)
     COCOVER_RHO: float = 0.0  # conditional cover: each pick discounts the training baskets it is in by this share
-    COCOVER_BASKETS: int = 2000  # training baskets read per basket item for the conditional cover (latest first)
+    COCOVER_BASKETS: int = 2000  # training baskets the conditional cover reads per basket, split over its items (latest first)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "") -> "BasketParams":

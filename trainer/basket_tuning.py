@@ -50,7 +50,7 @@ SEARCH: list[tuple[str, list[Any]]] = [
     ("PAIR_NORM", ["raw", "conditional", "cosine", "lift", "pmi", "jaccard"]),
     ("POP_DAMPING", [0.0, 0.1, 0.2, 0.35]),
     ("PAIR_RESCALE", [False, True]),
-    ("COCOVER_RHO", [0.0, 0.1, 0.2, 0.35, 0.5, 0.7]),
+    ("COCOVER_RHO", [0.0, 0.1, 0.2, 0.35, 0.5, 0.7, 0.85]),
     ("W_POPG", [1e-6, 0.02, 0.1]),
     ("TOP_PAIRS", [50, 100, 200]),
 ]

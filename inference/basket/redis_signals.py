@@ -27,7 +27,7 @@ def plan(keys: Keys, basket: list[str], segments: list[tuple[str, float]], p: Ba
     [('pairs', 'ANY', 'a', 5), ('rev', 'ANY', 'a', 5), ('popg', '', '', 3)]
     """
     out = []
-    for seg, _, limit in pair_sources(segments, p):
+    for seg, _, limit in pair_sources(segments, p, len(dict.fromkeys(basket))):
         for a in basket:
             out.append(("pairs", seg, a, limit, keys.pairs(a, seg)))
             if p.W_REV > 0:  # a reverse list weighs nothing otherwise

@@ -13,7 +13,8 @@ multiplies that basket's weight by ``1 − ρ`` (``COCOVER_RHO``), and
 ρ = 0 leaves the ranking as scored (plain co-occurrence is the point ρ = 0 with raw pair
 counts), ρ = 1 is the hard greedy set cover of those baskets, which over-fits a few hundred
 baskets; the tuning (``trainer.basket_tuning``) picks ρ per catalog on validation baskets.
-The work is bounded: at most ``per_item`` baskets (the latest) are read per basket item.
+The work is bounded: at most ``COCOVER_BASKETS`` training baskets (the latest) per request,
+split over the basket's items.
 
 >>> idx = BasketIndex.from_baskets([["milk", "veg"], ["milk", "veg"], ["milk", "beer"]])
 >>> from ranking.basket.scoring import Candidate
@@ -96,8 +97,10 @@ def _gather(index: BasketIndex, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def cover_select(ranked: list, basket: Sequence[str], index: BasketIndex, k: int, rho: float,
                  per_item: int = 2000, item_weight: Mapping[str, float] | None = None) -> list:
     """k of the scored candidates ``ranked`` (``Candidate``s, best first), picked greedily by
-    score × the uncovered share of their training baskets (see the module doc). A basket
-    item's baskets weigh ``item_weight[item]`` (default 1) each."""
+    score × the uncovered share of their training baskets (see the module doc). At most
+    ``per_item`` training baskets are read for the whole basket, split over its items (the
+    latest of each, never fewer than 10 per item). A basket item's baskets weigh
+    ``item_weight[item]`` (default 1) each."""
     if not ranked or k <= 0:
         return []
     rel = np.array([max(c.score, 0.0) for c in ranked], dtype=np.float64)
@@ -105,6 +108,7 @@ def cover_select(ranked: list, basket: Sequence[str], index: BasketIndex, k: int
     free = np.ones(len(ranked), dtype=bool)
     shown = [a for a in dict.fromkeys(basket) if a in index.pos]
     if rho > 0 and shown:
+        per_item = max(per_item // len(shown), 10)  # the budget is per basket: a large one reads fewer per item
         parts = [index.baskets_of(a, per_item) for a in shown]
         wparts = [np.full(len(r), (item_weight or {}).get(a, 1.0)) for a, r in zip(shown, parts)]
         rows, inv = np.unique(np.concatenate(parts), return_inverse=True)

@@ -116,18 +116,24 @@ def link_weights(a: str, scores: Scores, sig: BasketSignals, p: BasketParams) ->
     return dict(zip(scores, np.round(w, 12).tolist()))
 
 
-def pair_sources(segments: list[tuple[str, float]], p: BasketParams) -> list[tuple[str, float, int]]:
-    """(pair segment, weight, how many to read): the detected/explicit segments, then ANY.
+def pair_sources(segments: list[tuple[str, float]], p: BasketParams, n_items: int = 1
+                 ) -> list[tuple[str, float, int]]:
+    """(pair segment, weight, how many to read per basket item): the detected/explicit
+    segments, then ANY. A large basket reads fewer per item: at most ``PAIRS_PER_BASKET`` in
+    all per source (never fewer than 10 per item), so its cost stays bounded.
 
     >>> pair_sources([], BasketParams(TOP_PAIRS=10))
     [('ANY', 1.0, 10)]
     >>> pair_sources([("plumber", 1.0)], BasketParams(TOP_PAIRS=10, PAIR_ANY_WEIGHT=0.5, TOP_PAIRS_ANY_FRAC=0.3))
     [('plumber', 1.0, 10), ('ANY', 0.5, 3)]
+    >>> pair_sources([], BasketParams(TOP_PAIRS=100, PAIRS_PER_BASKET=1000), n_items=50)
+    [('ANY', 1.0, 20)]
     """
+    top_n = min(p.TOP_PAIRS, max(10, p.PAIRS_PER_BASKET // max(n_items, 1)))
     if not segments or p.W_SEG_PAIRS <= 0:
-        return [(ANY, 1.0, p.TOP_PAIRS)]
-    out = [(s, p.W_SEG_PAIRS * w, p.TOP_PAIRS) for s, w in segments]
-    n_any = int(round(p.TOP_PAIRS * p.TOP_PAIRS_ANY_FRAC))
+        return [(ANY, 1.0, top_n)]
+    out = [(s, p.W_SEG_PAIRS * w, top_n) for s, w in segments]
+    n_any = int(round(top_n * p.TOP_PAIRS_ANY_FRAC))
     if n_any > 0 and p.PAIR_ANY_WEIGHT > 0:
         out.append((ANY, p.PAIR_ANY_WEIGHT, n_any))
     return out
@@ -153,7 +159,7 @@ def score_candidates(
     # pairs: per basket item a, link(a, c) = max(forward, W_REV × reverse), averaged over a
     links: dict[str, set[str]] = {}
     best_via: dict[str, tuple[float, str]] = {}
-    reads = [(seg, weight, limit, a) for seg, weight, limit in pair_sources(segments, p) for a in items]
+    reads = [(seg, weight, limit, a) for seg, weight, limit in pair_sources(segments, p, len(items)) for a in items]
     lists = [link_weights(a, top(src.get(seg, {}).get(a, {}), limit), sig, p)
              for seg, _, limit, a in reads for src in (sig.pairs, sig.pairs_rev if p.W_REV > 0 else {})]
     if p.PAIR_RESCALE:

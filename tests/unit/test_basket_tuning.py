@@ -8,7 +8,9 @@ import pandas as pd
 
 from ranking.basket import BasketParams, BasketSignals, complements
 from ranking.basket.cocover import BasketIndex, cover_select
-from ranking.basket.scoring import Candidate
+from ranking.basket.scoring import Candidate, pair_sources
+from inference.basket.redis_signals import plan
+from schemas.keys import Keys
 from schemas.basket_profiles import params_for
 from trainer.basket_eval import Model, cooccurrence_ranker, policy_ranker
 from trainer.basket_export import export_basket, load_index, load_policy
@@ -74,14 +76,14 @@ def test_the_run_stores_a_tuned_policy_and_its_baskets(tmp_path):
     json.dumps(doc)
 
 
-def test_conditional_cover_reads_at_most_per_item_baskets_the_latest():
-    """Old baskets say y comes in the baskets x covers, the latest three that it does not: with
-    a cap of 3 baskets per basket item only the latest are read."""
-    idx = BasketIndex.from_baskets([["a", "x", "y"]] * 100 + [["a", "y"]] * 3)
+def test_conditional_cover_reads_at_most_its_budget_of_baskets_the_latest():
+    """Old baskets say y comes in the baskets x covers, the latest twenty that it does not: with
+    a budget of 20 baskets only the latest are read."""
+    idx = BasketIndex.from_baskets([["a", "x", "y"]] * 100 + [["a", "y"]] * 20)
     pool = [Candidate("x", 1.0), Candidate("y", 0.99), Candidate("z", 0.5)]
-    assert [c.item_id for c in cover_select(pool, ["a"], idx, 2, rho=1.0, per_item=3)] == ["x", "y"]
+    assert [c.item_id for c in cover_select(pool, ["a"], idx, 2, rho=1.0, per_item=20)] == ["x", "y"]
     assert [c.item_id for c in cover_select(pool, ["a"], idx, 2, rho=1.0, per_item=1000)] == ["x", "z"]
-    assert len(idx.baskets_of("a", 3)) == 3 and list(idx.baskets_of("a", 3)) == [100, 101, 102]
+    assert list(idx.baskets_of("a", 3)) == [117, 118, 119]
 
 
 def test_a_fifty_item_basket_reads_bounded_lists():
@@ -92,10 +94,13 @@ def test_a_fifty_item_basket_reads_bounded_lists():
     pairs = {a: {b: float(r.randint(1, 50)) for b in r.sample(items, 150)} for a in items}
     sig = BasketSignals(pairs={"ANY": pairs}, pop_global={i: 1.0 for i in items}, index=idx,
                         item_count=idx.counts(), n_baskets=300.0)
-    p = BasketParams(TOP_PAIRS=20, COCOVER_RHO=0.5, COCOVER_BASKETS=10, PAIR_NORM="conditional", W_REV=0.0)
+    p = BasketParams(TOP_PAIRS=100, PAIRS_PER_BASKET=1000, COCOVER_RHO=0.5, COCOVER_BASKETS=500,
+                     PAIR_NORM="conditional", W_REV=0.0)
     got = complements(items[:50], sig, p, [], 10)
     assert len(got) == 10 and not {c.item_id for c in got} & set(items[:50])
-    assert all(len(idx.baskets_of(a, 10)) <= 10 for a in items[:50])
+    # pairs: 1000 in all, 20 per basket item (not 100); the cover's baskets: 10 per basket item
+    assert pair_sources([], p, 50) == [("ANY", 1.0, 20)] and pair_sources([], p, 2) == [("ANY", 1.0, 100)]
+    assert plan(Keys("sr:"), items[:50], [], p)[0][3] == 20 and len(plan(Keys("sr:"), items[:50], [], p)) == 51
 
 
 def test_link_normalisations_order_candidates_differently():
