@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     redis_prefix: str = "sr:"
     topic_partitions: int = 4
+    topic_replication: int = Field(1, ge=1)  # replicas of each topic streamrec creates (3 on a production cluster)
 
     # --- stream processing -------------------------------------------------------------
     worker_id: str = "streamrec-worker"  # Faust app id == consumer group

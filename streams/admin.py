@@ -20,7 +20,7 @@ async def ensure_topics(settings: Settings, names: tuple[str, ...] = topics.ALL)
         existing = set(await admin.list_topics())
         wanted = [settings.topic(n) for n in names]
         missing = [
-            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1)
+            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication)
             for name in wanted
             if name not in existing
         ]

@@ -36,7 +36,8 @@ CONFIG_SCHEMA = {
     "type": "object", "required": ["scrape_configs"],
     "properties": {"rule_files": {"type": "array", "items": {"type": "string"}},
                    "scrape_configs": {"type": "array", "minItems": 2, "items": {
-                       "type": "object", "required": ["job_name", "static_configs"],
+                       "type": "object", "required": ["job_name"],
+                       "anyOf": [{"required": ["static_configs"]}, {"required": ["dns_sd_configs"]}],
                        "properties": {"job_name": {"type": "string"},
                                       "static_configs": {"type": "array", "items": {
                                           "type": "object", "required": ["targets"]}}}}}},
