@@ -160,6 +160,7 @@ class Supervisor:
         print(
             "streamrec is up\n"
             f"  API      {self.api_url}  (docs {self.api_url}/docs)\n"
+            f"  dashboard {self.api_url}/dashboard\n"
             f"  try      curl '{self.api_url}/api/v1/recommendations/home?user_id=user-0001&k=5'\n"
             f"  Kafka    {s.kafka_bootstrap}\n"
             f"  Redis    {s.redis_url}\n"
