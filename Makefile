@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 AIRFLOW_VENV  ?= .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean browser
 
 install: $(STAMP)
 
@@ -28,7 +28,15 @@ $(AIRFLOW_STAMP):
 	$(AIRFLOW_VENV)/bin/pip install -q "apache-airflow==3.3.2"
 	touch $(AIRFLOW_STAMP)
 
-test: install $(AIRFLOW_STAMP)
+# the dashboard's browser test drives Debian's Chromium; installed here when missing and possible
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; }; } || \
+	  echo "Chromium could not be installed: the dashboard's browser test will skip"
+
+test: install $(AIRFLOW_STAMP) browser
 	$(VENV)/bin/pytest
 
 bench: install

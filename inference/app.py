@@ -197,8 +197,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # producer keys (inference/security.py): each public router needs its scope when keys are configured
     read, write_events = [require_scope("read")], [require_scope("events")]
+    from inference.routes import dashboard
+
     for module in (health, admin):
         api.include_router(module.router)
+    api.include_router(dashboard.pages)
+    api.include_router(dashboard.router, dependencies=read)
     api.include_router(events.router, dependencies=write_events)
     for module in (recommendations, stats, basket, search_routes, reranking):
         api.include_router(module.router, dependencies=read)

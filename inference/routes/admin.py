@@ -72,3 +72,62 @@ async def reindex(rt: RuntimeDep) -> dict:
                                         "train one with `streamrec train --model two_tower`")
     sizes = await rt.models.reindex()
     return {"run_id": rt.models.current.run_id, "indexes": sizes}
+
+
+class PromoteRequest(BaseModel):
+    run: str = Field(max_length=500, description="run name under the artifact dir (or its directory)")
+    force: bool = Field(default=False, description="serve it even when it does not beat the serving run")
+
+
+def _promotion(result) -> dict:  # noqa: ANN001 - trainer.promotion.PromotionResult
+    return {"run_id": result.run_id, "promoted": result.promoted, "reason": result.reason,
+            "challenger": result.challenger, "champion": result.champion, "champion_run": result.champion_run,
+            "holdout": result.holdout, "notified": result.notified, "warnings": result.warnings}
+
+
+def _promote_blocking(settings, run: str, force: bool) -> dict:  # noqa: ANN001
+    """``streamrec promote RUN`` as the dashboard's button: the same gate, on the shared holdout
+    cut from the replayed snapshot when there is one (no replay here: that is the trainer's job)."""
+    from trainer.artifacts import resolve_run
+    from trainer.data.snapshot import Snapshot
+    from trainer.pipeline import dataset_from_source
+    from trainer.promotion import promote
+
+    run_dir = resolve_run(settings.artifact_dir, run)
+    data, note = None, ""
+    snap = Snapshot(settings.snapshot_path())
+    if snap.exists() and not force:
+        try:
+            data = dataset_from_source(snap.read(), settings)
+        except (ValueError, OSError) as exc:
+            note = f"no data for a shared holdout ({exc})"
+    return _promotion(promote(settings, run_dir, force=force, data=data, holdout_note=note))
+
+
+@router.post("/promote")
+async def promote_run(rt: RuntimeDep, body: PromoteRequest) -> dict:
+    """Promote a run through the gate (the champion/challenger comparison of ``streamrec promote``)."""
+    import asyncio
+
+    try:
+        out = await asyncio.to_thread(_promote_blocking, rt.settings, body.run, body.force)
+    except (ArtifactError, NotFound, ValueError, FileNotFoundError) as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    if out["promoted"]:
+        await rt.reload(None, announce=False)  # promote() announced it on model-updates already
+    return out
+
+
+@router.post("/rollback")
+async def rollback_run(rt: RuntimeDep) -> dict:
+    """Serve the previously promoted run again."""
+    import asyncio
+
+    from trainer.promotion import rollback
+
+    try:
+        result = await asyncio.to_thread(rollback, rt.settings)
+    except (ArtifactError, NotFound, ValueError) as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+    await rt.reload(None, announce=False)
+    return _promotion(result)

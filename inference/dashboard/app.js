@@ -1,0 +1,224 @@
+// streamrec dashboard: polls the JSON endpoints of /api/v1/dashboard and /api/v1/stats and draws
+// plain SVG. No framework, no CDN. Rates are differences between two polls of cumulative counters.
+"use strict";
+
+const KEY_STORE = "streamrec.adminKey";
+const READ_KEY_STORE = "streamrec.readKey";
+const HISTORY = 60;
+const series = { events: [], lag: [], e2r: [], req: [], p99: [] };
+let previous = null;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
+  return node;
+}
+
+async function api(path, options = {}) {
+  const readKey = sessionStorage.getItem(READ_KEY_STORE);  // with producer keys on, reads need one
+  const headers = { ...(options.headers || {}), ...(readKey ? { "X-Api-Key": readKey } : {}) };
+  const res = await fetch(path, { ...options, headers });
+  const body = await res.json().catch(() => ({}));
+  if (res.status === 401 && !path.startsWith("/admin")) keyForm("read-key", "X-Api-Key (read)", READ_KEY_STORE);
+  if (!res.ok) throw new Error(`${res.status}: ${typeof body.detail === "string" ? body.detail : res.statusText}`);
+  return body;
+}
+
+function ready(name) { document.querySelector(`[data-panel="${name}"]`).dataset.state = "ready"; }
+function setText(id, text) { document.getElementById(id).textContent = text; }
+function fmt(x, digits = 1) { return x == null || Number.isNaN(x) ? "–" : Number(x).toFixed(digits); }
+
+function push(name, value) {
+  series[name].push(value ?? 0);
+  if (series[name].length > HISTORY) series[name].shift();
+}
+
+function spark(id, values) {
+  const svg = document.getElementById(id);
+  const w = svg.clientWidth || 160, h = svg.clientHeight || 32, max = Math.max(...values, 1e-9);
+  const pts = values.map((v, i) => `${(i / Math.max(values.length - 1, 1)) * w},${h - (v / max) * (h - 2) - 1}`);
+  svg.replaceChildren();
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", pts.join(" "));
+  svg.append(line);
+}
+
+// p99 of the requests between two polls, from the cumulative histogram buckets
+function quantile(now, before, q) {
+  const prev = new Map((before || []).map(([le, n]) => [le, n]));
+  const delta = now.map(([le, n]) => [le, n - (prev.get(le) || 0)]);
+  const total = delta.length ? delta[delta.length - 1][1] : 0;
+  if (total <= 0) return null;
+  const rank = q * total;
+  for (const [le, n] of delta) if (n >= rank) return le;
+  return null;
+}
+
+async function pollOverview() {
+  try {
+    const o = await api("/api/v1/dashboard/overview");
+    const live = document.getElementById("live");
+    const s = o.stream;
+    live.textContent = s ? `stream ${s.status}` : "no stream report";
+    live.className = "badge " + (s && s.status === "ok" ? "ok" : "bad");
+    setText("serving", o.model.run_id ? `serving ${o.model.run_id} (${o.model.policy})` : "no trained run: popularity");
+    const events = Object.values(o.events_today).reduce((a, b) => a + b, 0);
+    if (previous) {
+      const dt = Math.max(o.at - previous.at, 1e-3);
+      push("events", s ? s.events_per_s : Math.max(0, (events - previous.events) / dt));
+      push("req", Math.max(0, (o.api.requests - previous.requests) / dt));
+      const p99 = quantile(o.api.latency_buckets, previous.buckets, 0.99);
+      push("p99", p99 == null ? 0 : p99 * 1000);
+      setText("req-rate", fmt(series.req[series.req.length - 1]));
+      setText("p99", p99 == null ? "no requests" : p99 === Infinity ? "> 1 s" : `≤ ${fmt(p99 * 1000, 1)} ms`);
+    }
+    push("lag", s ? s.records_behind : 0);
+    push("e2r", s ? s.event_to_redis_ms : 0);
+    setText("events-rate", fmt(series.events[series.events.length - 1] ?? (s ? s.events_per_s : 0)));
+    setText("lag", s ? String(s.records_behind) : "–");
+    setText("e2r", s ? `${fmt(s.event_to_redis_ms, 0)} ms` : "–");
+    setText("workers", s ? `${s.workers} · ${s.status}` : "none reporting");
+    setText("hit-ratio", o.cache.hit_ratio == null ? "no lookups yet" : `${fmt(o.cache.hit_ratio * 100, 1)}%`);
+    setText("errors", String(o.api.errors));
+    for (const [name, id] of [["events", "events-spark"], ["lag", "lag-spark"], ["e2r", "e2r-spark"],
+                              ["req", "req-spark"], ["p99", "p99-spark"]]) spark(id, series[name]);
+    previous = { at: o.at, events, requests: o.api.requests, buckets: o.api.latency_buckets };
+    ready("stream"); ready("api");
+  } catch (err) {
+    const live = document.getElementById("live");
+    live.textContent = `API unreachable (${err.message})`;
+    live.className = "badge bad";
+  }
+}
+
+async function pollQuality() {
+  const g = await api("/api/v1/stats/global?days=7");
+  const body = document.querySelector("#quality-table tbody");
+  body.replaceChildren(...Object.entries(g.by_strategy).map(([name, c]) => el("tr", {},
+    el("td", {}, name === "_" ? "(no list attributed)" : name), el("td", {}, String(c.lists ?? 0)), el("td", {}, String(c.impressions ?? 0)),
+    el("td", {}, String(c.clicks ?? 0)), el("td", {}, g.ctr_by_strategy[name] == null ? "–" : `${fmt(g.ctr_by_strategy[name] * 100, 2)}%`))));
+  if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "no lists served yet")));
+  const svg = document.getElementById("daily-bars");
+  const days = g.daily.slice().reverse(), w = svg.clientWidth || 400, h = 90, max = Math.max(...days.map(d => d.total), 1);
+  svg.replaceChildren();
+  days.forEach((d, i) => {
+    const bw = w / days.length, bh = (d.total / max) * (h - 14);
+    const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    Object.entries({ x: i * bw + 2, y: h - 12 - bh, width: bw - 4, height: bh }).forEach(([k, v]) => rect.setAttribute(k, v));
+    const label = document.createElementNS("http://www.w3.org/2000/svg", "text");
+    Object.entries({ x: i * bw + 2, y: h - 2 }).forEach(([k, v]) => label.setAttribute(k, v));
+    label.textContent = `${d.day.slice(5)}: ${d.total}`;
+    svg.append(rect, label);
+  });
+  ready("quality");
+}
+
+function adminHeaders() {
+  const key = sessionStorage.getItem(KEY_STORE);
+  return key ? { "X-Admin-Key": key, "content-type": "application/json" } : { "content-type": "application/json" };
+}
+
+async function admin(path, body) {
+  const out = document.getElementById("admin-result");
+  try {
+    const res = await api(path, { method: "POST", headers: adminHeaders(), body: JSON.stringify(body || {}) });
+    out.textContent = res.reason ? `${res.promoted === false ? "refused" : "done"}: ${res.reason}` : "done";
+    out.className = res.promoted === false ? "error" : "muted";
+    await pollModels();
+  } catch (err) {
+    out.textContent = `refused: ${err.message}`;
+    out.className = "error";
+  }
+}
+
+async function pollModels() {
+  const m = await api("/api/v1/dashboard/models");
+  setText("champion", m.champion || "none");
+  const body = document.querySelector("#runs-table tbody");
+  body.replaceChildren(...m.runs.map(r => el("tr", {},
+    el("td", {}, r.champion ? `★ ${r.run_id}` : r.run_id), el("td", {}, r.policy || "–"),
+    el("td", {}, r.score == null ? "–" : `${r.metric} ${fmt(r.score, 4)}`),
+    el("td", {}, r.holdout && r.holdout.challenger != null ? `${fmt(r.holdout.challenger, 4)} / ${fmt(r.holdout.champion, 4)}` : "–"),
+    el("td", {}, r.champion ? "" : el("button", { type: "button", class: "promote", "data-run": r.run_id,
+                                                 onclick: () => admin("/admin/promote", { run: r.run_id }) }, "promote")))));
+  if (!m.runs.length) body.append(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "no runs yet: the scheduler trains the first one")));
+  document.getElementById("promotions").replaceChildren(...m.promotions.slice(0, 10).map(p =>
+    el("li", {}, `${p.at} ${p.action} ${p.run_id}${p.score != null ? ` (${fmt(p.score, 4)})` : ""}`)));
+  ready("models");
+}
+
+function renderList(title, list) {
+  if (list.error) return el("div", {}, el("h3", {}, title), el("p", { class: "error" }, list.error));
+  return el("div", {}, el("h3", {}, `${title}${list.degraded ? " (degraded)" : ""}`),
+    el("ol", {}, ...list.items.map(i => el("li", {}, i.item_id, " ", el("span", { class: "reason" }, i.reason || "")))));
+}
+
+async function showUser(event) {
+  event && event.preventDefault();
+  const id = document.getElementById("user-id").value.trim();
+  const view = document.getElementById("user-view");
+  try {
+    const u = await api(`/api/v1/dashboard/user/${encodeURIComponent(id)}?k=5`);
+    view.replaceChildren(
+      el("p", {}, `seen ${u.seen_count} items; recent: ${u.recent.slice(0, 10).join(", ") || "none"}`),
+      el("div", { class: "lists" }, ...Object.entries(u.lists).map(([name, list]) => renderList(name, list))));
+    view.dataset.state = "ready";
+  } catch (err) { view.replaceChildren(el("p", { class: "error" }, err.message)); }
+}
+
+async function showItem(event) {
+  event && event.preventDefault();
+  const id = document.getElementById("item-id").value.trim();
+  const view = document.getElementById("item-view");
+  try {
+    const it = await api(`/api/v1/dashboard/item/${encodeURIComponent(id)}?k=5`);
+    view.replaceChildren(
+      el("p", {}, `popularity: ${it.popularity.score == null ? "none yet" : `${fmt(it.popularity.score, 1)} (rank ${it.popularity.rank})`}`),
+      el("div", { class: "lists" },
+        el("div", {}, el("h3", {}, "often together"), el("ol", {}, ...it.pairs.map(p => el("li", {}, `${p.item_id} (${fmt(p.count, 1)})`)))),
+        el("div", {}, el("h3", {}, "similar"), it.similar_error ? el("p", { class: "muted" }, it.similar_error)
+          : el("ol", {}, ...it.similar.map(s => el("li", {}, `${s.item_id} (${fmt(s.score, 3)})`))))));
+    view.dataset.state = "ready";
+  } catch (err) { view.replaceChildren(el("p", { class: "error" }, err.message)); }
+}
+
+async function seedExplorer() {
+  // start the explorer on the most popular item and a user who saw it, so it shows data at once
+  const g = await api("/api/v1/stats/global?days=1");
+  const top = g.popular_items[0];
+  if (top && !document.getElementById("item-id").value) {
+    document.getElementById("item-id").value = top.item_id;
+    await showItem();
+  }
+  ready("explorer");
+}
+
+function keyForm(id, placeholder, store, done) {
+  const header = document.querySelector("header");
+  if (document.getElementById(id)) return;
+  const input = el("input", { id: `${id}-input`, type: "password", placeholder, autocomplete: "off" });
+  const form = el("form", { id, onsubmit: e => {
+    e.preventDefault(); sessionStorage.setItem(store, input.value); form.remove(); done && done();
+  } }, input, el("button", {}, "save"));
+  header.append(form);
+}
+
+function adminKeyForm() {
+  keyForm("key-form", "X-Admin-Key", KEY_STORE, () => setText("admin-key", "admin key ✓"));
+}
+
+function every(ms, fn) { fn().catch(err => console.warn(err.message)); setInterval(() => fn().catch(err => console.warn(err.message)), ms); }
+
+document.getElementById("user-form").addEventListener("submit", showUser);
+document.getElementById("item-form").addEventListener("submit", showItem);
+document.getElementById("rollback").addEventListener("click", () => admin("/admin/rollback"));
+document.getElementById("admin-key").addEventListener("click", adminKeyForm);
+if (sessionStorage.getItem(KEY_STORE)) setText("admin-key", "admin key ✓");
+every(2000, pollOverview);
+every(10000, pollQuality);
+every(10000, pollModels);
+seedExplorer().catch(err => console.warn(err.message));
