@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator
 
 import numpy as np
@@ -41,17 +42,19 @@ class PairLists(Mapping):
     """``item → {other: count}`` over a CSR matrix whose rows are already cut and sorted (best
     first, ties by item id); a row becomes a dict when it is read."""
 
-    def __init__(self, matrix: sp.csr_matrix, items: list[str], pos: Mapping[str, int]):
+    def __init__(self, matrix: sp.csr_matrix, items: list[str], pos: Mapping[str, int], cache: int = 4096):
         self.m, self.items, self.pos = matrix, items, pos
+        self._row = lru_cache(maxsize=cache)(self._build)  # an evaluation reads the same rows again and again
+
+    def _build(self, n: int) -> dict[str, float]:
+        lo, hi = self.m.indptr[n], self.m.indptr[n + 1]
+        return dict(zip([self.items[j] for j in self.m.indices[lo:hi]], self.m.data[lo:hi].tolist()))
 
     def __getitem__(self, item: str) -> dict[str, float]:
         n = self.pos.get(item)
-        if n is None:
+        if n is None or self.m.indptr[n] == self.m.indptr[n + 1]:
             raise KeyError(item)
-        lo, hi = self.m.indptr[n], self.m.indptr[n + 1]
-        if lo == hi:
-            raise KeyError(item)
-        return dict(zip([self.items[j] for j in self.m.indices[lo:hi]], self.m.data[lo:hi].tolist()))
+        return self._row(n)  # shared: callers must not change it (the policy only reads)
 
     def __iter__(self) -> Iterator[str]:
         return (self.items[n] for n in np.flatnonzero(np.diff(self.m.indptr)))

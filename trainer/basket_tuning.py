@@ -197,7 +197,7 @@ def draws(baskets: list[Basket], ms: tuple[int, ...], seed: int, known: set[str]
 
 
 def tune_policy(train: list[Basket], meta: dict[str, ItemMeta], segment_mode: str = "use_order", k: int = 10,
-                ms: tuple[int, ...] = (1, 2), n_val: int = 1000, seed: int = 0, top_k: int = 200) -> TuneResult:
+                ms: tuple[int, ...] = (1, 2), n_val: int = 500, seed: int = 0, top_k: int = 200) -> TuneResult:
     """Carve validation baskets from ``train``, learn the signals from the rest, descend."""
     from trainer.basket_eval import Model, metrics_at_k, policy_ranker
     from trainer.basket_signals import learn_stats

@@ -13,7 +13,8 @@ mixed with one set of weights.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import chain
+import operator
+from itertools import chain, islice
 from typing import Sequence
 
 import numpy as np
@@ -55,6 +56,9 @@ def top(scores: Scores, n: int) -> Scores:
         return {}
     if len(scores) <= n:  # nothing to cut (the order of a pair list does not matter to scoring)
         return scores
+    values = list(scores.values())
+    if all(map(operator.ge, values, values[1:])):  # already best first (offline lists): the head
+        return dict(islice(scores.items(), n))
     return dict(sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
 
 
