@@ -121,6 +121,7 @@ class Settings(BaseSettings):
     # about a minute on the demo, ~10 min on ML-100K on 2 cores. Add "ncf" or "content" (needs a catalog).
     retrain_models: list[str] = Field(
         default_factory=lambda: ["ease", "rp3beta", "multvae", "two_tower", "lightfm"])
+    tune_budget_s: float | None = None  # seconds the hyperparameter / blend / λ search may take; None: no limit
     val_ratio: float = 0.25  # share of each user's pairs held out to choose params and the policy (--val-ratio)
     snapshot_dir: Path | None = None  # None: <data_dir>/snapshot (replayed interactions, Parquet)
     replay_idle_s: float = 2.0  # a replay stops after this long without new records

@@ -253,7 +253,8 @@ def train_run(
     run_dir = save_run(new_run_dir(settings.artifact_dir, tag), final, metrics, dataset_info=info, versions=versions,
                        extras=basket_exporter(data, final, metrics["best_model"]), policy=policy)
     log.info("saved %s (policy %s, %s = %s)", run_dir, policy.name, settings.promote_metric, metrics["score"])
-    result = TrainResult(run_dir, metrics, fit_seconds=fit_seconds)
+    result = TrainResult(run_dir, metrics, fit_seconds=fit_seconds,
+                         warnings=list(tuning.get("stopped_early", [])) if tuning else [])
     if promote:
         from trainer.promotion import promote as do_promote
 
@@ -285,7 +286,7 @@ def select(data: Interactions, models: list[str], params: dict[str, dict[str, An
     the policy's figures are those of the lists it would serve. ``streamrec train`` and
     ``streamrec eval --policy`` both choose this way."""
     from trainer import evaluation, splits
-    from trainer.tuning import DEFAULT_PARAMS, search_params
+    from trainer.tuning import DEFAULT_PARAMS, SearchBudget, search_params
 
     fit_seconds = {} if fit_seconds is None else fit_seconds
     chosen = {n: ({**DEFAULT_PARAMS.get(n, {}), **params.get(n, {})} if tune else dict(params.get(n, {})))
@@ -302,10 +303,11 @@ def select(data: Interactions, models: list[str], params: dict[str, dict[str, An
         log.warning("validation split is empty (too few interactions per user): no validation figures")
         return sel
     train = restrict(data, train_pairs)
+    budget = SearchBudget(settings.tune_budget_s)
     for name in models:
         if tune:
             chosen[name], model, trials = search_params(
-                name, params.get(name, {}), lambda p, n=name: fit(n, p, train), train, val_pairs, k)
+                name, params.get(name, {}), lambda p, n=name: fit(n, p, train), train, val_pairs, k, budget)
             if len(trials) > 1:
                 sel.tuning[name] = trials
         else:
@@ -313,18 +315,20 @@ def select(data: Interactions, models: list[str], params: dict[str, dict[str, An
         sel.validation[name] = _clean(evaluation.evaluate(model, train, val_pairs, k=k, sampled=False))
         log.info("%s: validation %s", name, _short(sel.validation[name], k))
         sel.fitted[name] = model
-    sel.policy, figures = _choose_policy(sel.fitted, train, val_pairs, k, settings, tune)
+    sel.policy, figures = _choose_policy(sel.fitted, train, val_pairs, k, settings, tune, budget)
     sel.validation["policy"] = figures
+    if budget.notes:  # never silently cut: metrics.json and the train output say where it stopped
+        sel.tuning["stopped_early"] = budget.notes
     log.info("policy %s: validation %s", sel.policy.name, _short(figures, k))
     return sel
 
 
 def _choose_policy(fitted: dict[str, Any], train: Interactions, val: pd.DataFrame, k: int, settings: Settings,
-                   tune: bool) -> tuple[Policy, dict[str, Any]]:
+                   tune: bool, budget=None) -> tuple[Policy, dict[str, Any]]:  # noqa: ANN001 - a SearchBudget
     """The policy to serve, and its validation figures measured on the lists it would serve."""
     from trainer.policy_eval import evaluate_policy, item_infos
     from trainer.signals import OfflineSignals
-    from trainer.tuning import NOT_BLENDED, choose_policy
+    from trainer.tuning import NOT_BLENDED, UNLIMITED, choose_policy
 
     scorer = policy_scorer(fitted, train)
     signals, infos = OfflineSignals(train), item_infos(train)
@@ -337,7 +341,8 @@ def _choose_policy(fitted: dict[str, Any], train: Interactions, val: pd.DataFram
     if tune and blendable:
         users = np.arange(train.n_users)
         rows = {n: fitted[n].score_matrix(users) for n in blendable}
-        policy, _ = choose_policy(rows, train, val, k, lambda p: evaluate(p)[f"ndcg@{k}"], base)
+        policy, _ = choose_policy(rows, train, val, k, lambda p: evaluate(p)[f"ndcg@{k}"], base,
+                                  budget or UNLIMITED)
     elif blendable:
         best = max(blendable, key=lambda n: ranking_ndcg(fitted[n], train, val, k))
         policy = Policy.single(best, category_cap=settings.category_cap)

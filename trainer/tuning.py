@@ -12,12 +12,17 @@
    (``trainer.policy_eval``); λ = 1 (no diversification) unless another value is better by
    more than ``MMR_MIN_GAIN`` (1 %, relative).
 
-Parameters given explicitly (``--param``) are never searched over.
+Parameters given explicitly (``--param``) are never searched over. A ``SearchBudget``
+(``STREAMREC_TUNE_BUDGET_S``) bounds the whole search: when it runs out, each step keeps the
+best configuration found so far, and the run's ``metrics.json`` and the ``train`` output say
+where it stopped. The first point of each step always runs, so every model is fitted.
 """
 from __future__ import annotations
 
 import itertools
 import logging
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -51,6 +56,36 @@ MMR_MIN_GAIN = 0.01  # relative validation gain a λ < 1 must bring over no dive
 NOT_BLENDED = ("popularity",)
 
 
+@dataclass
+class SearchBudget:
+    """Seconds the search may take (None: no limit); the notes say what was cut.
+
+    >>> b = SearchBudget(10.0, clock=iter([0.0, 11.0]).__next__)
+    >>> b.exhausted(), b.cut("ease grid", done=1, total=8), b.notes
+    (True, True, ['ease grid: stopped after 1 of 8 points, the search budget of 10 s ran out'])
+    """
+
+    seconds: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def exhausted(self) -> bool:
+        return self.seconds is not None and self.clock() - self.started > self.seconds
+
+    def cut(self, step: str, done: int, total: int) -> bool:
+        """Record that ``step`` stops after ``done`` of ``total`` points; True (for ``if ...: break``)."""
+        note = f"{step}: stopped after {done} of {total} points, the search budget of {self.seconds:g} s ran out"
+        self.notes.append(note)
+        log.warning("%s", note)
+        return True
+
+
+UNLIMITED = SearchBudget()
+
+
 def grid(space: Mapping[str, list]) -> list[dict]:
     """Every combination of a parameter grid.
 
@@ -81,13 +116,17 @@ def ndcg(model: Recommender, data: Interactions, val: pd.DataFrame, k: int) -> f
 
 
 def search_params(name: str, given: dict[str, Any], fit: Callable[[dict], Recommender],
-                  data: Interactions, val: pd.DataFrame, k: int) -> tuple[dict[str, Any], Recommender, dict]:
+                  data: Interactions, val: pd.DataFrame, k: int,
+                  budget: SearchBudget = UNLIMITED) -> tuple[dict[str, Any], Recommender, dict]:
     """(chosen params, the model fitted with them, {str(params): val ndcg}) for one model."""
     base = {**DEFAULT_PARAMS.get(name, {}), **given}
     space = {p: v for p, v in GRIDS.get(name, {}).items() if p not in given}
     trials: dict[str, float] = {}
     best: tuple[float, dict, Recommender] | None = None
-    for point in grid(space) if space else [{}]:
+    points = grid(space) if space else [{}]
+    for i, point in enumerate(points):
+        if i > 0 and budget.exhausted() and budget.cut(f"{name} grid", i, len(points)):
+            break
         params = {**base, **point}
         model = fit(params)
         score = ndcg(model, data, val, k)
@@ -100,7 +139,8 @@ def search_params(name: str, given: dict[str, Any], fit: Callable[[dict], Recomm
 
 
 def search_blend(rows: Mapping[str, np.ndarray], data: Interactions, val: pd.DataFrame, k: int,
-                 how: str = "zscore", rounds: int = 2) -> tuple[dict[str, float], float]:
+                 how: str = "zscore", rounds: int = 2,
+                 budget: SearchBudget = UNLIMITED) -> tuple[dict[str, float], float]:
     """Blend weights by coordinate search on validation rows; (weights > 0, val ndcg)."""
     def score(w: dict[str, float]) -> float:
         return ndcg(Precomputed(blend(rows, w, how)).fit(data), data, val, k)
@@ -109,31 +149,36 @@ def search_blend(rows: Mapping[str, np.ndarray], data: Interactions, val: pd.Dat
     anchor = max(single, key=single.get)
     weights = {n: (1.0 if n == anchor else 0.0) for n in rows}
     best = single[anchor]
-    for _ in range(rounds if len(rows) > 1 else 0):
-        for name in [n for n in rows if n != anchor]:
-            for value in BLEND_GRID:
-                trial = {**weights, name: value}
-                s = score(trial)
-                if s > best + 1e-5:
-                    best, weights = s, trial
-        log.info("  blend weights %s: validation ndcg@%d=%.4f", {n: w for n, w in weights.items() if w}, k, best)
+    others = [n for n in rows if n != anchor]
+    trials = [(r, name, value) for r in range(rounds if len(rows) > 1 else 0) for name in others for value in BLEND_GRID]
+    for i, (r, name, value) in enumerate(trials):
+        if budget.exhausted() and budget.cut("blend weights", i, len(trials)):
+            break
+        trial = {**weights, name: value}
+        s = score(trial)
+        if s > best + 1e-5:
+            best, weights = s, trial
+    log.info("  blend weights %s: validation ndcg@%d=%.4f", {n: w for n, w in weights.items() if w}, k, best)
     return {n: w for n, w in weights.items() if w > 0}, best
 
 
 def choose_policy(rows: Mapping[str, np.ndarray], data: Interactions, val: pd.DataFrame, k: int,
-                  evaluate: Callable[[Policy], float], base: Policy | None = None) -> tuple[Policy, dict[str, Any]]:
+                  evaluate: Callable[[Policy], float], base: Policy | None = None,
+                  budget: SearchBudget = UNLIMITED) -> tuple[Policy, dict[str, Any]]:
     """The policy to serve: blend weights on validation rows, then λ through the served path."""
     blendable = {n: r for n, r in rows.items() if n not in NOT_BLENDED}
     if not blendable:
         return Policy.popularity(), {"reason": "no model to blend"}
-    weights, blend_score = search_blend(blendable, data, val, k)
+    weights, blend_score = search_blend(blendable, data, val, k, budget=budget)
     template = base or Policy()
     name = "blend" if len(weights) > 1 else next(iter(weights))
     policy = Policy.blend(weights, name=name, rescale=template.rescale, candidates=template.candidates,
                           full_scoring_max_items=template.full_scoring_max_items, category_cap=template.category_cap,
                           fill=template.fill, mmr_lambda=1.0)
     by_lambda = {}
-    for lam in MMR_GRID:
+    for i, lam in enumerate(MMR_GRID):  # 1.0 (no diversification) first: it always runs
+        if i > 0 and budget.exhausted() and budget.cut("MMR λ", i, len(MMR_GRID)):
+            break
         by_lambda[lam] = evaluate(policy.with_(mmr_lambda=lam))
         log.info("  policy %s λ=%.2f: validation ndcg@%d=%.4f", name, lam, k, by_lambda[lam])
     # diversify only for a gain beyond noise (MMR costs a metadata read and vectors per request)

@@ -255,3 +255,18 @@ def test_verify_api_checks_that_the_api_serves_the_run(env, tiny_csv):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_search_over_its_budget_stops_at_the_best_so_far_and_says_so(env, tiny_csv, monkeypatch):
+    from schemas.settings import get_settings
+
+    monkeypatch.setenv("STREAMREC_TUNE_BUDGET_S", "0")  # spent before the second grid point
+    get_settings.cache_clear()
+    res = invoke("train", "--interactions", tiny_csv, "--no-progress", "--model", "ease", "--model", "rp3beta")
+    assert res.exit_code == 0, res.output
+    assert "warning: ease grid: stopped after 1 of" in res.stderr
+    assert "the search budget of 0 s ran out" in res.stderr
+    run = Path(stdout_lines(res)[-1])
+    notes = json.loads((run / "metrics.json").read_text())["tuning"]["stopped_early"]
+    assert any(n.startswith("rp3beta grid") for n in notes) and any(n.startswith("blend weights") for n in notes)
+    assert json.loads((run / "policy.json").read_text())["components"]  # a policy was still chosen and saved
