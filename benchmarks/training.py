@@ -1,0 +1,140 @@
+"""Training cost per model: fit seconds, epochs, events per second per epoch, peak memory.
+
+Each model is fitted with the product's defaults (``trainer.tuning.DEFAULT_PARAMS``, the
+middle of its grid otherwise) on the whole of a dataset, in a process of its own so that its
+peak memory (max RSS) is its own. EASE, the cheapest strong model, is the baseline measured in
+the same run; every row gives its time against EASE's. Then ``streamrec train`` with its
+defaults (searches included) is timed on the same data, as the product runs it.
+
+    python benchmarks/training.py                      # ML-100K from ../shared/data/ml-100k
+    python benchmarks/training.py --models ease rp3beta multvae --no-train
+    python benchmarks/training.py --data path/to/ratings.dat --max-user 2999   # ML-1M users 1-2999
+
+The device is the one ``trainer.device`` chooses (CUDA when a GPU is present); it is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
+MODELS = ["ease", "rp3beta", "itemknn", "lightfm", "multvae", "two_tower", "ncf"]
+
+
+def _dataset(path: Path, max_user: int | None):
+    from schemas.settings import Settings
+    from trainer.data.sources import load_source
+    from trainer.pipeline import dataset_from_source
+
+    source = load_source(path)
+    if max_user is not None:  # MovieLens-1M users 1..max_user (the issue's "about 490k ratings")
+        ids = pd.to_numeric(source.events["user_id"], errors="coerce")
+        source.events = source.events[ids <= max_user]
+    return dataset_from_source(source, Settings(train_threads=1))
+
+
+def fit_one(name: str, path: Path, max_user: int | None) -> dict:
+    """Fit ``name`` once in this process; its figures as a dict."""
+    from trainer.device import describe, pick_device
+    from trainer.models import make_model
+    from trainer.pipeline import _limit_threads
+    from trainer.tuning import DEFAULT_PARAMS, GRIDS
+
+    _limit_threads(1)
+    data = _dataset(path, max_user)
+    params = dict(DEFAULT_PARAMS.get(name, {}))
+    for p, values in GRIDS.get(name, {}).items():  # the middle of the grid
+        params.setdefault(p, values[len(values) // 2])
+    model = make_model(name, **params)
+    t0 = time.perf_counter()
+    model.fit(data)
+    seconds = time.perf_counter() - t0
+    history = getattr(model, "history_", None) or []
+    epochs = len(history) or None
+    events = int(data.matrix.nnz)
+    return {"model": name, "fit_s": round(seconds, 2), "epochs": epochs,
+            "events_per_s_per_epoch": round(events * epochs / seconds) if epochs else None,
+            "events": events, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "device": describe(pick_device()), "params": {k: str(v) for k, v in params.items()}}
+
+
+def train_default(path: Path) -> dict:
+    """``streamrec train`` with its defaults (searches included), timed from outside."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"STREAMREC_ARTIFACT_DIR": f"{tmp}/artifacts", "STREAMREC_DATA_DIR": f"{tmp}/data",
+               "PATH": "/usr/bin:/bin"}
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "infra", "train", "--interactions", str(path), "--no-progress"],
+                             cwd=ROOT, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if out.returncode != 0:
+            return {"error": out.stderr[-1000:]}
+        run = Path(out.stdout.strip().splitlines()[-1])
+        metrics = json.loads((run / "metrics.json").read_text())
+        return {"seconds": round(seconds, 1), "policy": metrics.get("policy"),
+                "validation_ndcg@10": metrics.get("score"),
+                "stopped_early": metrics.get("tuning", {}).get("stopped_early", [])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--models", nargs="+", default=MODELS)
+    ap.add_argument("--max-user", type=int, default=None, help="keep numeric user ids up to this (ML-1M 1-2999)")
+    ap.add_argument("--no-train", action="store_true", help="skip timing `streamrec train` with its defaults")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: fit one model in this process
+    ap.add_argument("--json", type=Path, help="write every figure here")
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(fit_one(args.one, args.data, args.max_user)))
+        return
+    if not args.data.exists():
+        sys.exit(f"no dataset at {args.data}: MovieLens-100K is read from ../shared/data/ml-100k "
+                 "(not in the repository); pass --data")
+    names = ["ease"] + [m for m in args.models if m != "ease"]  # the baseline first
+    rows = []
+    for name in names:
+        cmd = [sys.executable, __file__, "--one", name, "--data", str(args.data)]
+        if args.max_user is not None:
+            cmd += ["--max-user", str(args.max_user)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            rows.append({"model": name, "error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"})
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"  {name}: {rows[-1]['fit_s']} s", file=sys.stderr, flush=True)
+    ease = next((r["fit_s"] for r in rows if r["model"] == "ease" and "fit_s" in r), None)
+    device = next((r["device"] for r in rows if "device" in r), "?")
+    print(f"\n{args.data} on {device}; each model fitted once with the defaults, in its own process\n")
+    print(f"{'model':<11}{'fit s':>9}{'× EASE':>9}{'epochs':>8}{'events/s/epoch':>16}{'peak MB':>9}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['model']:<11} failed: {r['error']}")
+            continue
+        ratio = f"{r['fit_s'] / ease:.1f}" if ease else "–"
+        eps = f"{r['events_per_s_per_epoch']:,}" if r["events_per_s_per_epoch"] else "–"
+        print(f"{r['model']:<11}{r['fit_s']:>9.2f}{ratio:>9}{r['epochs'] or '–':>8}{eps:>16}{r['peak_rss_mb']:>9}")
+    summary = {"data": str(args.data), "device": device, "models": rows}
+    if not args.no_train:
+        summary["train_default"] = train_default(args.data)
+        t = summary["train_default"]
+        print("\nstreamrec train (defaults, searches included): "
+              + (f"{t['seconds']} s, policy {t['policy']}, validation ndcg@10 {t['validation_ndcg@10']}"
+                 if "seconds" in t else f"failed: {t['error']}"))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
