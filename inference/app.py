@@ -242,5 +242,12 @@ def _pkg_version() -> str:
 
 
 def factory():
-    """``uvicorn --factory inference.app:factory``: settings from the environment."""
+    """``uvicorn --factory inference.app:factory`` (and each of ``streamrec api --workers N``):
+    settings from the environment."""
+    try:  # one request thread for torch, as inference.server.run sets it
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
     return create_app(get_settings())

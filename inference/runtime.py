@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from inference import control
 from inference.bandit import BanditChooser
 from inference.basket.service import BasketService
 from inference.broker import Broker
@@ -72,6 +73,8 @@ class Runtime:
         spawn = lambda coro, name: self._tasks.append(asyncio.create_task(coro, name=name))  # noqa: E731
         spawn(listen_invalidations(self._pubsub_client, self.keys.invalidate_channel, self.local, self._stop),
               "invalidations")
+        spawn(control.listen(self._pubsub_client, self.keys.control_channel, self.apply_change, self._stop),
+              "control")
         spawn(self.snapshot.run(self.store, self.settings.snapshot_refresh_s, self._stop), "snapshot")
         spawn(self._probe_redis(), "redis-probe")
         spawn(self._watch_model_updates(), "model-updates")
@@ -88,6 +91,19 @@ class Runtime:
         await self.home.flush_served_counts()
         await self.broker.close()
         await self.store.close()
+
+    async def apply_change(self, change: dict[str, Any]) -> None:
+        """A change another API process made (``inference.control``)."""
+        if "basket_profile" in change:
+            from inference.basket.profiles import set_active
+
+            set_active(str(change["basket_profile"]))
+            log.info("basket profile %s (changed on another API process)", change["basket_profile"])
+        if "reload" in change:
+            await self.reload(change["reload"], announce=False)
+
+    async def tell_others(self, change: dict[str, Any]) -> bool:
+        return await control.publish(self.store, self.keys.control_channel, change)
 
     def _pubsub_client(self) -> aioredis.Redis:
         # no read timeout: a subscription waits for messages; liveness is pinged instead

@@ -15,10 +15,19 @@ def check_secure(settings: Settings) -> None:
             "with the admin routes open; `streamrec up` makes a key in its data dir)")
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, workers: int = 1) -> None:
+    """Serve until stopped. ``workers`` > 1: that many processes on one port (uvicorn's
+    workers, each building the app from the environment with ``inference.app:factory``);
+    admin changes reach all of them over ``inference.control``."""
     import uvicorn
 
     check_secure(settings)
+    if workers > 1:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        uvicorn.run("inference.app:factory", factory=True, workers=workers, host=settings.api_host,
+                    port=settings.api_port, log_level="warning", access_log=False, loop="uvloop", http="httptools",
+                    lifespan="on", timeout_graceful_shutdown=5)
+        return
 
     from inference.app import create_app
 

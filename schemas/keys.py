@@ -126,6 +126,11 @@ class Keys:
         an in-process copy of cached bodies evict them on it."""
         return f"{self.prefix}invalidate"
 
+    @property
+    def control_channel(self) -> str:
+        """Pub/sub channel: admin changes (basket profile, reload) one API process tells the others."""
+        return f"{self.prefix}control"
+
     # stream-side working state (written and read only by the agents in streams/)
     @property
     def trend_meta(self) -> str:

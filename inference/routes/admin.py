@@ -46,14 +46,16 @@ async def models(rt: RuntimeDep) -> dict:
 async def reload(rt: RuntimeDep, request: Request, body: ReloadRequest | None = Body(default=None)) -> dict:
     body = body or ReloadRequest()
     out: dict = {}
+    change: dict = {}  # what the other API processes must apply too (inference/control.py)
     if body.profile is not None:
-        out["basket_profile"] = _set_basket_profile(body.profile)
+        out["basket_profile"] = change["basket_profile"] = _set_basket_profile(body.profile)
     if body.run is not None or body.profile is None:
         run_dir = body.run or None
         try:
             out.update(await rt.reload(run_dir))
         except (ArtifactError, NotFound, ValueError, OSError) as exc:
             raise HTTPException(422, detail=str(exc)) from None
+        change["reload"] = run_dir
         search = getattr(request.app.state, "search", None)
         if search is not None:  # a promoted reranker or a new search index (inference/search.py)
             try:
@@ -62,6 +64,7 @@ async def reload(rt: RuntimeDep, request: Request, body: ReloadRequest | None = 
                 raise HTTPException(422, detail=f"search index / reranker: {exc}") from None
             if got["search_index"] is not None:  # said only where search is set up
                 out["search"] = got
+    out["replicas_told"] = await rt.tell_others(change)
     return out
 
 

@@ -58,14 +58,17 @@ def worker() -> None:
     run(_configured(get_settings(), "worker"))
 
 
-def api() -> None:
+def api(
+    workers: int = typer.Option(1, "--workers", min=1, max=64,
+                                help="API processes on the one port (settings from the environment)."),
+) -> None:
     """Run the API alone against the configured broker and Redis (needs STREAMREC_ADMIN_KEY, or
     STREAMREC_ALLOW_INSECURE=1)."""
     from inference.server import run
 
     settings = _configured(get_settings(), "api")
     with _errors():
-        run(settings)
+        run(settings, workers=workers)
 
 
 def register(app: typer.Typer) -> None:

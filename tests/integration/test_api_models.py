@@ -98,7 +98,7 @@ async def test_admin_models_reload_reindex_and_key(msettings, run_artifacts):
         load = [c.get(HOME, params={"user_id": f"l{j}", "k": 5, "strategy": "two_tower"}) for j in range(30)]
         reload = c.post("/admin/reload", headers=h, json={"run": second.name})
         results = await asyncio.gather(reload, *load)
-        assert results[0].json() == {"run_id": second.name, "changed": True}
+        assert results[0].json() == {"run_id": second.name, "changed": True, "replicas_told": True}
         assert all(r.status_code == 200 for r in results[1:])
         assert (await c.get("/version")).json()["model_run"] == second.name
         gone = await c.get(HOME, params={"user_id": "u1", "strategy": "ncf"})
@@ -138,7 +138,7 @@ async def test_admin_reload_announces_the_run_for_the_worker_to_invalidate(msett
     async with api_client(msettings) as (app, c):
         other = await asyncio.to_thread(train_tiny_run, run_artifacts, ("ease",), "announced", False, 3)
         got = (await c.post("/admin/reload", json={"run": other.name})).json()
-        assert got == {"run_id": other.name, "changed": True}
+        assert got == {"run_id": other.name, "changed": True, "replicas_told": True}
         records = await consume(msettings, "model-updates", want=1, timeout_s=10)
     assert [(r["run_id"], r["models"]) for r in records] == [(other.name, ["ease"])]
     assert redis_client.get(K.cache_version) == "4"
