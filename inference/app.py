@@ -199,8 +199,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     read, write_events = [require_scope("read")], [require_scope("events")]
     from inference.routes import dashboard
 
+    from inference.routes import alerts
+
     for module in (health, admin):
         api.include_router(module.router)
+    api.include_router(alerts.admin)
+    api.include_router(alerts.router, dependencies=read)
     api.include_router(dashboard.pages)
     api.include_router(dashboard.router, dependencies=read)
     api.include_router(events.router, dependencies=write_events)

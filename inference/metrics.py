@@ -27,6 +27,7 @@ class ApiMetrics:
         self.model_info = Info("streamrec_model", "The serving run", registry=r)
         self.model_loaded = Gauge("streamrec_model_loaded", "1 when a trained run serves", registry=r)
         self.local_cache_size = Gauge("streamrec_local_cache_entries", "In-process cached bodies", registry=r)
+        self.alerts_open = Gauge("streamrec_alerts_open", "Open alerts of the monitor, per kind", ["kind"], registry=r)
         # the stream workers' lag as they report it in Redis: one scrape of the API shows both
         self.stream_workers = Gauge("streamrec_stream_workers_reporting", "Stream workers with a fresh lag report",
                                     registry=r)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas import api, catalog, events
+from schemas import alerts, api, catalog, events
 
 
 def exported_models() -> list[type[BaseModel]]:
@@ -22,6 +22,7 @@ def exported_models() -> list[type[BaseModel]]:
         api.BasketResponse,
         api.EnrichRequest,
         api.EventsAccepted,
+        alerts.Alert,
     ]
 
 

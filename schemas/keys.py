@@ -127,6 +127,16 @@ class Keys:
         return f"{self.prefix}invalidate"
 
     @property
+    def alerts(self) -> str:
+        """Hash: alert id -> Alert JSON (schemas/alerts.py), open and recently resolved."""
+        return f"{self.prefix}alerts"
+
+    @property
+    def alerts_open(self) -> str:
+        """Hash: episode (kind:metric:arm) -> id of its open alert; one open alert per episode."""
+        return f"{self.prefix}alerts:open"
+
+    @property
     def control_channel(self) -> str:
         """Pub/sub channel: admin changes (basket profile, reload) one API process tells the others."""
         return f"{self.prefix}control"

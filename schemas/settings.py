@@ -121,6 +121,20 @@ class Settings(BaseSettings):
     # about a minute on the demo, ~10 min on ML-100K on 2 cores. Add "ncf" or "content" (needs a catalog).
     retrain_models: list[str] = Field(
         default_factory=lambda: ["ease", "rp3beta", "multvae", "two_tower", "lightfm"])
+    # --- monitoring and alerts (trainer/alerts/) ----------------------------------------
+    monitor_interval_s: float = 300.0  # how often the scheduler's monitor compares the windows
+    alert_recent_days: int = Field(1, ge=1)  # the window a metric is judged on (today included)
+    alert_baseline_days: int = Field(7, ge=1)  # the days before it, the baseline
+    alert_drop: float = Field(0.05, gt=0, lt=1)  # relative drop that alerts, unless alert_drops names the metric
+    alert_drops: dict[str, float] = Field(default_factory=dict)  # per metric: {"ctr": 0.1}
+    alert_alpha: float = Field(0.05, gt=0, lt=1)  # the drop must also be significant at this level
+    alert_min_samples: int = Field(1000, ge=1)  # fewer impressions (or ratings) in a window: no verdict
+    alert_volume_drop: float = Field(0.5, gt=0, lt=1)  # events below (1 - this) of the baseline at this hour
+    alert_dlq_rate: float = Field(0.05, gt=0, le=1)
+    alert_max_records_behind: int = Field(10_000, ge=1)
+    alert_no_promotion_days: float = Field(7.0, gt=0)
+    alert_webhook_url: str | None = None  # each raised or resolved alert is POSTed here as JSON
+    alert_keep_resolved_s: float = 7 * 24 * 3600.0
     tune_budget_s: float | None = None  # seconds the hyperparameter / blend / λ search may take; None: no limit
     val_ratio: float = 0.25  # share of each user's pairs held out to choose params and the policy (--val-ratio)
     snapshot_dir: Path | None = None  # None: <data_dir>/snapshot (replayed interactions, Parquet)

@@ -84,10 +84,12 @@ def judge(new_events: int, dlq_records: int, sampled: int, invalid: int, *, min_
 
 
 def check_data(settings: Settings, *, min_new_events: int = 1, max_dlq_rate: float = 0.05,
-               max_invalid_rate: float = 0.01, sample: int = 500, remember: bool = True) -> DataQuality:
-    """Measure and judge; with ``remember`` the DLQ offsets seen are stored for the next check."""
+               max_invalid_rate: float = 0.01, sample: int = 500, remember: bool = True,
+               state_file: str = STATE_FILE) -> DataQuality:
+    """Measure and judge; with ``remember`` the DLQ offsets seen are stored (in ``state_file``
+    under the data dir: the monitor keeps its own) for the next check."""
     counts = asyncio.run(_measure(settings, sample))
-    state_path = Path(settings.data_dir) / STATE_FILE
+    state_path = Path(settings.data_dir) / state_file
     last = json.loads(state_path.read_text()) if state_path.exists() else {}
     seen = {int(p): o for p, o in last.get("dlq_offsets", {}).items()}
     dlq_new = sum(max(0, end - seen.get(p, 0)) for p, end in counts["dlq_end"].items())
@@ -152,6 +154,8 @@ async def _sample(consumer, topic: str, end: dict[int, int], sample: int) -> tup
     """Validate up to ``sample`` of the newest records, spread over the partitions."""
     from aiokafka import TopicPartition
 
+    if sample <= 0:
+        return 0, 0
     tps = [TopicPartition(topic, p) for p in end]
     begin = await consumer.beginning_offsets(tps)
     per_partition = max(1, sample // max(1, len(tps)))

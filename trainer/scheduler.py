@@ -98,6 +98,8 @@ class Scheduler:
         self._redis = redis_client
         self.state_file = Path(settings.data_dir) / STATE
         self._counted = 0  # the new-events counter at the last check
+        self._monitor = None  # trainer.alerts.monitor.Monitor, made on the first look
+        self._next_look = 0.0
 
     # --- state -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -163,8 +165,46 @@ class Scheduler:
             log.warning("%s; deciding on the interval alone", exc)
             n = 0
         self._counted = n
-        return due(time.time() if now is None else now, self.last_run_at(), n, s.retrain_interval_s,
-                   s.retrain_min_new_events)
+        now = time.time() if now is None else now
+        return (due(now, self.last_run_at(), n, s.retrain_interval_s, s.retrain_min_new_events)
+                or self.alert_due())
+
+    # --- the monitor ---------------------------------------------------------------------------
+    def look(self, now: float | None = None) -> None:
+        """Run the monitor (trainer/alerts) when its interval has passed; a failure is logged."""
+        now = time.time() if now is None else now
+        if now < self._next_look or self.redis() is None:
+            return
+        self._next_look = now + self.settings.monitor_interval_s
+        try:
+            if self._monitor is None:
+                from trainer.alerts.monitor import Monitor
+
+                self._monitor = Monitor(self.settings, self.redis())
+            result = self._monitor.run_once()
+            if result.raised or result.resolved:
+                log.info("monitor: %s", result.describe())
+        except Exception as exc:  # noqa: BLE001 - the monitor must not stop retraining
+            log.warning("monitor look failed: %s", exc)
+
+    def alert_due(self) -> str | None:
+        """A retrain reason when a metric-drop alert opened after the last retrain."""
+        client = self.redis()
+        if client is None:
+            return None
+        from schemas.alerts import AlertKind
+        from trainer.alerts.store import AlertStore
+
+        try:
+            open_ = AlertStore(client, self.keys).open().values()
+        except Exception as exc:  # noqa: BLE001 - no alerts readable: decide without them
+            log.warning("alerts unreadable: %s", exc)
+            return None
+        last = self.last_run_at() or 0.0
+        drops = [a for a in open_ if a.kind is AlertKind.metric_drop and a.raised_at > last]
+        if not drops:
+            return None
+        return "open metric-drop alert: " + "; ".join(a.message for a in drops)
 
     def retrain(self, reason: str = "asked") -> Outcome:
         """Replay (when a broker is configured), train, promote if better."""
@@ -210,6 +250,7 @@ class Scheduler:
                  s.retrain_interval_s, s.retrain_min_new_events)
         gate = BusyGate(s.retrain_max_delay_s)
         while not stop.is_set():
+            self.look()
             reason = self.check()
             if reason and gate.postpone(self._counted, time.time()):
                 log.info("retrain due (%s) but events are still arriving: waiting for the stream to settle", reason)

@@ -114,6 +114,11 @@ async function pollQuality() {
     label.textContent = `${d.day.slice(5)}: ${d.total}`;
     svg.append(rect, label);
   });
+  const alerts = await api("/api/v1/alerts?status=open");
+  document.getElementById("alerts").replaceChildren(...(alerts.alerts.length ? alerts.alerts.map(a =>
+    el("li", { class: "error" }, `${new Date(a.raised_at * 1000).toISOString().slice(0, 16)} ${a.message}`,
+       a.acknowledged_at ? el("span", { class: "muted" }, " (acknowledged)") : ""))
+    : [el("li", { class: "muted" }, "none")]));
   ready("quality");
 }
 

@@ -108,6 +108,15 @@ async def version(rt: RuntimeDep) -> Version:
 @router.get("/metrics", response_class=Response)
 async def metrics(rt: RuntimeDep) -> Response:
     rt.metrics.local_cache_size.set(len(rt.local.entries))
+    try:
+        from inference.routes.alerts import count_open
+        from schemas.alerts import AlertKind
+
+        counts = await count_open(rt)
+        for kind in AlertKind:
+            rt.metrics.alerts_open.labels(kind=kind.value).set(counts.get(kind.value, 0))
+    except StoreUnavailable:
+        pass  # the gauge keeps its last value while Redis is away
     lag = await read_stream_lag(rt)
     if lag is not None:
         rt.metrics.set_stream_lag(lag.workers, lag.records_behind, lag.event_to_redis_ms / 1000.0)
