@@ -5,13 +5,15 @@ settings of the deployment in its environment (the same ones ``streamrec worker`
 ``streamrec api`` read). The file imports nothing from streamrec, so Airflow can parse it in
 an environment of its own (``make test`` checks it in ``.venv-airflow``).
 
-    check_data ─► replay ─► train ─► evaluate ─► promote ─► verify_deployment
+    check_data ─► replay ─► train ─► evaluate ─► promote ─► verify_deployment ─► alerts
 
 - ``check_data`` exits 99 when there are too few new events: the run is skipped, not failed;
   a DLQ-rate or schema problem fails it.
 - ``train`` prints the run directory on its last line, which Airflow keeps as its XCom.
 - ``promote`` compares the run's policy with the serving one on the shared holdout; a refusal
   (exit 1) skips the deployment check instead of failing the DAG run.
+- ``alerts`` runs the monitor once whatever happened before it (``streamrec monitor --once``:
+  raises and resolves alerts; an open alert does not fail the DAG run, it is reported).
 """
 from __future__ import annotations
 
@@ -62,4 +64,10 @@ with DAG(
         bash_command=f"streamrec verify {RUN} --api {{{{ params.api_url }}}} --wait 60",
     )
 
-    check_data >> replay >> train >> evaluate >> promote >> verify_deployment
+    alerts = BashOperator(
+        task_id="alerts",
+        bash_command="streamrec monitor --once; rc=$?; if [ $rc -le 1 ]; then exit 0; fi; exit $rc",
+        trigger_rule="all_done",  # after a failure or a skip too: that is when alerts matter
+    )
+
+    check_data >> replay >> train >> evaluate >> promote >> verify_deployment >> alerts

@@ -24,6 +24,7 @@ print(json.dumps({
     "graph": {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks} if dag else {},
     "commands": {t.task_id: t.bash_command for t in dag.tasks} if dag else {},
     "skip": {t.task_id: list(t.skip_on_exit_code or []) for t in dag.tasks} if dag else {},
+    "trigger": {t.task_id: str(t.trigger_rule) for t in dag.tasks} if dag else {},
 }))
 """
 
@@ -51,7 +52,8 @@ def test_the_task_graph_is_the_scheduler_steps_in_order(dagbag):
         "train": ["evaluate"],
         "evaluate": ["promote"],
         "promote": ["verify_deployment"],
-        "verify_deployment": [],
+        "verify_deployment": ["alerts"],
+        "alerts": [],
     }
 
 
@@ -67,3 +69,4 @@ def test_each_task_runs_a_real_streamrec_command(dagbag):
     # too little data and a refused promotion skip the run; they do not fail it
     assert dagbag["skip"]["check_data"] == [99] and dagbag["skip"]["promote"] == [99]
     assert "--api" in dagbag["commands"]["verify_deployment"]
+    assert dagbag["trigger"]["alerts"].lower().endswith("all_done")  # alerts are looked at whatever happened
