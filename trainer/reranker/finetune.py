@@ -24,6 +24,9 @@ class FineTuneParams:
     warmup_ratio: float = 0.1  # passed as warmup_steps: a float below 1 is a share of the steps (transformers 5)
     seed: int = 42
     max_steps: int = -1  # > 0: stop after this many steps (tests, quick runs)
+    # weigh likes by dislikes / likes (at most 10) in the loss: with few likes, an unweighted loss is
+    # lowest when the model says "dislike" to everything, and it learns the prior instead of relevance
+    balance: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,7 +52,22 @@ def fine_tune(model, train: pd.DataFrame, params: FineTuneParams = FineTuneParam
             save_strategy="no", eval_strategy="no", logging_strategy="no", report_to="none",
             disable_tqdm=not progress, use_cpu=str(device).startswith("cpu"), dataloader_num_workers=0,
         )
-        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=BinaryCrossEntropyLoss(model))
+        loss = BinaryCrossEntropyLoss(model, pos_weight=positive_weight(train["label"]) if params.balance else None)
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=loss)
         trainer.train()
     model.model.eval()
     return model
+
+
+def positive_weight(labels: pd.Series, cap: float = 10.0):
+    """``torch.tensor(dislikes / likes)``, between 1 and ``cap`` (None when there are no likes).
+
+    >>> float(positive_weight(pd.Series([1.0, 0.0, 0.0, 0.0])))
+    3.0
+    """
+    import torch
+
+    pos = float((labels > 0.5).sum())
+    if pos == 0:
+        return None
+    return torch.tensor(min(cap, max(1.0, (len(labels) - pos) / pos)))
