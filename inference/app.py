@@ -205,6 +205,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api.include_router(module.router)
     api.include_router(alerts.admin)
     api.include_router(alerts.router, dependencies=read)
+    from inference.routes import monitoring
+
+    api.include_router(monitoring.router, dependencies=read)
     api.include_router(dashboard.pages)
     api.include_router(dashboard.router, dependencies=read)
     api.include_router(events.router, dependencies=write_events)

@@ -137,6 +137,11 @@ class Keys:
         return f"{self.prefix}alerts:open"
 
     @property
+    def monitor_last(self) -> str:
+        """JSON of the monitor's last look: what it measured (DLQ rate, records behind...)."""
+        return f"{self.prefix}monitor:last"
+
+    @property
     def control_channel(self) -> str:
         """Pub/sub channel: admin changes (basket profile, reload) one API process tells the others."""
         return f"{self.prefix}control"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -156,3 +157,31 @@ def test_an_open_metric_drop_alert_triggers_a_retrain(settings, redis_client):
     monitor(settings, redis_client).run_once()
     reason = sched.alert_due()
     assert reason and reason.startswith("open metric-drop alert: ctr of policy fell")
+
+
+async def test_monitoring_health_names_what_is_failing(settings, redis_client, tmp_path):
+    from tests.integration.support import train_tiny_run
+
+    art = tmp_path / "artifacts"
+    train_tiny_run(art, ("ease",))
+    s = settings.model_copy(update={"artifact_dir": art, "emit_impressions": False})
+    async with api_client(s) as (_, c):
+        ok = await c.get("/api/v1/monitoring/health")
+        assert ok.status_code == 200, ok.json()
+        body = ok.json()
+        assert body["status"] == "ok" and body["failing"] == [] and body["redis"] and body["broker"]
+        assert body["model"]["run_id"] and body["model"]["age_s"] >= 0
+        # a worker far behind, and an open CTR alert: 503, each named
+        keys = Keys(settings.redis_prefix)
+        redis_client.hset(keys.worker_lag, "w1", json.dumps({"records_behind": 50_000, "events_per_s": 100.0,
+                                                             "event_to_redis_ms": 9000.0, "applied_at": time.time(),
+                                                             "reported_at": time.time()}))
+        baseline(redis_client, keys)
+        counters(redis_client, keys, 0, 10_000, 0.04)
+        monitor(settings, redis_client).run_once()
+        bad = await c.get("/api/v1/monitoring/health")
+        assert bad.status_code == 503
+        failing = bad.json()["failing"]
+        assert any(f.startswith("stream: lagging (50000 records behind") for f in failing)
+        assert any(f.startswith("alert: ctr of policy fell") for f in failing)
+        assert bad.json()["monitor_last_look"] == NOON.timestamp()

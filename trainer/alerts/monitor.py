@@ -33,6 +33,7 @@ class MonitorResult:
     resolved: list[Alert] = field(default_factory=list)
     open: list[Alert] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # checks that could not run, and why
+    figures: dict = field(default_factory=dict)  # what was measured (kept for /api/v1/monitoring/health)
 
     def describe(self) -> str:
         lines = [f"raised: {a.kind.value} {a.metric} {a.arm or ''} — {a.message}" for a in self.raised]
@@ -64,15 +65,18 @@ class Monitor:
                                  min_samples=s.alert_min_samples)
             found += [f] if f else []
         today, per_day = figures.event_volume(self.client, self.keys, recent[0], baseline)
+        result.figures.update(events_today=today, baseline_events_per_day=round(per_day, 1))
         day_fraction = (now % 86400.0) / 86400.0
         f = checks.volume_drop(today, per_day, day_fraction, drop=s.alert_volume_drop)
         found += [f] if f else []
         behind = figures.records_behind(self.client, self.keys, now)
+        result.figures["records_behind"] = behind
         if behind is not None:
             f = checks.above(AlertKind.consumer_lag, "records_behind", behind, s.alert_max_records_behind,
                              "the stream workers are behind")
             found += [f] if f else []
         age = figures.days_since_promotion(s.artifact_dir, now)
+        result.figures["days_since_promotion"] = None if age is None else round(age, 3)
         if age is not None:
             f = checks.above(AlertKind.no_promotion, "days_since_promotion", round(age, 2), s.alert_no_promotion_days,
                              "days since the last promotion")
@@ -82,6 +86,7 @@ class Monitor:
 
             try:
                 q = check_data(s, sample=0, state_file=DLQ_STATE)
+                result.figures.update(dlq_rate=round(q.dlq_rate, 4), dlq_records=q.dlq_records)
                 f = checks.above(AlertKind.dlq_spike, "dlq_rate", round(q.dlq_rate, 4), s.alert_dlq_rate,
                                  f"records refused to the DLQ since the last look ({q.dlq_records})")
                 found += [f] if f else []
@@ -108,6 +113,7 @@ class Monitor:
             self._tell(alert)
         self.store.prune(self.settings.alert_keep_resolved_s, now)
         result.open = list(self.store.open().values())
+        self.client.set(self.keys.monitor_last, json.dumps({"at": now, **result.figures, "skipped": result.skipped}))
         return result
 
     def _tell(self, alert: Alert) -> None:
