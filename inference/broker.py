@@ -29,6 +29,7 @@ from schemas.errors import BrokerUnavailable
 from schemas.catalog import ModelUpdate
 from schemas.events import EventContext, EventType, Interaction
 from schemas.settings import Settings
+from schemas.kafka_security import aiokafka_options, confluent_options
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Broker:
                 p = AIOKafkaProducer(
                     bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=5,
                     request_timeout_ms=int(self.settings.broker_timeout_s * 1000),
-                    metadata_max_age_ms=30000,
+                    metadata_max_age_ms=30000, **aiokafka_options(self.settings),
                 )
                 try:
                     await asyncio.wait_for(p.start(), timeout=self.settings.broker_timeout_s)
@@ -204,6 +205,7 @@ class Broker:
             "bootstrap.servers": self.settings.kafka_bootstrap, "linger.ms": 50,
             "message.timeout.ms": 10_000, "queue.buffering.max.messages": 100_000,
             "logger": logging.getLogger("inference.impressions"),  # not raw stderr
+            **confluent_options(self.settings),
         })
         return True
 

@@ -29,6 +29,7 @@ from inference.store import RedisStore
 from schemas import topics
 from schemas.catalog import ModelUpdate
 from schemas.settings import Settings
+from schemas.kafka_security import aiokafka_options
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ class Runtime:
         while not self._stop.is_set():
             consumer = AIOKafkaConsumer(self.settings.topic(topics.MODEL_UPDATES),
                                         bootstrap_servers=self.settings.kafka_bootstrap or "", group_id=None,
-                                        auto_offset_reset="latest", request_timeout_ms=10000)
+                                        auto_offset_reset="latest", request_timeout_ms=10000,
+                                        **aiokafka_options(self.settings))
             try:
                 await consumer.start()
                 async for msg in consumer:

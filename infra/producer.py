@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from schemas.errors import BrokerUnavailable, InvalidEvent
 from schemas.settings import Settings
+from schemas.kafka_security import aiokafka_options
 
 
 @dataclass
@@ -31,7 +32,7 @@ async def produce_records(
     """Produce ``(topic, key, value)`` records; ``InvalidEvent`` items are counted as rejected."""
     report = ImportReport()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=10, max_batch_size=256 * 1024,
-                                acks=1, request_timeout_ms=30000)
+                                acks=1, request_timeout_ms=30000, **aiokafka_options(settings))
     try:
         await producer.start()
     except KafkaError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.security import ApiKeySpec
@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     redis_prefix: str = "sr:"
     topic_partitions: int = 4
+    # Kafka TLS / SASL for every client (schemas/kafka_security.py); PLAINTEXT: none
+    kafka_security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
+    kafka_sasl_mechanism: str = Field("PLAIN", pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None  # never printed: `streamrec config` shows '**********'
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
     topic_replication: int = Field(1, ge=1)  # replicas of each topic streamrec creates (3 on a production cluster)
 
     # --- stream processing -------------------------------------------------------------

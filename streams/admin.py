@@ -11,10 +11,12 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from schemas import topics
 from schemas.errors import BrokerUnavailable
 from schemas.settings import Settings
+from schemas.kafka_security import aiokafka_options
 
 
 async def ensure_topics(settings: Settings, names: tuple[str, ...] = topics.ALL) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000,
+                                **aiokafka_options(settings))
     try:
         await admin.start()
         existing = set(await admin.list_topics())

@@ -30,6 +30,7 @@ from schemas import topics
 from schemas.catalog import CatalogItem, ModelUpdate, UserProfile
 from schemas.errors import StoreUnavailable
 from schemas.settings import Settings
+from schemas.kafka_security import aiokafka_options
 from streams import metrics
 from streams.batch import DeadLetter, Record, decode_models
 from streams.consumer import InteractionsConsumer
@@ -81,6 +82,17 @@ def shorten_fetch_wait(max_wait_ms: int) -> None:
     cls._create_worker_consumer = create
 
 
+def faust_credentials(settings: Settings):  # noqa: ANN201 - faust's credentials, or None (PLAINTEXT)
+    """Kafka TLS / SASL for Faust's own clients (schemas/kafka_security.py)."""
+    opts = aiokafka_options(settings)
+    if not opts:
+        return None
+    if "sasl_mechanism" in opts:
+        return faust.SASLCredentials(username=opts["sasl_plain_username"], password=opts["sasl_plain_password"],
+                                     ssl_context=opts.get("ssl_context"), mechanism=opts["sasl_mechanism"])
+    return faust.SSLCredentials(opts["ssl_context"])
+
+
 def build_app(settings: Settings) -> faust.App:
     shorten_fetch_wait(settings.worker_fetch_max_wait_ms)
     app = faust.App(
@@ -104,6 +116,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_max_poll_records=10_000,
         stream_buffer_maxsize=max(10_000, 4 * settings.batch_size),
         stream_wait_empty=False,
+        broker_credentials=faust_credentials(settings),
     )
 
     def raw_topic(name: str) -> faust.TopicT:

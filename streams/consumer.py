@@ -31,6 +31,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from schemas import topics
 from schemas.settings import Settings
+from schemas.kafka_security import aiokafka_options
 from streams import metrics
 from streams.batch import Record
 from streams.batching import BatchPolicy
@@ -113,6 +114,7 @@ class InteractionsConsumer(mode.Service):
             max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=int(2000 * s.rebalance_timeout_s), rebalance_timeout_ms=int(1000 * s.rebalance_timeout_s),
             heartbeat_interval_ms=int(max(500, 1000 * s.rebalance_timeout_s / 3)),
+            **aiokafka_options(s),
         )
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
         await self.consumer.start()

@@ -24,6 +24,7 @@ from pathlib import Path
 from schemas import topics
 from schemas.errors import BrokerUnavailable, InvalidEvent
 from schemas.settings import Settings
+from schemas.kafka_security import aiokafka_options
 from trainer.data.snapshot import Snapshot
 
 STATE_FILE = "data_quality.json"
@@ -107,7 +108,7 @@ async def _measure(settings: Settings, sample: int) -> dict:
 
     if not settings.kafka_bootstrap:
         raise BrokerUnavailable("no broker configured (STREAMREC_KAFKA_BOOTSTRAP); check-data needs one")
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, **aiokafka_options(settings),
                                 enable_auto_commit=False, request_timeout_ms=15000)
     try:
         await consumer.start()

@@ -38,6 +38,7 @@ from schemas.catalog import ModelUpdate
 from schemas.errors import ArtifactError, BrokerUnavailable, StoreUnavailable
 from schemas.keys import Keys
 from schemas.settings import Settings
+from schemas.kafka_security import aiokafka_options
 from trainer.artifacts import current_run, list_runs, run_score, set_current, verify_run
 from trainer.holdout import Comparison, Holdout, carve, compare, run_scorer, trained_until
 
@@ -360,7 +361,8 @@ def publish_model_update(settings: Settings, update: ModelUpdate) -> None:
     topic = settings.topic(topics.MODEL_UPDATES)
 
     async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000,
+                                    **aiokafka_options(settings))
         try:
             await producer.start()
             # one key for every update: one partition, so readers see promotions in order

@@ -36,6 +36,7 @@ from typing import Any
 from schemas import topics
 from schemas.errors import BrokerUnavailable, InvalidEvent
 from schemas.settings import Settings
+from schemas.kafka_security import aiokafka_options, confluent_options
 from trainer.data.rows import flatten
 from trainer.data.snapshot import Snapshot
 
@@ -180,6 +181,7 @@ async def replay_topic(
     started = time.monotonic()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
+        **aiokafka_options(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -199,7 +201,7 @@ async def replay_topic(
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         stored = snap.offsets(topic)
-        topic_id = await asyncio.to_thread(broker_topic_id, settings.kafka_bootstrap, topic)
+        topic_id = await asyncio.to_thread(broker_topic_id, settings, topic)
         ends = {tp.partition: end[tp] for tp in tps}
         for tp in tps:  # an end below what was read: a restarted log, or a broker that understates it
             last = stored.get(tp.partition, 0) - 1
@@ -336,7 +338,7 @@ def restarted_log(stored: dict[int, int], end: dict[int, int], stored_id: str | 
 _NO_ID = {"", "AAAAAAAAAAAAAAAAAAAAAA", "00000000-0000-0000-0000-000000000000"}
 
 
-def broker_topic_id(bootstrap: str, topic: str, timeout_s: float = 5.0) -> str | None:
+def broker_topic_id(settings: Settings, topic: str, timeout_s: float = 5.0) -> str | None:
     """The broker's id of ``topic`` (Kafka 2.8+ metadata, Tansu), through ``confluent_kafka``
     (aiokafka's metadata does not carry it); None where the client or the broker has none.
     Blocking: run it in a thread."""
@@ -346,8 +348,9 @@ def broker_topic_id(bootstrap: str, topic: str, timeout_s: float = 5.0) -> str |
     except ImportError:
         return None
     try:
-        admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000),
-                             "log_level": 0, "logger": logging.getLogger("streamrec.replay.librdkafka")})
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": int(timeout_s * 1000),
+                             "log_level": 0, "logger": logging.getLogger("streamrec.replay.librdkafka"),
+                             **confluent_options(settings)})
         futures = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout_s)
         desc = futures[topic].result(timeout=timeout_s + 1)
     except Exception as exc:  # noqa: BLE001 - an unsupported request or a missing topic: no id

@@ -65,8 +65,24 @@ def schema_export(directory: Path = typer.Argument(..., help="Directory for the 
 
 
 def config() -> None:
-    """Print the effective settings (environment + defaults) as JSON."""
-    typer.echo(get_settings().model_dump_json(indent=2))
+    """Print the effective settings (environment + defaults) as JSON; secrets are masked."""
+    typer.echo(json.dumps(masked(get_settings().model_dump(mode="json")), indent=2))
+
+
+def masked(values: dict) -> dict:
+    """Settings with their secrets hidden: the admin key, passwords, a password in a URL.
+
+    >>> masked({"admin_key": "k", "redis_url": "rediss://:pw@h:6380/0", "kafka_sasl_password": "**********"})
+    {'admin_key': '***', 'redis_url': 'rediss://:***@h:6380/0', 'kafka_sasl_password': '**********'}
+    """
+    import re
+
+    out = dict(values)
+    if out.get("admin_key"):
+        out["admin_key"] = "***"
+    if out.get("redis_url"):
+        out["redis_url"] = re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", out["redis_url"])
+    return out
 
 
 #: exit code of check-data when there is too little new data to retrain: the Airflow DAG skips the run

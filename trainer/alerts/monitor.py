@@ -20,6 +20,7 @@ from schemas.alerts import Alert, AlertKind
 from schemas.errors import ServiceUnavailable
 from schemas.keys import Keys
 from schemas.settings import Settings
+from schemas.kafka_security import confluent_options
 from trainer.alerts import checks, figures
 from trainer.alerts.store import AlertStore
 
@@ -139,7 +140,8 @@ class Monitor:
         if self._producer is None:
             from confluent_kafka import Producer
 
-            self._producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap, "linger.ms": 0})
+            self._producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap, "linger.ms": 0,
+                                       **confluent_options(self.settings)})
         return self._producer
 
 
