@@ -58,7 +58,7 @@ def produce_steady(bootstrap: str, topic: str, rate: int, seconds: float) -> Non
             await p.flush()
         finally:
             await p.stop()
-        print(json.dumps({"sent": j, "seconds": time.time() - t0}), flush=True)
+        print(json.dumps({"sent": j, "seconds": time.time() - t0, "cpu_s": time.process_time()}), flush=True)
 
     asyncio.run(run())
 
@@ -168,8 +168,10 @@ def run_once(rate: int, workers: int, seconds: float, partitions: int, profile: 
         try:
             warm_up(stack, topic, ports)
             cpu0 = [cpu_seconds(p.pid) for p in procs]
+            others0 = {name: cpu_seconds(proc.pid) for name, proc in stack.procs.items()}
             events0 = sum(gauges(p)["events"] for p in ports)
-            producer = subprocess.Popen([sys.executable, __file__, "--produce", stack.kafka_bootstrap, topic,
+            producer = subprocess.Popen(  # its CPU is read from its own clock at the end (it exits first)
+[sys.executable, __file__, "--produce", stack.kafka_bootstrap, topic,
                                          str(rate), str(seconds)], stdout=subprocess.PIPE, text=True)
             spy, exe = None, shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
             if profile and exe:
@@ -193,6 +195,7 @@ def run_once(rate: int, workers: int, seconds: float, partitions: int, profile: 
                 time.sleep(0.2)
             drain = time.monotonic() - drain_t0
             cpu = [cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0)]
+            others = {name: cpu_seconds(stack.procs[name].pid) - c for name, c in others0.items()}
             if spy is not None:
                 spy.wait(60)
         finally:
@@ -207,6 +210,8 @@ def run_once(rate: int, workers: int, seconds: float, partitions: int, profile: 
         "max_lag_2nd_half": max(lags), "mean_e2r_ms": 1000 * sum(s[2] for s in half) / max(1, len(half)),
         "max_e2r_ms": 1000 * max((s[2] for s in half), default=0.0), "drain_s": drain, "bounded": bounded,
         "worker_cpu_us_per_event": 1e6 * sum(cpu) / max(1, sent["sent"]),
+        "cpu_us_per_event": {**{k: 1e6 * v / max(1, sent["sent"]) for k, v in others.items()},
+                             "producer": 1e6 * sent["cpu_s"] / max(1, sent["sent"])},
     }
     if spy is not None and spy_out.exists():
         out["profile"] = profile_summary(spy_out)
@@ -226,16 +231,18 @@ def main() -> None:
         bootstrap, topic, rate, seconds = args.produce
         return produce_steady(bootstrap, topic, int(rate), float(seconds))
     print(f"{os.cpu_count()} cores; every process shares them (producer, broker, Redis, workers)", flush=True)
-    print("| workers | rate/s | sent/s | max lag, 2nd half | event→Redis mean / max | drain | worker CPU µs/event "
-          "| sustained |", flush=True)
+    print("| workers | rate/s | sent/s | max lag, 2nd half | event→Redis mean / max | drain | CPU µs/event: "
+          "workers · broker · Redis · producer | sustained |", flush=True)
     print("|---:|---:|---:|---:|---:|---:|---:|---|", flush=True)
     for workers in [int(w) for w in args.workers.split(",")]:
         for rate in [int(r) for r in args.rates.split(",")]:
             with tempfile.TemporaryDirectory(prefix="sr-fresh-") as tmp:
                 r = run_once(rate, workers, args.seconds, args.partitions, args.profile, Path(tmp))
+            c = r["cpu_us_per_event"]
             print(f"| {workers} | {rate:,} | {r['sent_per_s']:,.0f} | {r['max_lag_2nd_half']:,.0f} | "
                   f"{r['mean_e2r_ms']:.0f} / {r['max_e2r_ms']:.0f} ms | {r['drain_s']:.1f} s | "
-                  f"{r['worker_cpu_us_per_event']:.0f} | {'yes' if r['bounded'] else 'NO'} |", flush=True)
+                  f"{r['worker_cpu_us_per_event']:.0f} · {c['broker']:.0f} · {c['redis']:.0f} · {c['producer']:.0f} | "
+                  f"{'yes' if r['bounded'] else 'NO'} |", flush=True)
             for name, share in r.get("profile", []):
                 print(f"|   | profile | {share:5.1f} % | {name} | | | | |", flush=True)
 

@@ -32,7 +32,6 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from schemas import topics
 from schemas.settings import Settings
 from schemas.kafka_security import aiokafka_options
-from streams import metrics
 from streams.batch import Record
 from streams.batching import BatchPolicy
 from streams.lag import LagTracker
