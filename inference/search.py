@@ -133,7 +133,7 @@ class SearchService:
                     self.loaded = await asyncio.to_thread(self._load)
         loaded = self.loaded
         if loaded.index is None:
-            raise SearchNotReady("no search index yet: build one with `streamrec search-index` "
+            raise SearchNotReady("model not trained yet: no search index; build one with `streamrec search-index` "
                                  "(from the catalog in the snapshot, or --items FILE), then POST /admin/reload")
         return loaded
 
