@@ -94,10 +94,14 @@ async def test_imported_baskets_become_complements(settings, tmp_path, worker, r
     else:
         raise AssertionError(f"the worker never wrote the pairs: {redis_client.zrange(K.pairs('drill'), 0, -1, withscores=True)}")
     profiles.configure(None, "precision")
-    async with api_client(settings.model_copy(update={"emit_impressions": False})) as (_, c):
-        body = (await c.post("/api/v1/recommendations/basket", json={"product_ids": ["drill"], "k": 3, "expand": True})).json()
-        assert [i["item_id"] for i in body["items"]][:3] == ["pipe", "brush", "ptfe"]
-        assert body["items"][2]["metadata"] == {"title": "PTFE tape", "category": "plumbing", "private_label": True}
-        body = (await c.post("/api/v1/recommendations/basket",
-                             json={"product_ids": ["drill"], "k": 2, "profession": "painter"})).json()
-        assert [i["item_id"] for i in body["items"]][0] == "brush"
+    try:
+        async with api_client(settings.model_copy(update={"emit_impressions": False})) as (_, c):
+            body = (await c.post("/api/v1/recommendations/basket",
+                                 json={"product_ids": ["drill"], "k": 3, "expand": True})).json()
+            assert [i["item_id"] for i in body["items"]][:3] == ["pipe", "brush", "ptfe"]
+            assert body["items"][2]["metadata"] == {"title": "PTFE tape", "category": "plumbing", "private_label": True}
+            body = (await c.post("/api/v1/recommendations/basket",
+                                 json={"product_ids": ["drill"], "k": 2, "profession": "painter"})).json()
+            assert [i["item_id"] for i in body["items"]][0] == "brush"
+    finally:
+        profiles.configure(None, "tuned")  # the settings' default, which other tests expect
