@@ -25,9 +25,11 @@ DEFAULT_STRENGTHS: dict[str, float] = {
     "purchase": 4.0,
     "like": 4.0,
     "dislike": -2.0,
+    "dwell": 0.0,  # implicit feedback: counted in the online metrics, not in popularity
+    "convert": 4.0,
 }
 
-DEFAULT_REWARDS: dict[str, float] = {"view": 0.2, "click": 0.5, "download": 0.8, "enroll": 1.0, "purchase": 1.0}
+DEFAULT_REWARDS: dict[str, float] = {"view": 0.2, "click": 0.5, "download": 0.8, "enroll": 1.0, "purchase": 1.0, "convert": 1.0}
 
 
 class Settings(BaseSettings):
@@ -71,6 +73,8 @@ class Settings(BaseSettings):
     )
     bandit_reward_window_s: float = 3600.0
     bandit_rewards: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_REWARDS))
+    # aspect names a 'rate' event may mark 1-5 in context.aspects (docs/feedback.md); others are invalid
+    feedback_aspects: list[str] = Field(default_factory=lambda: ["relevance", "quality", "usefulness", "difficulty"])
     bandit_policy: str = "epsilon_greedy"  # epsilon_greedy | ucb | thompson
     bandit_epsilon: float = 0.1
     bandit_arms: list[str] = Field(default_factory=lambda: ["popularity", "hybrid", "ncf", "lightfm", "two_tower"])
