@@ -10,7 +10,7 @@ import re
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 from annotated_types import Ge, MaxLen, MinLen
 
@@ -18,8 +18,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.errors import InvalidEvent
+from schemas.settings import get_settings
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,128}$"
+COMMENT_MAX = 2000
 
 
 class EventType(str, Enum):
@@ -32,6 +34,8 @@ class EventType(str, Enum):
     purchase = "purchase"
     like = "like"
     dislike = "dislike"
+    dwell = "dwell"  # implicit feedback: time spent on the item, in context.dwell_ms
+    convert = "convert"  # an explicit conversion (purchase/enroll after an impression count too)
 
 
 def _now() -> datetime:
@@ -49,6 +53,19 @@ class EventContext(BaseModel):
     dwell_ms: int | None = Field(default=None, ge=0)
     # the search query (or other text) the list was served for: ties feedback to it (train-reranker)
     query: str | None = Field(default=None, max_length=1000)
+    # explicit feedback (docs/feedback.md): free text, and 1-5 marks per aspect (Settings.feedback_aspects)
+    comment: str | None = Field(default=None, max_length=COMMENT_MAX)
+    aspects: dict[str, Annotated[int, Field(ge=1, le=5)]] | None = None
+
+    @field_validator("aspects")
+    @classmethod
+    def _aspects(cls, v: dict[str, int] | None) -> dict[str, int] | None:
+        if v:
+            known = get_settings().feedback_aspects
+            unknown = sorted(set(v) - set(known))
+            if unknown:
+                raise ValueError(f"unknown aspect(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        return v
 
 
 class Interaction(BaseModel):
@@ -90,6 +107,8 @@ class Interaction(BaseModel):
     def _rating(self) -> "Interaction":
         if self.type is EventType.rate and (self.value is None or not 1 <= self.value <= 5):
             raise ValueError("a 'rate' event needs a value between 1 and 5")
+        if self.type is EventType.dwell and self.context.dwell_ms is None:
+            raise ValueError("a 'dwell' event needs context.dwell_ms")
         return self
 
     @property
@@ -240,7 +259,7 @@ def fast_event(obj: dict) -> FastEvent | None:
     if typ == "rate" and (value is None or not 1 <= value <= 5):
         return None
     ctx = _plain_context(obj.get("context"))
-    if ctx is None:
+    if ctx is None or (typ == "dwell" and ctx.get("dwell_ms") is None):
         return None
     epoch = _epoch(obj.get("ts"))
     if epoch is None:

@@ -19,7 +19,7 @@ from schemas.errors import InvalidEvent
 from schemas.events import EventType, fast_event, parse_event
 from streams.batch import DeadLetter, Record, decode_interactions, to_row
 
-STRENGTHS = {"view": 1.0, "click": 2.0, "rate": 4.0, "purchase": 4.0, "dislike": -2.0}
+STRENGTHS = {"view": 1.0, "click": 2.0, "rate": 4.0, "purchase": 4.0, "dislike": -2.0, "convert": 4.0}
 
 
 def reference(records: list[Record]) -> tuple[list[list], list[str]]:
@@ -75,11 +75,12 @@ timestamps = st.one_of(
 values = st.one_of(st.none(), st.integers(-2, 8), st.floats(-1, 7, allow_nan=False), st.booleans(),
                    st.sampled_from(["5", "five", 1e308]))
 context_values = st.one_of(st.none(), st.text(max_size=5), st.integers(-3, 10**6), st.booleans(),
-                           st.floats(-1, 10, allow_nan=False), st.just("q" * 1001), st.lists(st.integers(), max_size=2))
+                           st.floats(-1, 10, allow_nan=False), st.just("q" * 1001), st.just("c" * 2001), st.lists(st.integers(), max_size=2),
+                           st.sampled_from([{"quality": 4}, {"quality": 6}, {"bogus": 3}, {}, {"relevance": "5"}]))
 contexts = st.one_of(
     st.none(), st.just([]), st.just("ctx"),
     st.dictionaries(st.sampled_from(["request_id", "strategy", "position", "basket_id", "profession", "dwell_ms",
-                                     "query", "experiment", "arm", "comment"]), context_values, max_size=5),
+                                     "query", "experiment", "arm", "comment", "aspects"]), context_values, max_size=5),
 )
 types = st.one_of(st.sampled_from([t.value for t in EventType]), st.sampled_from(["teleport", "", "VIEW", 3, None]))
 event_ids = st.one_of(st.text(min_size=0, max_size=3), st.just("e" * 129), st.uuids().map(str), st.integers(),
@@ -128,6 +129,9 @@ def test_the_fast_path_never_accepts_what_pydantic_rejects(obj: dict) -> None:
     {"event_id": "e1", "type": "rate", "user_id": "u1", "item_id": "i1", "value": 5, "ts": 0, "context": None},
     {"event_id": "e1", "type": "purchase", "user_id": "u1", "item_id": "i1", "ts": "2026-11-22T10:00:00+01:00",
      "context": {"basket_id": "b1", "profession": "chef"}},
+    {"event_id": "e1", "type": "dwell", "user_id": "u1", "item_id": "i1", "ts": 0, "context": {"dwell_ms": 4200}},
+    {"event_id": "e1", "type": "rate", "user_id": "u1", "item_id": "i1", "value": 4, "ts": 0,
+     "context": {"comment": "clear and useful", "request_id": "r1"}},
 ])
 def test_what_producers_send_takes_the_fast_path(obj: dict) -> None:
     fast = fast_event(obj)
