@@ -180,8 +180,18 @@ class Keys:
 
     def stats_day(self, day: str) -> str:
         """Hash of counters for one UTC day (``2026-11-22``): ``{strategy}:impressions``,
-        ``{strategy}:clicks``, ``type:{type}``."""
+        ``{strategy}:clicks``, ``type:{type}``, and the feedback counters ``{arm}:{counter}``
+        of docs/feedback.md (likes, rating_sum, ``aspect.{name}.sum``, ``dwell.lt3s``...)."""
         return f"{self.prefix}stats:{day}"
+
+    def positive_day(self, day: str) -> str:
+        """Set of ``user<TAB>item`` with positive feedback on one UTC day: each counts once a day."""
+        return f"{self.prefix}positive:{day}"
+
+    @property
+    def comments(self) -> str:
+        """List of the latest feedback comments (JSON, newest first), capped."""
+        return f"{self.prefix}feedback:comments"
 
     def user_stats(self, user: str) -> str:
         """Hash ``{day}:{strategy}:impressions`` / ``{day}:{strategy}:clicks`` for one user."""
@@ -241,6 +251,7 @@ class Keys:
             "sessions": self.sessions, "user_segments": self.user_segments, "basket": t(self.basket),
             "impressions": t(self.impressions), "bandit": self.bandit(policy),
             "stats_day": t(self.stats_day), "user_stats": t(self.user_stats),
+            "positive_day": t(self.positive_day), "comments": self.comments,
             "dedupe": t(self.dedupe), "recs_index": t(self.recs_index),
             "invalidate_channel": self.invalidate_channel, "new_events": self.new_events,
         }
