@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     bandit_rewards: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_REWARDS))
     # aspect names a 'rate' event may mark 1-5 in context.aspects (docs/feedback.md); others are invalid
     feedback_aspects: list[str] = Field(default_factory=lambda: ["relevance", "quality", "usefulness", "difficulty"])
+    feedback_comments_max: int = Field(1000, ge=1)  # the latest comments kept (GET /api/v1/feedback/comments)
     bandit_policy: str = "epsilon_greedy"  # epsilon_greedy | ucb | thompson
     bandit_epsilon: float = 0.1
     bandit_arms: list[str] = Field(default_factory=lambda: ["popularity", "hybrid", "ncf", "lightfm", "two_tower"])
