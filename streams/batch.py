@@ -6,7 +6,7 @@ bad records become dead letters with a reason. Pure functions, no I/O.
 ...         Record(b'{not json', "interactions", 0, 8)]
 >>> out = decode_interactions(recs, {"click": 2.0})
 >>> out.rows
-[['e1', 'click', 'u1', 'i1', 86400.0, 2.0, '', '', '', '1970-01-02']]
+[['e1', 'click', 'u1', 'i1', 86400.0, 2.0, '', '', '', '1970-01-02', '', '', '']]
 >>> out.dead[0].reason.startswith("malformed JSON"), out.dead[0].offset
 (True, 8)
 """
@@ -24,7 +24,10 @@ from schemas.errors import InvalidEvent
 from schemas.events import FastEvent, Interaction, describe, fast_event, parse_event
 
 # Row layout shared with streams/lua/apply_interactions.lua; change both together.
-ROW_FIELDS = ("event_id", "type", "user_id", "item_id", "ts", "strength", "segment", "basket_id", "strategy", "day")
+# value: the event's value ('' without one); dwell: context.dwell_ms ('' without);
+# extra: '' or {"c": comment, "a": {aspect: 1-5}} (explicit feedback, docs/feedback.md).
+ROW_FIELDS = ("event_id", "type", "user_id", "item_id", "ts", "strength", "segment", "basket_id", "strategy", "day",
+              "value", "dwell", "extra")
 
 
 @dataclass(frozen=True)
@@ -82,20 +85,26 @@ def to_row(event: Interaction, strengths: dict[str, float]) -> list:
     """The compact row the Redis script reads (see ``ROW_FIELDS``), from a validated model."""
     ctx = event.context
     return _row(event.event_id, event.type.value, event.user_id, event.item_id, event.epoch, strengths,
-                ctx.profession, ctx.basket_id, ctx.strategy)
+                ctx.profession, ctx.basket_id, ctx.strategy, event.value, ctx.dwell_ms, ctx.comment, ctx.aspects)
 
 
 def fast_row(event: FastEvent, strengths: dict[str, float]) -> list:
     """The same row from ``schemas.events.fast_event``'s plain values."""
     ctx = event.context
     return _row(event.event_id, event.type, event.user_id, event.item_id, event.epoch, strengths,
-                ctx.get("profession"), ctx.get("basket_id"), ctx.get("strategy"))
+                ctx.get("profession"), ctx.get("basket_id"), ctx.get("strategy"), event.value, ctx.get("dwell_ms"),
+                ctx.get("comment"), ctx.get("aspects"))
 
 
 def _row(event_id: str, typ: str, user: str, item: str, ts: float, strengths: dict[str, float],
-         segment: str | None, basket_id: str | None, strategy: str | None) -> list:
+         segment: str | None, basket_id: str | None, strategy: str | None, value: float | None,
+         dwell_ms: int | None, comment: str | None, aspects: dict[str, int] | None) -> list:
+    extra: dict | str = ""
+    if comment or aspects:
+        extra = {"c": comment or "", "a": aspects or {}}
     return [event_id, typ, user, item, ts, float(strengths.get(typ, 0.0)), segment or "", basket_id or "",
-            strategy or "", utc_day(int(ts // 86400))]
+            strategy or "", utc_day(int(ts // 86400)), "" if value is None else value,
+            "" if dwell_ms is None else dwell_ms, extra]
 
 
 def decode_interactions(records: list[Record], strengths: dict[str, float]) -> DecodedBatch:

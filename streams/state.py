@@ -69,6 +69,7 @@ class StreamState:
             "rewards": cfg.rewards, "invalidating": {t: True for t in cfg.invalidating},
             "top_n": s.pairs_top_n, "recent_max": s.recent_max, "dedupe_ttl": s.dedupe_ttl_s,
             "basket_ttl": s.basket_ttl_s, "basket_max": s.basket_max_items,
+            "positive_ttl": 3 * 86400, "comments_max": s.feedback_comments_max,
         })
 
     async def apply_interactions(self, rows: list[list], cfg: StreamConfig, now: float | None = None) -> ApplyResult:

@@ -2,7 +2,8 @@
 --
 -- ARGV[1]: JSON config (key names and templates from schemas/keys.py Keys.interactions_script,
 --          strengths already applied, half-life, windows...)
--- ARGV[2]: JSON list of rows [event_id, type, user, item, ts, strength, segment, basket_id, strategy, day]
+-- ARGV[2]: JSON list of rows [event_id, type, user, item, ts, strength, segment, basket_id, strategy, day,
+--          value, dwell_ms, extra] (streams/batch.py ROW_FIELDS; '' where absent)
 --
 -- Why one script: the dedupe markers and the effects commit together (a replay after a crash
 -- counts nothing twice) and every effect is aggregated per distinct key here, on the server,
@@ -119,12 +120,14 @@ local function parse_imp(raw, b)
   return {s = strat, t = tonumber(ts), c = tonumber(credited), b = b}
 end
 
+-- event types whose metrics are attributed to an arm (besides clicks and rewarded types)
+local FEEDBACK = {like = true, dislike = true, rate = true, dwell = true, convert = true, purchase = true, enroll = true}
 local stored = {}  -- bucket -> field -> record or false, prefetched
 do
   local need = {}
   for _, r in ipairs(rows) do
     local typ = r[2]
-    if cfg.rewards[typ] or typ == 'click' then
+    if cfg.rewards[typ] or typ == 'click' or FEEDBACK[typ] or r[12] ~= '' or r[13] ~= '' then
       local f, b = r[3] .. '\t' .. r[4], bucket_of(r[5])
       sub(need, b)[f] = true
       sub(need, b - 1)[f] = true
@@ -168,6 +171,9 @@ local day_stats, user_stats, day_types = {}, {}, {}
 local invalidate = {}
 local markers = {}
 local new, dups, interactions = 0, 0, 0
+local day_float = {}  -- day -> field -> sum kept with HINCRBYFLOAT (ratings may be fractional)
+local positives = {}  -- day -> "user<TAB>item" -> arm: first positive feedback of the batch
+local comments = {}   -- JSON entries for K.comments, in row order
 
 -- which events were applied before (a replay): one MGET per chunk instead of a call per event
 local applied = {}
@@ -194,6 +200,60 @@ local function count_day(day, user, field)
   if user then add(sub(user_stats, user), day .. ':' .. field, 1) end
 end
 
+-- ---------------------------------------------------------------- feedback metrics (docs/feedback.md)
+-- per day and arm in the day hash ({arm}:{counter}); the arm is the event's strategy, else the
+-- strategy of the impression it follows (as for clicks), else '_'
+local DWELL = {{1000, 'lt1s'}, {3000, 'lt3s'}, {10000, 'lt10s'}, {30000, 'lt30s'}, {60000, 'lt60s'}}
+local POSITIVE = {click = true, like = true, convert = true}
+
+local function feedback(r, day)
+  local typ, user, item, ts, value, dwell, extra = r[2], r[3], r[4], r[5], r[11], r[12], r[13]
+  if not (typ == 'click' or FEEDBACK[typ] or dwell ~= '' or extra ~= '') then return end
+  local imp = impression(user, item, ts)
+  local arm = r[9]
+  if arm == '' then arm = (imp and imp.s) or '_' end
+  local d = sub(day_stats, day)
+  local pre = arm .. ':'
+  local positive = POSITIVE[typ]
+  if typ == 'like' then add(d, pre .. 'likes', 1)
+  elseif typ == 'dislike' then add(d, pre .. 'dislikes', 1)
+  elseif typ == 'rate' then
+    add(sub(day_float, day), pre .. 'rating_sum', value)
+    add(d, pre .. 'rating_count', 1)
+    if value >= 4 then positive = true end
+  end
+  -- a conversion: an explicit convert, or a purchase/enroll within the reward window after an impression
+  if typ == 'convert' or ((typ == 'purchase' or typ == 'enroll') and imp and ts >= imp.t and ts - imp.t <= W) then
+    add(d, pre .. 'conversions', 1)
+    positive = true
+  end
+  if dwell ~= '' then
+    add(d, pre .. 'dwell_sum_ms', dwell)
+    add(d, pre .. 'dwell_count', 1)
+    local b = 'ge60s'
+    for _, edge in ipairs(DWELL) do
+      if dwell < edge[1] then b = edge[2]; break end
+    end
+    add(d, pre .. 'dwell.' .. b, 1)
+  end
+  if extra ~= '' then
+    for name, v in pairs(extra.a) do
+      add(d, pre .. 'aspect.' .. name .. '.sum', v)
+      add(d, pre .. 'aspect.' .. name .. '.count', 1)
+    end
+    if extra.c ~= '' then
+      add(d, pre .. 'comments', 1)
+      comments[#comments + 1] = cjson.encode({user = user, item = item, arm = arm, ts = ts, day = day,
+        rating = (typ == 'rate') and value or cjson.null, type = typ, text = extra.c})
+    end
+  end
+  if positive then
+    local p = sub(positives, day)
+    local f = user .. '\t' .. item
+    if not p[f] then p[f] = arm end
+  end
+end
+
 for _, r in ipairs(rows) do
   local eid, typ, user, item, ts, strength = r[1], r[2], r[3], r[4], r[5], r[6]
   local dkey = key(K.dedupe, eid)
@@ -208,7 +268,9 @@ for _, r in ipairs(rows) do
     add(sub(day_types, day), typ, 1)
     if cfg.invalidating[typ] then invalidate[user] = true end
 
-    if typ == 'impression' then
+    if typ == 'dwell' then
+      -- implicit feedback only: the metrics below, not popularity, the seen set or sessions
+    elseif typ == 'impression' then
       -- impressions feed the bandit and CTR only: never popularity, pairs or the seen set
       local strat = r[9]
       if strat ~= '' then
@@ -273,6 +335,7 @@ for _, r in ipairs(rows) do
         count_day(day, user, strat .. ':clicks')
       end
     end
+    if typ ~= 'impression' then feedback(r, day) end
   end
 end
 
@@ -362,6 +425,34 @@ for arm, v in pairs(rewards) do redis.call('HINCRBYFLOAT', K.bandit, arm .. ':re
 for day, types in pairs(day_types) do
   local fields = sub(day_stats, day)
   for typ, n in pairs(types) do fields['type:' .. typ] = n end
+end
+-- positive feedback counts once per user, item and day: only pairs not yet in the day's set
+for day, found in pairs(positives) do
+  local fields, arms = {}, {}
+  for f, arm in pairs(found) do fields[#fields + 1] = f; arms[#arms + 1] = arm end
+  local k = key(K.positive_day, day)
+  local fresh = {}
+  for i = 1, #fields, CHUNK do
+    local got = redis.call('SMISMEMBER', k, unpack(fields, i, math.min(i + CHUNK - 1, #fields)))
+    for j = 1, #got do
+      if got[j] == 0 then
+        fresh[#fresh + 1] = fields[i + j - 1]
+        add(sub(day_stats, day), arms[i + j - 1] .. ':positive', 1)
+      end
+    end
+  end
+  if #fresh > 0 then
+    chunked('SADD', k, fresh)
+    redis.call('EXPIRE', k, cfg.positive_ttl)
+  end
+end
+for day, fields in pairs(day_float) do
+  local k = key(K.stats_day, day)
+  for f, v in pairs(fields) do redis.call('HINCRBYFLOAT', k, f, num(v)) end
+end
+if #comments > 0 then
+  chunked('LPUSH', K.comments, comments)
+  redis.call('LTRIM', K.comments, 0, cfg.comments_max - 1)
 end
 for day, fields in pairs(day_stats) do
   local k = key(K.stats_day, day)

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from schemas.keys import Keys
+from streams.batch import utc_day
 from tests.integration.support import (
     Worker, event, produce, produce_events, read_dlq, stream_settings, wait_until,
 )
@@ -26,6 +27,22 @@ def test_sigkill_mid_stream_then_restart_counts_every_event_exactly_once(service
     r = redis.Redis.from_url(s.redis_url)
     n = 12_000
     events = [event("view", f"xu-{j % 700}", f"xi-{j % 300}") for j in range(n)]
+    # feedback mixed in (docs/feedback.md): its per-arm counters must be exact too
+    feedback = []
+    for j in range(1_200):
+        user, item = f"xu-{j % 700}", f"xi-{j % 300}"
+        kind = j % 4
+        if kind == 0:
+            feedback.append(event("rate", user, item, value=1 + j % 5, strategy="fb", comment=f"c{j}",
+                                  aspects={"quality": 1 + j % 5}))
+        elif kind == 1:
+            feedback.append(event("dwell", user, item, strategy="fb", dwell_ms=500 + j))
+        elif kind == 2:
+            feedback.append(event("like", user, item, strategy="fb"))
+        else:
+            feedback.append(event("convert", user, item, strategy="fb"))
+    events = [e for pair in zip(events[: len(feedback)], feedback) for e in pair] + events[len(feedback):]
+    nf = len(feedback)
     # one replayed duplicate from the producer side too: same event_id, counted once
     events.append(dict(events[0]))
     w = Worker(s, tmp_path / "worker1.log").start().ready()
@@ -39,10 +56,27 @@ def test_sigkill_mid_stream_then_restart_counts_every_event_exactly_once(service
         wait_until(lambda: popsum(r, k) >= n, 120)
         # let any replay finish: the sum must stay exactly n
         wait_until(lambda: int(r.get(k.new_events) or 0) >= n, 30)
-        assert popsum(r, k) == n
-        assert int(r.get(k.new_events)) == n  # nothing counted twice anywhere in the script
+        wait_until(lambda: sum(int(v) for u in range(700) for v in r.hvals(k.user_counts(f"xu-{u}"))) >= n + nf, 30)
+        assert popsum(r, k) == n + sum(s.event_strengths[e["type"]] for e in feedback)
+        # nothing counted twice anywhere in the script (dwell is not an interaction: no new_events)
+        assert int(r.get(k.new_events)) == n + nf - nf // 4
         counts = sum(int(v) for u in range(700) for v in r.hvals(k.user_counts(f"xu-{u}")))
-        assert counts == n
+        assert counts == n + nf
+        days = {utc_day(int(e["ts"] // 86400)) for e in events}
+        st = {}
+        for d in days:
+            for f, v in r.hgetall(k.stats_day(d)).items():
+                st[f.decode()] = st.get(f.decode(), 0) + float(v)
+        rates = [e for e in feedback if e["type"] == "rate"]
+        assert st["fb:rating_count"] == len(rates) and st["fb:rating_sum"] == sum(e["value"] for e in rates)
+        assert st["fb:aspect.quality.sum"] == sum(e["context"]["aspects"]["quality"] for e in rates)
+        assert st["fb:comments"] == len(rates) == r.llen(k.comments)
+        dwells = [e["context"]["dwell_ms"] for e in feedback if e["type"] == "dwell"]
+        assert (st["fb:dwell_count"], st["fb:dwell_sum_ms"]) == (len(dwells), sum(dwells))
+        assert st["fb:likes"] == nf // 4 and st["fb:conversions"] == nf // 4
+        positive = {(e["user_id"], e["item_id"], utc_day(int(e["ts"] // 86400))) for e in feedback
+                    if e["type"] in ("like", "convert") or (e["type"] == "rate" and e["value"] >= 4)}
+        assert st["fb:positive"] == len(positive)
         assert 0 < killed_at <= n
         assert w2.alive
     finally:

@@ -29,8 +29,18 @@ def test_a_valid_event_becomes_a_row_with_its_strength() -> None:
     row = dict(zip(ROW_FIELDS, out.rows[0]))
     assert row == {"event_id": "e1", "type": "purchase", "user_id": "u1", "item_id": "i1", "ts": 1795341600.0,
                    "strength": 4.0, "segment": "nurse", "basket_id": "b1", "strategy": "hybrid",
-                   "day": "2026-11-22"}
+                   "day": "2026-11-22", "value": "", "dwell": "", "extra": ""}
     assert out.types == {"purchase": 1} and not out.dead and out.sources[0].offset == 0
+
+
+def test_feedback_values_travel_in_the_row() -> None:
+    rate = {**GOOD, "type": "rate", "value": 4, "context": {"comment": "clear", "aspects": {"quality": 5},
+                                                              "dwell_ms": 1200}}
+    row = dict(zip(ROW_FIELDS, decode_interactions([rec(rate)], {}).rows[0]))
+    assert (row["value"], row["dwell"], row["extra"]) == (4.0, 1200, {"c": "clear", "a": {"quality": 5}})
+    dwell = {**GOOD, "type": "dwell", "context": {"dwell_ms": 300}}
+    row = dict(zip(ROW_FIELDS, decode_interactions([rec(dwell)], {}).rows[0]))  # the fast path
+    assert (row["value"], row["dwell"], row["extra"]) == ("", 300, "")
 
 
 def test_a_type_missing_from_the_strengths_weighs_nothing() -> None:
