@@ -1,11 +1,11 @@
 """Bodies of the HTTP API (see DESIGN.md, "HTTP")."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.events import ID_PATTERN, Interaction
+from schemas.events import COMMENT_MAX, ID_PATTERN, Interaction
 
 
 class RecommendedItem(BaseModel):
@@ -168,3 +168,27 @@ class RerankingInfo(BaseModel):
     note: str | None = None
     rerank_top_n: int
     search_index: dict[str, Any] | None = None
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /api/v1/feedback``: explicit feedback on one item, turned into events (docs/feedback.md).
+
+    ``rating`` gives a ``rate`` event carrying ``comment`` and ``aspects``; ``interaction_happened``
+    gives a ``click`` (true) or a ``dislike`` (false). At least one of them is needed.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str | None = Field(default=None, max_length=128)
+    user_id: str = Field(pattern=ID_PATTERN)
+    item_id: str = Field(pattern=ID_PATTERN)
+    rating: float | None = Field(default=None, ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=COMMENT_MAX)
+    aspects: dict[str, Annotated[int, Field(ge=1, le=5)]] | None = None
+    interaction_happened: bool | None = None
+    strategy: str | None = Field(default=None, max_length=128)  # the arm, when the caller knows it
+
+
+class FeedbackAccepted(BaseModel):
+    accepted: int
+    events: list[dict[str, str]]  # [{"event_id", "type"}] as produced

@@ -22,6 +22,7 @@ def exported_models() -> list[type[BaseModel]]:
         api.BasketResponse,
         api.EnrichRequest,
         api.EventsAccepted,
+        api.FeedbackRequest,
         alerts.Alert,
     ]
 
