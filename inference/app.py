@@ -211,6 +211,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(dashboard.pages)
     api.include_router(dashboard.router, dependencies=read)
     api.include_router(events.router, dependencies=write_events)
+    from inference.routes import feedback
+
+    api.include_router(feedback.writes, dependencies=[require_scope("feedback")])
+    api.include_router(feedback.reads, dependencies=read)
     for module in (recommendations, stats, basket, search_routes, reranking):
         api.include_router(module.router, dependencies=read)
     if settings.cors_origins:
