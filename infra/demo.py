@@ -99,8 +99,60 @@ def generate(n_items: int = 400, n_users: int = 600, days: int = 30, seed: int =
                     events.append({"event_id": f"demo-{len(events)}", "type": "purchase", "user_id": user["user_id"],
                                    "item_id": catalog[j]["item_id"], "ts": t.isoformat(), "value": None,
                                    "context": {"basket_id": basket, "profession": seg}})
+    events += feedback(events, [c["item_id"] for c in catalog], random.Random(seed + 1))
     events.sort(key=lambda e: e["ts"])
     return DemoData(catalog, users, events)
+
+
+ARMS = {"hybrid": 1.0, "popularity": 0.7}  # arm -> how much of the good feedback it gets (hybrid does better)
+COMMENTS = {
+    5: ["Exactly what I needed", "Clear and well paced", "Great examples"],
+    4: ["Good, a bit long", "Useful, the exercises help"],
+    3: ["OK, some parts too basic", "Fine but not new to me"],
+    2: ["Not my level", "Too fast in the middle"],
+    1: ["Not relevant to me", "Wrong topic"],
+}
+
+
+def feedback(events: list[dict], items: list[str], rng: random.Random) -> list[dict]:
+    """The feedback loop's side of the demo (docs/feedback.md), with its own random stream so the
+    history above stays as it was: lists served by an arm (impressions) before some clicks and
+    enrolments, then likes/dislikes, ratings with comments and aspects, dwell and conversions.
+    The hybrid arm gets better feedback, so the per-arm figures differ."""
+    out: list[dict] = []
+
+    def add(typ: str, user: str, item: str, at: datetime, **fields) -> None:  # noqa: ANN003
+        ctx = fields.pop("context", {})
+        out.append({"event_id": f"demo-fb-{len(out)}", "type": typ, "user_id": user, "item_id": item,
+                    "ts": at.isoformat(), "value": fields.get("value"), "context": ctx})
+
+    for ev in [e for e in events if e["type"] in ("click", "enroll")]:
+        if rng.random() > 0.6:
+            continue
+        arm = rng.choice(list(ARMS))
+        good = ARMS[arm]
+        at, user, item = datetime.fromisoformat(ev["ts"]), ev["user_id"], ev["item_id"]
+        shown = at - timedelta(seconds=rng.uniform(5, 60))
+        request = f"demo-req-{len(out)}"
+        for pos, it in enumerate([item] + rng.sample(items, 3)):
+            add("impression", user, it, shown, context={"strategy": arm, "request_id": request, "position": pos})
+        ctx = {"request_id": request}
+        add("dwell", user, item, at + timedelta(seconds=1),
+            context={**ctx, "dwell_ms": int(rng.lognormvariate(9 + good, 1.0))})
+        roll = rng.random()
+        if roll < 0.25 * good:
+            add("like", user, item, at + timedelta(seconds=2), context=ctx)
+        elif roll < 0.35:
+            add("dislike", user, item, at + timedelta(seconds=2), context=ctx)
+        if rng.random() < 0.3:
+            rating = min(5, max(1, round(rng.gauss(2.8 + 1.5 * good, 1.0))))
+            marks = {a: min(5, max(1, rating + rng.choice((-1, 0, 0, 1)))) for a in ("relevance", "quality")}
+            note = {"comment": rng.choice(COMMENTS[rating])} if rng.random() < 0.6 else {}
+            add("rate", user, item, at + timedelta(seconds=3), value=float(rating),
+                context={**ctx, "aspects": marks, **note})
+        if rng.random() < 0.1 * good:
+            add("convert", user, item, at + timedelta(seconds=4), context=ctx)
+    return out
 
 
 def summary(data: DemoData) -> str:

@@ -105,3 +105,24 @@ def test_comments_list_is_capped(s: Settings) -> None:
     now = time.time()
     apply(s, [event("rate", "u1", f"i{j}", now + j, value=3, comment=f"c{j}") for j in range(5)], now)
     assert [json.loads(c)["text"] for c in r.lrange(k.comments, 0, -1)] == ["c4", "c3", "c2"]
+
+
+def test_the_demo_feedback_shows_numbers_per_arm(s: Settings) -> None:
+    from infra.demo import generate
+    from inference.feedback import ArmFeedback, per_arm
+
+    data = generate(n_items=120, n_users=150, days=10, seed=5)
+    for i in range(0, len(data.events), 2000):
+        apply(s, data.events[i:i + 2000], time.time())
+    k, r = Keys(s.redis_prefix), redis.Redis.from_url(s.redis_url)
+    totals: dict[str, ArmFeedback] = {}
+    for key in r.scan_iter(f"{s.redis_prefix}stats:*"):
+        for arm, got in per_arm(r.hgetall(key)).items():
+            totals.setdefault(arm, ArmFeedback()).c.update(got.c)
+    hybrid, popularity = totals["hybrid"].metrics(), totals["popularity"].metrics()
+    for m in (hybrid, popularity):
+        assert m["impressions"] > 0 and 0 < m["ctr"] <= 1 and 0 < m["positive_rate"] <= 1
+        assert m["rating_count"] > 0 and 1 <= m["rating_mean"] <= 5 and m["aspects"]["quality"]["count"] > 0
+        assert m["dwell_p50_ms"] and m["conversions"] > 0 and m["like_ratio"] is not None
+    assert hybrid["rating_mean"] > popularity["rating_mean"]  # the demo's better arm
+    assert r.llen(k.comments) > 0
