@@ -142,6 +142,7 @@ class Settings(BaseSettings):
     alert_drops: dict[str, float] = Field(default_factory=dict)  # per metric: {"ctr": 0.1}
     alert_alpha: float = Field(0.05, gt=0, lt=1)  # the drop must also be significant at this level
     alert_min_samples: int = Field(1000, ge=1)  # fewer impressions (or ratings) in a window: no verdict
+    alert_min_rating_samples: int = Field(100, ge=2)  # fewer ratings in a window: no verdict on the rating mean
     alert_volume_drop: float = Field(0.5, gt=0, lt=1)  # events below (1 - this) of the baseline at this hour
     alert_dlq_rate: float = Field(0.05, gt=0, le=1)
     alert_max_records_behind: int = Field(10_000, ge=1)
