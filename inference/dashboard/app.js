@@ -192,12 +192,15 @@ async function showItem(event) {
 }
 
 async function seedExplorer() {
-  // start the explorer on the most popular item and a user who saw it, so it shows data at once
+  // start the explorer on the most popular item, so it shows data at once; while the stream has
+  // no popular item yet (a fresh stack), look again a few seconds later
   const g = await api("/api/v1/stats/global?days=1");
   const top = g.popular_items[0];
   if (top && !document.getElementById("item-id").value) {
     document.getElementById("item-id").value = top.item_id;
     await showItem();
+  } else if (!top) {
+    setTimeout(() => seedExplorer().catch(err => console.warn(err.message)), 3000);
   }
   ready("explorer");
 }

@@ -70,6 +70,11 @@ def demo(tmp_path_factory):
             time.sleep(1)
         else:
             raise AssertionError("the demo stack did not come up in 180 s:\n" + (tmp / "up.log").read_text()[-3000:])
+        # the worker has applied the demo's events: the explorer starts on the most popular item
+        deadline = time.monotonic() + 120
+        while not httpx.get(f"{url}/api/v1/stats/global", params={"days": 1}, timeout=5).json()["popular_items"]:
+            assert time.monotonic() < deadline, "the demo's events never reached Redis"
+            time.sleep(1)
         # some traffic, so the API panel has requests and the explorer a user with lists
         for u in range(1, 6):
             httpx.get(f"{url}/api/v1/recommendations/home", params={"user_id": f"user-{u:04d}", "k": 5}, timeout=10)
