@@ -218,7 +218,9 @@ local function feedback(r, day)
   if typ == 'like' then add(d, pre .. 'likes', 1)
   elseif typ == 'dislike' then add(d, pre .. 'dislikes', 1)
   elseif typ == 'rate' then
-    add(sub(day_float, day), pre .. 'rating_sum', value)
+    local fl = sub(day_float, day)
+    add(fl, pre .. 'rating_sum', value)
+    add(fl, pre .. 'rating_sq', value * value)  -- the spread, for the monitor's Welch test
     add(d, pre .. 'rating_count', 1)
     if value >= 4 then positive = true end
   end

@@ -1,6 +1,6 @@
 """What the monitor judges, read from where the product keeps it.
 
-- per-arm rates from the stream's day counters (``Keys.stats_day``: ``{arm}:impressions``,
+- per-arm rates and means from the stream's day counters (``Keys.stats_day``: ``{arm}:impressions``,
   ``{arm}:clicks``, ``type:{type}``), summed over the recent and the baseline windows;
 - the workers' lag reports (``Keys.worker_lag``);
 - the DLQ rate since the monitor's last look (``trainer.data_quality``, on the broker);
@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from schemas.keys import Keys
-from trainer.alerts.checks import Rate
+from trainer.alerts.checks import Mean, Rate
 
 STALE_S = 15.0  # a lag report older than this is not a live worker's
 
@@ -52,6 +52,42 @@ def arm_rates(client, keys: Keys, recent: list[str], baseline: list[str]) -> dic
 
     now, base = totals(recent), totals(baseline)
     return {arm: (Rate(*now.get(arm, [0, 0])), Rate(*base.get(arm, [0, 0]))) for arm in set(now) | set(base)}
+
+
+def arm_feedback(client, keys: Keys, recent: list[str],  # noqa: ANN001
+                 baseline: list[str]) -> dict[str, dict[str, tuple]]:
+    """{arm: {"positive_rate": (recent, baseline) Rate, "rating_mean": (recent, baseline) Mean}}
+    from the feedback counters (docs/feedback.md): positive over impressions; the rating's mean
+    and standard deviation from ``rating_sum``, ``rating_sq`` and ``rating_count``."""
+    wanted = ("impressions", "positive", "rating_sum", "rating_sq", "rating_count")
+
+    def totals(day_keys: list[str]) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for fields in _day_counters(client, keys, day_keys):
+            for field, n in fields.items():
+                arm, _, what = field.rpartition(":")
+                if arm and arm != "type" and what in wanted:
+                    got = out.setdefault(arm, dict.fromkeys(wanted, 0.0))
+                    got[what] += float(n)
+        return out
+
+    def mean(c: dict[str, float]) -> Mean:
+        n = int(c["rating_count"])
+        if n < 2:
+            return Mean(c["rating_sum"] / n if n else 0.0, 0.0, n)
+        m = c["rating_sum"] / n
+        var = max(0.0, (c["rating_sq"] - n * m * m) / (n - 1))
+        return Mean(m, var ** 0.5, n)
+
+    now, base = totals(recent), totals(baseline)
+    empty = dict.fromkeys(wanted, 0.0)
+    out = {}
+    for arm in set(now) | set(base):
+        r, b = now.get(arm, empty), base.get(arm, empty)
+        out[arm] = {"positive_rate": (Rate(int(r["positive"]), int(r["impressions"])),
+                                      Rate(int(b["positive"]), int(b["impressions"]))),
+                    "rating_mean": (mean(r), mean(b))}
+    return out
 
 
 def event_volume(client, keys: Keys, today: str, baseline: list[str]) -> tuple[int, float]:  # noqa: ANN001

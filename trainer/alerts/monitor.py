@@ -65,6 +65,14 @@ class Monitor:
             f = checks.rate_drop("ctr", arm, r, b, drop=s.alert_drops.get("ctr", s.alert_drop), alpha=s.alert_alpha,
                                  min_samples=s.alert_min_samples)
             found += [f] if f else []
+        # feedback (docs/feedback.md): positive-feedback rate (two-proportion test) and rating mean (Welch)
+        for arm, got in sorted(figures.arm_feedback(self.client, self.keys, recent, baseline).items()):
+            (rp, bp), (rm, bm) = got["positive_rate"], got["rating_mean"]
+            f = checks.rate_drop("positive_rate", arm, rp, bp, drop=s.alert_drops.get("positive_rate", s.alert_drop),
+                                 alpha=s.alert_alpha, min_samples=s.alert_min_samples)
+            g = checks.mean_drop("rating_mean", arm, rm, bm, drop=s.alert_drops.get("rating_mean", s.alert_drop),
+                                 alpha=s.alert_alpha, min_samples=s.alert_min_rating_samples)
+            found += [x for x in (f, g) if x]
         today, per_day = figures.event_volume(self.client, self.keys, recent[0], baseline)
         result.figures.update(events_today=today, baseline_events_per_day=round(per_day, 1))
         day_fraction = (now % 86400.0) / 86400.0
