@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     session_gap_s: float = 30 * 60.0
     pairs_top_n: int = 100
     invalidating_types: list[str] = Field(
-        default_factory=lambda: [t for t in DEFAULT_STRENGTHS if t != "impression"]
+        # dwell changes nothing a list shows (no popularity, seen set or session): no invalidation
+        default_factory=lambda: [t for t in DEFAULT_STRENGTHS if t not in ("impression", "dwell")]
     )
     bandit_reward_window_s: float = 3600.0
     bandit_rewards: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_REWARDS))
