@@ -219,6 +219,11 @@ class Keys:
         """Counter of interactions since the last training run (read by the scheduler)."""
         return f"{self.prefix}train:new_events"
 
+    @property
+    def new_feedback(self) -> str:
+        """Counter of explicit feedbacks (rate, like, dislike) since the last training run."""
+        return f"{self.prefix}train:new_feedback"
+
     # --- templates for Lua scripts ----------------------------------------------------------
     @staticmethod
     def template(build: Callable[..., str], holes: int = 1) -> list[str]:
@@ -254,6 +259,7 @@ class Keys:
             "positive_day": t(self.positive_day), "comments": self.comments,
             "dedupe": t(self.dedupe), "recs_index": t(self.recs_index),
             "invalidate_channel": self.invalidate_channel, "new_events": self.new_events,
+            "new_feedback": self.new_feedback,
         }
 
     @cached_property

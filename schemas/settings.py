@@ -127,6 +127,7 @@ class Settings(BaseSettings):
     promote_holdout_min_events: int = Field(50, ge=1)
     retrain_interval_s: float = 24 * 3600.0
     retrain_min_new_events: int = 10_000
+    retrain_min_new_feedback: int = 1_000  # explicit feedbacks (rate, like, dislike) that trigger a retrain
     keep_runs: int = 5
     retrain_max_delay_s: float = 600.0  # a due retrain waits while events are still arriving, at most this long
     scheduler_nice: int = 10  # the scheduler process's niceness: training yields the CPU to the worker and the API

@@ -134,27 +134,39 @@ class Scheduler:
             self._redis = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, decode_responses=True)
         return self._redis
 
-    def new_events(self) -> int:
+    def new_events(self, key: str | None = None) -> int:
+        """A counter the worker keeps: new interactions (default) or ``Keys.new_feedback``."""
+        key = key or self.keys.new_events
         client = self.redis()
         if client is None:
             return 0
         import redis
 
         try:
-            return int(client.get(self.keys.new_events) or 0)
+            return int(client.get(key) or 0)
         except (redis.RedisError, ValueError) as exc:
-            raise StoreUnavailable(f"cannot read {self.keys.new_events}: {exc}") from exc
+            raise StoreUnavailable(f"cannot read {key}: {exc}") from exc
 
-    def _consume(self, n: int) -> None:
+    def _consume(self, n: int, key: str | None = None) -> None:
+        key = key or self.keys.new_events
         client = self.redis()
         if client is None or n <= 0:
             return
         import redis
 
         try:
-            client.decrby(self.keys.new_events, n)
+            client.decrby(key, n)
         except redis.RedisError as exc:
-            log.warning("could not decrease %s by %d: %s", self.keys.new_events, n, exc)
+            log.warning("could not decrease %s by %d: %s", key, n, exc)
+
+    def feedback_due(self) -> str | None:
+        """A retrain reason once enough explicit feedback (rate, like, dislike) came in."""
+        try:
+            n = self.new_events(self.keys.new_feedback)
+        except StoreUnavailable:
+            return None
+        threshold = self.settings.retrain_min_new_feedback
+        return f"{n} new explicit feedbacks (threshold {threshold})" if n > threshold else None
 
     # --- one retrain --------------------------------------------------------------------------
     def check(self, now: float | None = None) -> str | None:
@@ -167,7 +179,7 @@ class Scheduler:
         self._counted = n
         now = time.time() if now is None else now
         return (due(now, self.last_run_at(), n, s.retrain_interval_s, s.retrain_min_new_events)
-                or self.alert_due())
+                or self.feedback_due() or self.alert_due())
 
     # --- the monitor ---------------------------------------------------------------------------
     def look(self, now: float | None = None) -> None:
@@ -213,10 +225,10 @@ class Scheduler:
 
         s = self.settings
         try:
-            counted = self.new_events()
+            counted, feedback = self.new_events(), self.new_events(self.keys.new_feedback)
         except StoreUnavailable:
-            counted = 0
-        log.info("retrain (%s): %d new events counted", reason, counted)
+            counted = feedback = 0
+        log.info("retrain (%s): %d new events counted, %d explicit feedbacks", reason, counted, feedback)
         try:
             # the worker counts events as it processes them, behind the log the last run already
             # read: when the replay changes nothing the model is as fresh as the data
@@ -226,7 +238,8 @@ class Scheduler:
             log.info("nothing to train on: %s", exc)
             return Outcome(None, False, f"nothing to train on: {exc}")
         if loaded.source is None:
-            self._consume(counted)  # only the counter moves
+            self._consume(counted)  # only the counters move
+            self._consume(feedback, self.keys.new_feedback)
             msg = "no new interactions in the log since the last run: nothing to retrain"
             self._save_state(last_run_at=time.time(), last_attempt_at=time.time(), last_message=msg)
             log.info("%s", msg)
@@ -234,6 +247,7 @@ class Scheduler:
         source = loaded.source
         result = train_run(source, s, list(s.retrain_models), tag="sched", promote=True)
         self._consume(counted)
+        self._consume(feedback, self.keys.new_feedback)
         promo = result.promotion
         msg = promo.describe() if promo is not None else f"trained {result.run_dir.name}"
         self._save_state(last_run_at=time.time(), last_run=result.run_dir.name, last_message=msg,

@@ -170,7 +170,7 @@ local pulls, rewards = {}, {}
 local day_stats, user_stats, day_types = {}, {}, {}
 local invalidate = {}
 local markers = {}
-local new, dups, interactions = 0, 0, 0
+local new, dups, interactions, explicit = 0, 0, 0, 0
 local day_float = {}  -- day -> field -> sum kept with HINCRBYFLOAT (ratings may be fractional)
 local positives = {}  -- day -> "user<TAB>item" -> arm: first positive feedback of the batch
 local comments = {}   -- JSON entries for K.comments, in row order
@@ -287,6 +287,7 @@ for _, r in ipairs(rows) do
       end
     else
       interactions = interactions + 1
+      if typ == 'rate' or typ == 'like' or typ == 'dislike' then explicit = explicit + 1 end
       if strength ~= 0 then
         add(pop, item, strength)
         if seg then add(sub(segpop, seg), item, strength) end
@@ -465,6 +466,7 @@ for user, fields in pairs(user_stats) do
   for f, n in pairs(fields) do redis.call('HINCRBY', k, f, n) end
 end
 if interactions > 0 then redis.call('INCRBY', K.new_events, interactions) end
+if explicit > 0 then redis.call('INCRBY', K.new_feedback, explicit) end
 
 -- cache invalidation: drop every cached list of the users touched, then tell the API processes
 local users = {}

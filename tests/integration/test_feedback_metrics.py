@@ -127,3 +127,19 @@ def test_the_demo_feedback_shows_numbers_per_arm(s: Settings) -> None:
         assert m["dwell_p50_ms"] and m["conversions"] > 0 and m["like_ratio"] is not None
     assert hybrid["rating_mean"] > popularity["rating_mean"]  # the demo's better arm
     assert r.llen(k.comments) > 0
+
+
+def test_explicit_feedback_is_counted_for_the_scheduler_which_retrains_on_enough(s: Settings) -> None:
+    from trainer.scheduler import Scheduler
+
+    now = time.time()
+    r = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    k = Keys(s.redis_prefix)
+    events = [event("like", "fb-u1", f"fb-i{j}", ts=now) for j in range(3)]
+    events += [event("rate", "fb-u2", "fb-i0", ts=now, value=2), event("view", "fb-u3", "fb-i1", ts=now)]
+    apply(s, events, now)
+    apply(s, events, now)  # a replayed batch counts nothing twice
+    assert int(r.get(k.new_feedback)) == 4 and int(r.get(k.new_events)) == 5
+    sched = Scheduler(s.model_copy(update={"retrain_min_new_feedback": 3}), r)
+    assert sched.feedback_due() == "4 new explicit feedbacks (threshold 3)"
+    assert Scheduler(s.model_copy(update={"retrain_min_new_feedback": 10}), r).feedback_due() is None
