@@ -89,6 +89,26 @@ class Supervisor:
         n = len(data.catalog) + len(data.users) + len(data.events)
         asyncio.run(produce_records(self.settings, data.records(), total=n, progress=False))
         print(f"demo data on the broker: {summary(data)}", flush=True)
+        self._demo_search_index(data.catalog)
+
+    def _demo_search_index(self, catalog: list[dict]) -> None:
+        """The demo's catalogue searchable from the start (``streamrec search-index`` does this for
+        a real catalogue): an index already there is kept."""
+        from trainer.text_index import (build_text_index, current_index, item_text, new_index_dir, point_current,
+                                        search_root)
+        from trainer.text_models import load_bi_encoder
+
+        art = Path(self.settings.artifact_dir)
+        if current_index(art) is not None:
+            return
+        texts = {c["item_id"]: item_text(c.get("title"), c.get("text"), c.get("category")) for c in catalog}
+        try:
+            out = build_text_index(texts, new_index_dir(art), load_bi_encoder(self.settings.hf_offline))
+        except Exception as exc:  # noqa: BLE001 - the demo runs without search rather than not at all
+            print(f"no search index for the demo ({exc}); build one with `streamrec search-index`", flush=True)
+            return
+        point_current(search_root(art), out)
+        print(f"demo catalogue indexed for search: {len(texts)} items", flush=True)
 
     def _start_children(self) -> None:
         py = sys.executable
