@@ -58,6 +58,8 @@ class Supervisor:
         try:
             self._start_services()
             self._start_children()
+            self._wait_for_workers()
+            self._write_stack_json()  # written once the stack serves fresh state: scripts wait on it
             self._announce()
             while not self.stopping:
                 self._watch()
@@ -117,7 +119,30 @@ class Supervisor:
             self.children.append(Child("scheduler", [py, "-m", "trainer.scheduler"]))
         for child in self.children:
             self._spawn(child)
-        self._write_stack_json()
+
+    def _wait_for_workers(self, timeout_s: float = 90.0) -> None:
+        """Until a stream worker consumes (its lag report names assigned partitions), so that
+        events sent once `up` says it is up are applied at once; a slow start is said, not fatal."""
+        import redis
+
+        from schemas.keys import Keys
+
+        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
+        key, started = Keys(self.settings.redis_prefix).worker_lag, time.time()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self.stopping:
+            try:
+                for raw in client.hvals(key):
+                    report = json.loads(raw)
+                    if report.get("partitions") and float(report.get("reported_at", 0)) >= started:
+                        client.close()
+                        return
+            except (redis.RedisError, ValueError):
+                pass
+            self._watch()  # a worker that dies while starting is restarted meanwhile
+            time.sleep(0.2)
+        client.close()
+        print(f"no stream worker consuming after {timeout_s:.0f} s: see {self.data_dir / 'logs'}", flush=True)
 
     def _workers(self, py: str) -> list[Child]:
         """``stream_workers`` workers in one group: ``worker``, ``worker2``... (each its own metrics port)."""
