@@ -122,6 +122,27 @@ async function pollQuality() {
   ready("quality");
 }
 
+function pct(x) { return x == null ? "–" : `${fmt(x * 100, 1)}%`; }
+
+async function pollFeedback() {
+  const f = await api("/api/v1/feedback/stats?days=30");
+  const body = document.querySelector("#feedback-table tbody");
+  body.replaceChildren(...Object.entries(f.arms).map(([arm, m]) => el("tr", {},
+    el("td", {}, arm === "_" ? "(no list attributed)" : arm), el("td", {}, String(m.impressions)), el("td", {}, pct(m.ctr)),
+    el("td", {}, pct(m.positive_rate)), el("td", {}, pct(m.conversion_rate)),
+    el("td", {}, m.rating_mean == null ? "–" : `${fmt(m.rating_mean, 2)} (${m.rating_count})`),
+    el("td", {}, m.like_ratio == null ? "–" : pct(m.like_ratio)),
+    el("td", {}, m.dwell_p50_ms == null ? "–" : `${fmt(m.dwell_p50_ms / 1000, 1)} s`))));
+  if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: "8", class: "muted" }, "no feedback yet")));
+  const aspects = Object.entries(f.overall.aspects || {});
+  setText("aspects", aspects.length ? aspects.map(([a, v]) => `${a} ${fmt(v.mean, 2)} (${v.count})`).join(" · ") : "none rated yet");
+  const c = await api("/api/v1/feedback/comments?days=30&limit=5");
+  document.getElementById("comments").replaceChildren(...(c.comments.length ? c.comments.map(x =>
+    el("li", {}, `${x.rating != null ? "★" + x.rating + " " : ""}${x.item}: `, el("span", { class: "reason" }, x.text || "")))
+    : [el("li", { class: "muted" }, "none")]));
+  ready("feedback");
+}
+
 function adminHeaders() {
   const key = sessionStorage.getItem(KEY_STORE);
   return key ? { "X-Admin-Key": key, "content-type": "application/json" } : { "content-type": "application/json" };
@@ -229,4 +250,5 @@ if (sessionStorage.getItem(KEY_STORE)) setText("admin-key", "admin key ✓");
 every(2000, pollOverview);
 every(10000, pollQuality);
 every(10000, pollModels);
+every(10000, pollFeedback);
 seedExplorer().catch(err => console.warn(err.message));

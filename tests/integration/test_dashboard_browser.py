@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-PANELS = ("stream", "api", "quality", "models", "explorer")
+PANELS = ("stream", "api", "quality", "feedback", "models", "explorer")
 
 if CHROMIUM is None or DRIVER is None:
     pytest.skip("Chromium and chromium-driver are not installed (`make test` installs them with apt-get "
@@ -132,6 +132,11 @@ def test_every_panel_shows_data_without_console_errors(demo, browser):
     assert demo["champion"] in runs and demo["challenger"] in runs
     assert "stream" in browser.find_element(By.ID, "live").text
     assert browser.find_element(By.CSS_SELECTOR, "#quality-table tbody tr").text  # lists per strategy
+    # the demo's feedback: per-arm rates, aspects and comments
+    _wait(browser, lambda d: "no feedback yet" not in d.find_element(By.ID, "feedback-table").text,
+          what="the demo's feedback")
+    assert "popularity" in browser.find_element(By.ID, "feedback-table").text
+    assert browser.find_element(By.ID, "comments").text not in ("", "none")
     # the explorer: an item (seeded with the most popular one) and a user's lists with reasons
     _wait(browser, lambda d: d.find_element(By.ID, "item-view").get_attribute("data-state") == "ready", what="the item view")
     assert "often together" in browser.find_element(By.ID, "item-view").text
