@@ -44,6 +44,10 @@ bench: install
 	$(PY) benchmarks/serving.py
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/basket_eval.py
+	$(PY) benchmarks/basket_latency.py
+	$(PY) benchmarks/freshness_sustained.py
+	$(PY) benchmarks/training.py
+	$(PY) benchmarks/rerank.py --speed --quality
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) .streamrec .pytest_cache
