@@ -16,7 +16,7 @@ admin = APIRouter(prefix="/admin/alerts", tags=["admin"], dependencies=[AdminDep
 ALERT_ID = r"^[0-9a-f]{1,32}$"
 
 
-async def _all(rt) -> list[Alert]:  # noqa: ANN001
+async def all_alerts(rt) -> list[Alert]:  # noqa: ANN001
     try:
         raws = await rt.store.call(lambda c: c.hvals(rt.keys.alerts))
     except StoreUnavailable as exc:
@@ -28,7 +28,7 @@ async def _all(rt) -> list[Alert]:  # noqa: ANN001
 @router.get("")
 async def list_alerts(rt: RuntimeDep, status: Annotated[Literal["open", "resolved", "all"], Query()] = "open") -> dict:
     """Alerts, newest first: open (acknowledged or not), resolved (kept a week), or all."""
-    alerts = [a for a in await _all(rt) if status == "all" or a.status == status]
+    alerts = [a for a in await all_alerts(rt) if status == "all" or a.status == status]
     alerts.sort(key=lambda a: a.raised_at, reverse=True)
     return {"status": status, "count": len(alerts), "alerts": [a.model_dump(mode="json") for a in alerts]}
 

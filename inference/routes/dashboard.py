@@ -100,17 +100,20 @@ async def models(rt: RuntimeDep) -> dict[str, Any]:
     current = (art / "run_current").resolve().name if (art / "run_current").exists() else None
     runs = []
     for path in list_runs(art):
-        metrics = _json(path / "metrics.json")
+        metrics = read_json(path / "metrics.json")
         holdout = metrics.get("holdout") or {}
         runs.append({"run_id": path.name, "champion": path.name == current, "policy": metrics.get("policy"),
                      "score": metrics.get("score"), "metric": metrics.get("primary"),
                      "best_model": metrics.get("best_model"),
                      "holdout": {k: holdout.get(k) for k in ("challenger", "champion", "events") if k in holdout}})
-    history = _json(art / "promotions.json")
+    from trainer.promotion import HISTORY
+
+    history = read_json(art / HISTORY)
     return {"champion": current, "runs": runs[::-1], "promotions": (history.get("log") or [])[-50:][::-1]}
 
 
-def _json(path: FsPath) -> dict:
+def read_json(path: FsPath) -> dict:
+    """A JSON file of the trainer's (a run's metrics, the promotion history), {} when absent or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

@@ -16,18 +16,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from inference.deps import RuntimeDep
-from inference.routes.alerts import _all as all_alerts
+from inference.routes.alerts import all_alerts
+from inference.routes.dashboard import read_json
 from inference.routes.health import read_stream_lag
 from schemas.errors import StoreUnavailable
 
 router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"])
 
-
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 @router.get("/health")
@@ -58,8 +53,11 @@ async def health(rt: RuntimeDep) -> JSONResponse:
     if serving is not None:
         done = Path(serving.run.path) / "COMPLETE"
         model_age_s = round(time.time() - done.stat().st_mtime, 1) if done.exists() else None
-    scheduler = _json(Path(s.data_dir) / "scheduler.json")
-    history = _json(Path(s.artifact_dir) / "promotions.json").get("log", [])
+    from trainer.promotion import HISTORY
+    from trainer.scheduler import STATE
+
+    scheduler = read_json(Path(s.data_dir) / STATE)
+    history = read_json(Path(s.artifact_dir) / HISTORY).get("log", [])
     last_promotion = next((e for e in reversed(history) if e.get("action") == "promote"), None)
     body = {
         "status": "ok" if not failing else "failing",
