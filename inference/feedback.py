@@ -107,6 +107,7 @@ class ArmFeedback:
             "positive": int(c["positive"]), "positive_rate": _ratio(c["positive"], imps),
             "conversions": int(c["conversions"]), "conversion_rate": _ratio(c["conversions"], imps),
             "rating_mean": _ratio(c["rating_sum"], c["rating_count"]), "rating_count": int(c["rating_count"]),
+            "rating_histogram": {str(n): int(c[f"rating.{n}"]) for n in range(1, 6)},
             "aspects": dict(sorted(aspects.items())),
             "likes": int(c["likes"]), "dislikes": int(c["dislikes"]),
             "like_ratio": _ratio(c["likes"], c["likes"] + c["dislikes"]),

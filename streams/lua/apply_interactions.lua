@@ -222,6 +222,8 @@ local function feedback(r, day)
     add(fl, pre .. 'rating_sum', value)
     add(fl, pre .. 'rating_sq', value * value)  -- the spread, for the monitor's Welch test
     add(d, pre .. 'rating_count', 1)
+    -- the distribution (dashboard): ratings rounded to the nearest whole star
+    add(d, pre .. 'rating.' .. math.min(5, math.max(1, math.floor(value + 0.5))), 1)
     if value >= 4 then positive = true end
   end
   -- a conversion: an explicit convert, or a purchase/enroll within the reward window after an impression

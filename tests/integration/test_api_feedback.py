@@ -93,6 +93,7 @@ def test_feedback_through_the_worker_shows_in_stats_and_comments(services, tmp_p
     h, p = stats["arms"]["hybrid"], stats["arms"]["popularity"]
     assert (h["impressions"], h["clicks"], h["ctr"]) == (4, 1, 0.25)
     assert (h["rating_count"], h["rating_mean"], h["aspects"]) == (2, 4.0, {"quality": {"mean": 3.5, "count": 2}})
+    assert h["rating_histogram"] == {"1": 0, "2": 0, "3": 1, "4": 0, "5": 1}
     assert (h["positive"], h["positive_rate"]) == (2, 0.5)   # the 5 and the click; the 3 is not positive
     assert (h["dwell_count"], h["dwell_mean_ms"], h["dwell_histogram"]["lt3s"], h["dwell_histogram"]["lt10s"]) == \
         (2, 5000.0, 1, 1)

@@ -80,6 +80,8 @@ def test_feedback_counters_per_day_and_arm_exactly_once(s: Settings) -> None:
     assert (n("popularity:rating_sum"), n("popularity:rating_count")) == (2, 1)
     assert (n("ncf:rating_sum"), n("ncf:rating_count")) == (4.5, 1)
     assert (n("hybrid:rating_sq"), n("ncf:rating_sq")) == (25, 20.25)
+    # the distribution: whole stars, a 4.5 rounds up
+    assert (n("hybrid:rating.5"), n("popularity:rating.2"), n("ncf:rating.5"), n("ncf:rating.4")) == (1, 1, 1, 0)
     assert (n("hybrid:aspect.quality.sum"), n("hybrid:aspect.quality.count")) == (5, 1)
     assert (n("hybrid:aspect.relevance.sum"), n("popularity:aspect.quality.sum")) == (4, 1)
     assert (n("hybrid:dwell_sum_ms"), n("hybrid:dwell_count"), n("hybrid:dwell.lt3s")) == (2500, 1, 1)
