@@ -19,6 +19,7 @@ class AlertKind(str, Enum):
     dlq_spike = "dlq_spike"  # the share of records refused to the DLQ is above its bound
     consumer_lag = "consumer_lag"  # the stream workers are behind by more than a bound
     no_promotion = "no_promotion"  # no run promoted for N days
+    canary_rollback = "canary_rollback"  # a canary's guardrail failed: it was rolled back
 
 
 class Alert(BaseModel):

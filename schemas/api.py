@@ -27,6 +27,9 @@ class RecommendationResponse(BaseModel):
     degraded: bool = False
     reranked: bool | None = None  # with use_reranker: whether the cross-encoder reordered the list
     reranker: str | None = None
+    # inside a running experiment (docs/experiments.md): its name and the user's arm
+    experiment: str | None = None
+    arm: str | None = None
     items: list[RecommendedItem]
 
 

@@ -53,6 +53,10 @@ class EventContext(BaseModel):
     dwell_ms: int | None = Field(default=None, ge=0)
     # the search query (or other text) the list was served for: ties feedback to it (train-reranker)
     query: str | None = Field(default=None, max_length=1000)
+    # the experiment and arm a list was served under (docs/experiments.md); the feedback counters
+    # of an event that names both go to the arm's label ``{experiment}.{arm}``
+    experiment: str | None = Field(default=None, max_length=64)
+    arm: str | None = Field(default=None, max_length=64)
     # explicit feedback (docs/feedback.md): free text, and 1-5 marks per aspect (Settings.feedback_aspects)
     comment: str | None = Field(default=None, max_length=COMMENT_MAX)
     aspects: dict[str, Annotated[int, Field(ge=1, le=5)]] | None = None

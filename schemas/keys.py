@@ -146,6 +146,17 @@ class Keys:
         """Pub/sub channel: admin changes (basket profile, reload) one API process tells the others."""
         return f"{self.prefix}control"
 
+    # experiments (docs/experiments.md)
+    @property
+    def experiments(self) -> str:
+        """Hash experiment name -> JSON document (arms, shares, salt, state); the artifact dir
+        keeps a copy in ``experiments/<name>.json``."""
+        return f"{self.prefix}experiments"
+
+    def experiment_users(self, label: str) -> str:
+        """HyperLogLog of the users served an experiment arm (``label`` = ``{experiment}.{arm}``)."""
+        return f"{self.prefix}exp_users:{label}"
+
     # stream-side working state (written and read only by the agents in streams/)
     @property
     def trend_meta(self) -> str:
