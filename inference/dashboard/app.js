@@ -124,6 +124,61 @@ async function pollQuality() {
 
 function pct(x) { return x == null ? "–" : `${fmt(x * 100, 1)}%`; }
 
+const PALETTE = ["#2f6fed", "#e8710a", "#1e8e3e", "#a142f4", "#c0392b", "#12b5cb", "#f9ab00", "#6b7385"];
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgNode(tag, attrs) {
+  const node = document.createElementNS(SVG_NS, tag);
+  Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
+  return node;
+}
+
+// one polyline per arm over the days; a day without a value for an arm breaks nothing, it is skipped
+function lineChart(id, days, arms, value, label) {
+  const svg = document.getElementById(id);
+  const w = svg.clientWidth || 240, h = svg.clientHeight || 90, pad = 12;
+  const values = arms.flatMap(a => days.map(d => value(d.arms[a]))).filter(v => v != null);
+  const max = Math.max(...values, 1e-9);
+  svg.replaceChildren(svgNode("text", { x: 2, y: 9 }), svgNode("text", { x: 2, y: h - 2 }));
+  svg.children[0].textContent = label(max);
+  svg.children[1].textContent = days.length ? `${days[0].day.slice(5)} … ${days[days.length - 1].day.slice(5)}` : "";
+  arms.forEach((arm, i) => {
+    const pts = [];
+    days.forEach((d, j) => {
+      const v = value(d.arms[arm]);
+      if (v != null) pts.push(`${pad + (j / Math.max(days.length - 1, 1)) * (w - 2 * pad)},${h - pad - (v / max) * (h - 2 * pad)}`);
+    });
+    if (pts.length === 1) pts.push(pts[0]);  // one day: a dot-sized line
+    svg.append(svgNode("polyline", { points: pts.join(" "), stroke: PALETTE[i % PALETTE.length], "data-arm": arm }));
+  });
+}
+
+function renderTrends(f) {
+  const days = f.daily.slice().sort((a, b) => a.day.localeCompare(b.day));
+  const arms = Object.keys(f.arms).filter(a => f.arms[a].impressions > 0 || f.arms[a].rating_count > 0);
+  const rate = key => m => (m && m[key] != null ? m[key] : null);
+  lineChart("trend-ctr", days, arms, rate("ctr"), max => `max ${pct(max)}`);
+  lineChart("trend-positive", days, arms, rate("positive_rate"), max => `max ${pct(max)}`);
+  lineChart("trend-conversion", days, arms, rate("conversion_rate"), max => `max ${pct(max)}`);
+  lineChart("trend-rating", days, arms, rate("rating_mean"), max => `max ${fmt(max, 2)}`);
+  document.getElementById("trend-legend").replaceChildren(...(arms.length ? arms.map((a, i) =>
+    el("span", {}, el("i", { style: `background:${PALETTE[i % PALETTE.length]}` }), a === "_" ? "(no list attributed)" : a))
+    : [el("span", { class: "muted" }, "no feedback yet")]));
+  ready("trends");
+}
+
+function renderRatings(hist) {
+  const svg = document.getElementById("ratings-bars");
+  const w = svg.clientWidth || 400, h = 90, stars = ["1", "2", "3", "4", "5"];
+  const max = Math.max(...stars.map(s => hist[s] || 0), 1), bw = w / stars.length;
+  svg.replaceChildren(...stars.flatMap((s, i) => {
+    const n = hist[s] || 0, bh = (n / max) * (h - 14);
+    const label = svgNode("text", { x: i * bw + 2, y: h - 2 });
+    label.textContent = `★${s}: ${n}`;
+    return [svgNode("rect", { x: i * bw + 2, y: h - 12 - bh, width: bw - 4, height: bh }), label];
+  }));
+}
+
 async function pollFeedback() {
   const f = await api("/api/v1/feedback/stats?days=30");
   const body = document.querySelector("#feedback-table tbody");
@@ -135,6 +190,8 @@ async function pollFeedback() {
     el("td", {}, m.dwell_p50_ms == null ? "–" : `${fmt(m.dwell_p50_ms / 1000, 1)} s`))));
   if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: "8", class: "muted" }, "no feedback yet")));
   const aspects = Object.entries(f.overall.aspects || {});
+  renderTrends(f);
+  renderRatings(f.overall.rating_histogram || {});
   setText("aspects", aspects.length ? aspects.map(([a, v]) => `${a} ${fmt(v.mean, 2)} (${v.count})`).join(" · ") : "none rated yet");
   const c = await api("/api/v1/feedback/comments?days=30&limit=5");
   document.getElementById("comments").replaceChildren(...(c.comments.length ? c.comments.map(x =>

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-PANELS = ("stream", "api", "quality", "feedback", "models", "explorer")
+PANELS = ("stream", "api", "quality", "trends", "feedback", "models", "explorer")
 
 if CHROMIUM is None or DRIVER is None:
     pytest.skip("Chromium and chromium-driver are not installed (`make test` installs them with apt-get "
@@ -137,6 +137,12 @@ def test_every_panel_shows_data_without_console_errors(demo, browser):
           what="the demo's feedback")
     assert "popularity" in browser.find_element(By.ID, "feedback-table").text
     assert browser.find_element(By.ID, "comments").text not in ("", "none")
+    # per arm and day: a line per arm in each chart, and the ratings' distribution
+    for chart in ("trend-ctr", "trend-positive", "trend-conversion", "trend-rating"):
+        assert browser.find_elements(By.CSS_SELECTOR, f"#{chart} polyline[data-arm]"), chart
+    assert "popularity" in browser.find_element(By.ID, "trend-legend").text
+    bars = browser.find_elements(By.CSS_SELECTOR, "#ratings-bars rect")
+    assert len(bars) == 5 and any(float(b.get_attribute("height")) > 0 for b in bars)
     # the explorer: an item (seeded with the most popular one) and a user's lists with reasons
     _wait(browser, lambda d: d.find_element(By.ID, "item-view").get_attribute("data-state") == "ready", what="the item view")
     assert "often together" in browser.find_element(By.ID, "item-view").text
