@@ -209,7 +209,29 @@ class Keys:
         return f"{self.prefix}ustats:{user}"
 
     def dedupe(self, event_id: str) -> str:
+        """Legacy per-event idempotency marker (before the offset watermark); read, never written."""
         return f"{self.prefix}dedupe:{event_id}"
+
+    def watermark(self, topic: str) -> str:
+        """Hash partition -> highest offset of ``topic`` whose effects are applied (exactly-once on replays)."""
+        return f"{self.prefix}wm:{topic}"
+
+    def event_ids(self, bucket: int | str) -> str:
+        """Set of the event ids applied in one bucket of the event_id window (a re-sent event counts once)."""
+        return f"{self.prefix}eids:{bucket}"
+
+    def session(self, user: str) -> str:
+        """String ``item|ts``: the user's last interacted item and its time (session pairs); expires after the gap."""
+        return f"{self.prefix}sess:{user}"
+
+    def forgotten(self, user: str) -> str:
+        """String: epoch seconds of the user's forget; the user's events dated before it are dropped (TTL)."""
+        return f"{self.prefix}forgotten:{user}"
+
+    @property
+    def forgotten_any(self) -> str:
+        """Exists while any ``forgotten`` marker may: the batch script looks markers up only then."""
+        return f"{self.prefix}forgotten:any"
 
     @property
     def model_current(self) -> str:
@@ -264,7 +286,9 @@ class Keys:
             "pairs_seg": seg_item(self.pairs), "pairs_rev_seg": seg_item(self.pairs_rev),
             "seen": t(self.seen), "recent": t(self.recent),
             "user_counts": t(self.user_counts), "user_profile": t(self.user_profile),
-            "sessions": self.sessions, "user_segments": self.user_segments, "basket": t(self.basket),
+            "sessions": self.sessions, "session": t(self.session), "user_segments": self.user_segments,
+            "basket": t(self.basket), "event_ids": t(self.event_ids), "forgotten": t(self.forgotten),
+            "forgotten_any": self.forgotten_any,
             "impressions": t(self.impressions), "bandit": self.bandit(policy),
             "stats_day": t(self.stats_day), "user_stats": t(self.user_stats),
             "positive_day": t(self.positive_day), "comments": self.comments,

@@ -63,7 +63,19 @@ class Settings(BaseSettings):
     interactions_fetch_max_wait_ms: int = 10  # the broker may hold a fetch this long: it delays events of a light load
     rebalance_timeout_s: float = 3.0
     event_strengths: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_STRENGTHS))
+    # exactly-once on replays: a per-partition offset watermark written with the effects (docs/streams.md);
+    # a client that sends one event twice is caught by the event_id window (0: off)
+    event_id_window_s: int = Field(3600, ge=0)
+    # legacy per-event markers (sr:dedupe:{event_id}) of workers before the watermark: read on a partition's first
+    # batch only (upgrade path), never written any more; they expire on their own TTL
     dedupe_ttl_s: int = 7 * 24 * 3600
+    user_state_ttl_s: int = Field(30 * 24 * 3600, ge=0)  # a user's per-user keys expire this long after their last event (0: never)
+    forget_guard_s: int = Field(24 * 3600, ge=60)  # after a forget, events of that user dated before it are dropped this long
+    batch_max_attempts: int = Field(3, ge=1)  # a batch failing for a non-Redis reason is tried this often, then isolated / DLQ
+    batch_retry_delay_s: float = Field(1.0, ge=0)  # pause before a failed batch is fetched again
+    # test-only fault hook: a record whose raw bytes contain this marker makes batch preparation raise
+    # (tests/integration/test_streams_retries.py); never set it in production
+    fault_poison_marker: str | None = None
     recent_max: int = 50
     trend_half_life_s: float = 6 * 3600.0
     session_gap_s: float = 30 * 60.0
