@@ -81,18 +81,29 @@ def utc_day(day_number: int) -> str:
     return datetime.fromtimestamp(day_number * 86400, tz=timezone.utc).date().isoformat()
 
 
+def arm_label(strategy: str | None, experiment: str | None, arm: str | None) -> str | None:
+    """The arm an event's counters go to: ``{experiment}.{arm}`` when it names both (the label the
+    API serves an experiment's impressions under, docs/experiments.md), else its strategy.
+
+    >>> arm_label("hybrid", "ranker", "treatment"), arm_label("hybrid", None, None)
+    ('ranker.treatment', 'hybrid')
+    """
+    return f"{experiment}.{arm}" if experiment and arm else strategy
+
+
 def to_row(event: Interaction, strengths: dict[str, float]) -> list:
     """The compact row the Redis script reads (see ``ROW_FIELDS``), from a validated model."""
     ctx = event.context
     return _row(event.event_id, event.type.value, event.user_id, event.item_id, event.epoch, strengths,
-                ctx.profession, ctx.basket_id, ctx.strategy, event.value, ctx.dwell_ms, ctx.comment, ctx.aspects)
+                ctx.profession, ctx.basket_id, arm_label(ctx.strategy, ctx.experiment, ctx.arm), event.value, ctx.dwell_ms, ctx.comment, ctx.aspects)
 
 
 def fast_row(event: FastEvent, strengths: dict[str, float]) -> list:
     """The same row from ``schemas.events.fast_event``'s plain values."""
     ctx = event.context
     return _row(event.event_id, event.type, event.user_id, event.item_id, event.epoch, strengths,
-                ctx.get("profession"), ctx.get("basket_id"), ctx.get("strategy"), event.value, ctx.get("dwell_ms"),
+                ctx.get("profession"), ctx.get("basket_id"),
+                arm_label(ctx.get("strategy"), ctx.get("experiment"), ctx.get("arm")), event.value, ctx.get("dwell_ms"),
                 ctx.get("comment"), ctx.get("aspects"))
 
 
