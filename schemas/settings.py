@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     alert_no_promotion_days: float = Field(7.0, gt=0)
     alert_webhook_url: str | None = None  # each raised or resolved alert is POSTed here as JSON
     alert_keep_resolved_s: float = 7 * 24 * 3600.0
+    # experiments and canaries (docs/experiments.md)
+    experiment_alpha: float = Field(0.05, gt=0, lt=1)  # the always-valid tests' level in experiment reports
+    experiment_refresh_s: float = Field(2.0, gt=0)  # API: re-read the experiments even without a pub/sub message
+    canary_steps: list[float] = Field(default_factory=lambda: [0.1, 0.25, 0.5])  # challenger shares, widened in turn
+    canary_margin: float = Field(0.05, gt=0, lt=1)  # guardrail: fail when CTR or positive rate is surely this much below control
+    canary_min_impressions: int = Field(1000, ge=1)  # per arm, before a canary is widened or promoted
     tune_budget_s: float | None = None  # seconds the hyperparameter / blend / λ search may take; None: no limit
     val_ratio: float = 0.25  # share of each user's pairs held out to choose params and the policy (--val-ratio)
     snapshot_dir: Path | None = None  # None: <data_dir>/snapshot (replayed interactions, Parquet)
