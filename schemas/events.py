@@ -57,6 +57,9 @@ class EventContext(BaseModel):
     # of an event that names both go to the arm's label ``{experiment}.{arm}``
     experiment: str | None = Field(default=None, max_length=64)
     arm: str | None = Field(default=None, max_length=64)
+    # the probability that the serving policy put this item at this position (docs/off-policy.md):
+    # 1 for a deterministic policy, lower for a bandit's or an exploration slot's randomisation
+    propensity: float | None = Field(default=None, gt=0, le=1)
     # explicit feedback (docs/feedback.md): free text, and 1-5 marks per aspect (Settings.feedback_aspects)
     comment: str | None = Field(default=None, max_length=COMMENT_MAX)
     aspects: dict[str, Annotated[int, Field(ge=1, le=5)]] | None = None

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     feedback_comments_max: int = Field(1000, ge=1)  # the latest comments kept (GET /api/v1/feedback/comments)
     bandit_policy: str = "epsilon_greedy"  # epsilon_greedy | ucb | thompson
     bandit_epsilon: float = 0.1
+    # exploration for off-policy estimates (docs/off-policy.md): each slot of a home list is, with this
+    # probability, swapped for a random candidate of the pool (0 = off); or a fixed number of slots
+    explore_epsilon: float = Field(0.0, ge=0, le=1)
+    explore_slots: int = Field(0, ge=0)
     bandit_arms: list[str] = Field(default_factory=lambda: ["popularity", "hybrid", "ncf", "lightfm", "two_tower"])
     worker_metrics_port: int | None = 9108  # Prometheus metrics of the worker; None: off; 0: any free port
     worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container scraped from outside
