@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -34,16 +34,24 @@ from schemas.kafka_security import aiokafka_options, confluent_options
 log = logging.getLogger(__name__)
 
 
-def impression_events(request_id: str, user_id: str, strategy: str, items: Iterable[str], ts: datetime) -> list[Interaction]:
+def impression_events(request_id: str, user_id: str, strategy: str, items: Iterable[str], ts: datetime,
+                      propensities: Sequence[float] | None = None) -> list[Interaction]:
     """The impression events of one served list, one per position (validated schema events).
+    Each carries ``context.propensity``, the probability the serving policy put the item at that
+    position: 1 for a deterministic list (``propensities`` None), else the given value.
 
-    >>> [e.context.position for e in impression_events("r", "u", "p", ["a", "b"], datetime.now(timezone.utc))]
-    [0, 1]
+    >>> [(e.context.position, e.context.propensity) for e in impression_events("r", "u", "p", ["a", "b"],
+    ...  datetime.now(timezone.utc), (1.0, 0.25))]
+    [(0, 1.0), (1, 0.25)]
     """
+    items = list(items)
+    probs = propensities if propensities is not None else (1.0,) * len(items)
+    if len(probs) != len(items):
+        raise ValueError(f"{len(items)} items but {len(probs)} propensities")
     return [
         Interaction(event_id=f"{request_id}-{pos}", type=EventType.impression, user_id=user_id, item_id=item, ts=ts,
-                    context=EventContext(request_id=request_id, strategy=strategy, position=pos))
-        for pos, item in enumerate(items)
+                    context=EventContext(request_id=request_id, strategy=strategy, position=pos, propensity=p))
+        for pos, (item, p) in enumerate(zip(items, probs))
     ]
 
 
@@ -172,13 +180,15 @@ class Broker:
             log.info("model update announced after the broker came back")
 
     # --- impressions ------------------------------------------------------------------
-    def queue_impressions(self, request_id: str, user_id: str, strategy: str, items: tuple[str, ...]) -> None:
-        """Called on the request path: O(1), never waits, sheds when the queue is full."""
+    def queue_impressions(self, request_id: str, user_id: str, strategy: str, items: tuple[str, ...],
+                          propensities: tuple[float, ...] | None = None) -> None:
+        """Called on the request path: O(1), never waits, sheds when the queue is full.
+        ``propensities``: per position, as ``CachedList.propensities`` (None: all 1)."""
         if len(self._impressions) >= self.max_pending:
             if self.metrics is not None:
                 self.metrics.impressions.labels("dropped").inc(len(items))
             return
-        self._impressions.append((request_id, user_id, strategy, items))
+        self._impressions.append((request_id, user_id, strategy, items, propensities))
 
     async def flush_impressions(self) -> int:
         """Hand what is queued to the impression producer; returns the number of events."""
@@ -216,10 +226,10 @@ class Broker:
     def _records(self, batch: list, ts: datetime) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of every impression of the batch; a list whose events do not validate
         (an id outside the schema's pattern) is counted as failed, never sent."""
-        for rid, user, strategy, items in batch:
+        for rid, user, strategy, items, propensities in batch:
             try:
-                events = impression_events(rid, user, strategy, items, ts)
-            except ValidationError as exc:
+                events = impression_events(rid, user, strategy, items, ts, propensities)
+            except (ValidationError, ValueError) as exc:
                 log.debug("impressions of %s not sent: %s", rid, exc)
                 if self.metrics is not None:
                     self.metrics.impressions.labels("failed").inc(len(items))

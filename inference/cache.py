@@ -35,6 +35,9 @@ class CachedList:
     items: tuple[str, ...]  # for impression events
     tail_cached: bytes  # `"user_id":…,"cached":true,…}`
     tail_fresh: bytes  # the same with "cached":false
+    # per position, the probability the policy put the item there (impressions log it; None:
+    # a deterministic list, all 1). Set when the payload's items carry ``propensity`` (exploration).
+    propensities: tuple[float, ...] | None = None
 
     def body(self, request_id: str, cached: bool) -> bytes:
         """The JSON body with ``request_id`` first.
@@ -51,7 +54,8 @@ class CachedList:
         fresh = orjson.dumps({**payload, "cached": False})
         cached = orjson.dumps({**payload, "cached": True})
         items = tuple(i["item_id"] for i in payload.get("items", ()))
-        return cls(payload["user_id"], payload["strategy"], items, cached[1:], fresh[1:])
+        return cls(payload["user_id"], payload["strategy"], items, cached[1:], fresh[1:],
+                   propensities_of(payload.get("items", ())))
 
     @property
     def redis_value(self) -> bytes:
@@ -63,7 +67,21 @@ class CachedList:
         doc = orjson.loads(raw)  # once per key and process: only to learn the item ids
         items = tuple(i["item_id"] for i in doc.get("items", ()))
         tail = raw[1:]
-        return cls(doc.get("user_id", ""), doc.get("strategy", ""), items, tail, tail.replace(b'"cached":true', b'"cached":false', 1))
+        return cls(doc.get("user_id", ""), doc.get("strategy", ""), items, tail,
+                   tail.replace(b'"cached":true', b'"cached":false', 1), propensities_of(doc.get("items", ())))
+
+
+def propensities_of(items) -> tuple[float, ...] | None:
+    """The items' ``propensity`` values, or None when none has one (a deterministic list).
+
+    >>> propensities_of([{"item_id": "a", "propensity": 0.9}, {"item_id": "b"}])
+    (0.9, 1.0)
+    >>> propensities_of([{"item_id": "a"}]) is None
+    True
+    """
+    if not any("propensity" in i for i in items):
+        return None
+    return tuple(float(i.get("propensity") or 1.0) for i in items)
 
 
 LocalKey = tuple  # (user_id, strategy, k, variant)
