@@ -12,8 +12,8 @@ per-event machinery was most of the worker's CPU at 2,000 events/s; see docs/str
 Acknowledgement: agents take batches with ``noack_take`` and ack every event only after the
 batch's Redis writes (and dead letters) succeeded, so Faust commits an offset only then; the
 interactions consumer commits a batch's offsets only after its script call, the same way. A crash
-in between replays the batch; the per-event dedupe markers, written atomically with the effects,
-make the replay count nothing twice.
+in between replays the batch; the per-partition offset watermark, written atomically with the
+effects, makes the replay count nothing twice.
 """
 from __future__ import annotations
 
@@ -146,7 +146,8 @@ def build_app(settings: Settings) -> faust.App:
     def processor() -> InteractionProcessor:
         if "processor" not in shared:
             shared["processor"] = InteractionProcessor(
-                state(), ConfigWatcher(state(), settings), send_dead, stopping=lambda: app.should_stop
+                state(), ConfigWatcher(state(), settings), send_dead, stopping=lambda: app.should_stop,
+                poison_marker=settings.fault_poison_marker,
             )
         return shared["processor"]  # type: ignore[return-value]
 

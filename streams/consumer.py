@@ -7,7 +7,9 @@ took most of the worker's CPU, more than validation and the Redis script togethe
 worker fell behind. Here one ``getmany`` returns a whole batch per partition, the batch is
 decoded and applied in one Redis script call, and its offsets are committed after that: the same
 at-least-once delivery as the agent's ``noack_take`` + acks, made exactly-once by the script's
-per-event dedupe markers. Catalog, users and model updates stay Faust agents (a few records).
+per-partition offset watermark (written with the effects; see docs/streams.md, "Bounded state").
+A batch failing for a reason other than Redis is retried ``batch_max_attempts`` times, then
+isolated: its records are applied one by one and those that still fail go to the DLQ. Catalog, users and model updates stay Faust agents (a few records).
 
 The consumer has a group of its own (``<worker_id>.interactions``): Faust's group speaks Faust's
 assignor protocol, which a plain consumer cannot join. More workers with the same ``worker_id``
@@ -32,7 +34,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from schemas import topics
 from schemas.settings import Settings
 from schemas.kafka_security import aiokafka_options
-from streams.batch import Record
+from streams import metrics
+from streams.batch import DeadLetter, Record
 from streams.batching import BatchPolicy
 from streams.lag import LagTracker
 from streams.processor import InteractionProcessor
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 
 # A commit per batch cost the worker a sixth of its CPU at 2,000 events/s (one broker request per
 # few dozen events). Applied batches are committed together at most this often, and always on a
-# rebalance and at a clean stop; a crash replays at most this much, which the dedupe markers absorb.
+# rebalance and at a clean stop; a crash replays at most this much, which the offset watermark absorbs.
 COMMIT_EVERY_S = 0.25
 
 
@@ -67,13 +70,43 @@ def next_offsets(batches: dict[TopicPartition, list]) -> dict[TopicPartition, in
     return {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
 
 
+class FailureCount:
+    """How many times in a row a batch starting at the same offsets failed.
+
+    >>> f, tp = FailureCount(), TopicPartition("t", 0)
+    >>> f.failed({tp: [_Msg(5)]}), f.failed({tp: [_Msg(5), _Msg(6)]}), f.failed({tp: [_Msg(7)]})
+    (1, 2, 1)
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[TopicPartition, tuple[int, int]] = {}  # partition -> (first offset, failures)
+
+    def failed(self, batches: dict[TopicPartition, list]) -> int:
+        worst = 0
+        for tp, msgs in batches.items():
+            first = msgs[0].offset
+            at, n = self.counts.get(tp, (first, 0))
+            n = n + 1 if at == first else 1
+            self.counts[tp] = (first, n)
+            worst = max(worst, n)
+        return worst
+
+    def clear(self) -> None:
+        self.counts.clear()
+
+
+class _Msg:  # a record as aiokafka hands it, for the doctest
+    def __init__(self, offset: int):
+        self.offset = offset
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, owner: "InteractionsConsumer"):
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked) -> None:  # noqa: ANN001
         # let the batch in progress finish and commit before another worker takes its partitions
-        # (were it cut short, the other worker would replay it: harmless, the dedupe markers hold)
+        # (were it cut short, the other worker would replay it: harmless, the offset watermark holds)
         async with self.owner.busy:
             await self.owner.commit_now()
 
@@ -98,6 +131,7 @@ class InteractionsConsumer(mode.Service):
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
         self._lag_reported = 0.0
+        self.failures = FailureCount()
 
     @property
     def topic(self) -> str:
@@ -145,13 +179,58 @@ class InteractionsConsumer(mode.Service):
             async with self.busy:
                 try:
                     await self._apply(batches)
+                    self.failures.clear()
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # noqa: BLE001 - a bug must not kill the stream: replay the batch
-                    log.exception("interactions batch not applied; fetching it again in 1 s")
-                    for tp, msgs in batches.items():
-                        self.consumer.seek(tp, msgs[0].offset)
-                    await asyncio.sleep(1.0)
+                except Exception as exc:  # noqa: BLE001 - a bug must not kill the stream (bounded retries)
+                    await self._failed(batches, exc)
+
+    async def _failed(self, batches: dict[TopicPartition, list], exc: Exception) -> None:
+        """A batch failed for a reason other than Redis being unavailable (that one is retried
+        inside the processor for as long as it lasts): fetch it again, up to
+        ``batch_max_attempts`` tries; then apply its records one by one and send those that
+        still fail to the DLQ with the reason, so the offsets move on and one poison record
+        cannot block its partition until a restart."""
+        assert self.consumer is not None
+        attempt = self.failures.failed(batches)
+        metrics.BATCH_FAILURES.inc()
+        if attempt < self.settings.batch_max_attempts:
+            log.exception("interactions batch not applied (attempt %d of %d); fetching it again in %.1f s",
+                          attempt, self.settings.batch_max_attempts, self.settings.batch_retry_delay_s)
+        else:
+            log.error("interactions batch failed %d times (%s: %s); isolating its records, the failing ones go "
+                      "to the DLQ", attempt, type(exc).__name__, exc)
+            try:
+                await self._isolate(batches, f"batch failed {attempt} times ({type(exc).__name__}: {exc})")
+                self.failures.clear()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - e.g. the DLQ itself unreachable: nothing skipped, try again
+                log.exception("could not isolate the failing batch; fetching it again")
+        for tp, msgs in batches.items():
+            self.consumer.seek(tp, msgs[0].offset)
+        await asyncio.sleep(self.settings.batch_retry_delay_s)
+
+    async def _isolate(self, batches: dict[TopicPartition, list], reason: str) -> None:
+        """Apply a failing batch record by record; each record that fails on its own goes to the
+        DLQ with the batch's failure and its own. Then the batch's offsets are committed."""
+        processor = self.processor()
+        dead: list[DeadLetter] = []
+        for rec in to_records(batches):
+            try:
+                await processor.apply(await processor.prepare([rec]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - this record is the poison: dead-letter it
+                dead.append(DeadLetter.of(rec, f"{reason}; alone: {type(exc).__name__}: {exc}"[:2000]))
+        if dead:
+            await processor.send_dead(dead)  # delivered before the offsets move on
+            for d in dead:
+                metrics.DLQ.labels(d.topic).inc()
+        offsets = next_offsets(batches)
+        self._uncommitted.update(offsets)
+        self._maybe_commit()
 
     async def _apply(self, batches: dict[TopicPartition, list]) -> None:
         records = to_records(batches)
@@ -185,7 +264,7 @@ class InteractionsConsumer(mode.Service):
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # a rebalance took the partition: its new owner replays from the last commit, and the
-            # dedupe markers make that replay count nothing twice
+            # offset watermark makes that replay count nothing twice
             log.warning("offsets %s not committed (%s); the batch will be replayed, not recounted", offsets, exc)
         except KafkaError as exc:
             log.warning("offset commit failed (%s); a later commit covers it", exc)

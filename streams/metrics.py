@@ -30,6 +30,10 @@ EVENT_TO_REDIS_LAG = Gauge(
 ARRIVAL_RATE = Gauge("streamrec_stream_arrival_rate", "Interactions per second consumed (EWMA)")
 BATCH_LIMIT = Gauge("streamrec_stream_batch_limit", "Largest batch the adaptive policy takes now")
 REDIS_ERRORS = Counter("streamrec_stream_redis_errors_total", "Failed Redis writes (retried)")
+BATCH_FAILURES = Counter("streamrec_stream_batch_failures_total",
+                         "Interactions batch attempts that failed for a reason other than Redis being unavailable")
+FORGOTTEN = Counter("streamrec_stream_forgotten_events_total", "Events of forgotten users dropped (dated before the forget)")
+USERS_FORGOTTEN = Counter("streamrec_stream_users_forgotten_total", "Users whose state the worker deleted (tombstones)")
 INVALIDATED = Counter("streamrec_stream_invalidated_users_total", "Users whose cached lists were dropped")
 
 

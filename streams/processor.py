@@ -59,13 +59,19 @@ class ConfigWatcher:
         return self.current
 
 
+class PoisonInjected(RuntimeError):
+    """Raised by the test-only fault hook (``Settings.fault_poison_marker``)."""
+
+
 class InteractionProcessor:
     def __init__(self, state: StreamState, config: ConfigWatcher, send_dead: SendDead,
-                 stopping: Callable[[], bool] = lambda: False):
+                 stopping: Callable[[], bool] = lambda: False, poison_marker: str | None = None):
         self.state = state
         self.config = config
         self.send_dead = send_dead
         self.stopping = stopping
+        # test-only: a record containing this marker makes preparation raise, like a decoder bug would
+        self.poison = poison_marker.encode() if poison_marker else None
 
     async def process(self, records: list[Record]) -> None:
         """Apply one batch. Returns only when it is fully applied (or the worker is stopping,
@@ -76,6 +82,8 @@ class InteractionProcessor:
         """The CPU part (validation, rows): the agent overlaps it with the previous batch's
         Redis call, so Python and Redis work on two batches at once."""
         started = time.perf_counter()
+        if self.poison is not None and any(r.value and self.poison in r.value for r in records):
+            raise PoisonInjected("test fault: a record carries the poison marker")
         cfg = await self.config.get()
         return Prepared(records, decode_interactions(records, cfg.strengths), cfg, started)
 
@@ -102,20 +110,21 @@ class InteractionProcessor:
 
     async def _apply(self, decoded: DecodedBatch, cfg: StreamConfig) -> list[DeadLetter]:
         try:
-            result = await self._retrying(decoded.rows, cfg)
+            result = await self._retrying(decoded.rows, positions(decoded.sources), cfg)
         except ScriptRejected as exc:
             log.error("redis rejected a batch (%s); applying its events one by one", exc)
             return await self._apply_one_by_one(decoded, cfg)
         metrics.DUPLICATES.inc(result.duplicates)
+        metrics.FORGOTTEN.inc(result.forgotten)
         metrics.INVALIDATED.inc(result.invalidated_users)
         return []
 
-    async def _retrying(self, rows: list[list], cfg: StreamConfig) -> ApplyResult:
+    async def _retrying(self, rows: list[list], where: list[tuple[int, int]], cfg: StreamConfig) -> ApplyResult:
         """Retry while Redis is unavailable: the batch stays unacknowledged meanwhile."""
         delay = 0.1
         while True:
             try:
-                return await self.state.apply_interactions(rows, cfg)
+                return await self.state.apply_interactions(rows, cfg, positions=where)
             except StoreUnavailable as exc:
                 metrics.REDIS_ERRORS.inc()
                 if self.stopping():
@@ -129,7 +138,12 @@ class InteractionProcessor:
         dead = []
         for row, source in zip(decoded.rows, decoded.sources):
             try:
-                await self._retrying([row], cfg)
+                await self._retrying([row], positions([source]), cfg)
             except ScriptRejected as exc:
                 dead.append(DeadLetter.of(source, f"redis rejected the event: {exc}"))
         return dead
+
+
+def positions(records: list[Record]) -> list[tuple[int, int]]:
+    """(partition, offset) of each record: the rows' places for the script's offset watermark."""
+    return [(r.partition, r.offset) for r in records]

@@ -11,6 +11,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
+from schemas import topics
 from schemas.catalog import CatalogItem, UserProfile
 from schemas.errors import ScriptRejected, StoreUnavailable
 from schemas.keys import Keys
@@ -25,6 +26,7 @@ class ApplyResult:
     new: int
     duplicates: int
     invalidated_users: int
+    forgotten: int = 0  # rows of a forgotten user, dated before the forget: dropped
 
 
 def item_fields(item: CatalogItem) -> dict[str, str]:
@@ -58,6 +60,8 @@ class StreamState:
         self.settings = settings
         self.keys = Keys(settings.redis_prefix)
         self._templates = self.keys.interactions_script(settings.bandit_policy)
+        # the offset watermark of the interactions topic this worker reads (prefix included)
+        self._templates["watermark"] = self.keys.watermark(settings.topic(topics.INTERACTIONS))
         self._script = client.register_script(_SCRIPT)
 
     def script_config(self, cfg: StreamConfig, now: float) -> bytes:
@@ -67,21 +71,26 @@ class StreamState:
             "gap": cfg.session_gap_s,
             "window": cfg.reward_window_s, "imp_ttl": max(1, int(2 * cfg.reward_window_s) + 60),
             "rewards": cfg.rewards, "invalidating": {t: True for t in cfg.invalidating},
-            "top_n": s.pairs_top_n, "recent_max": s.recent_max, "dedupe_ttl": s.dedupe_ttl_s,
+            "top_n": s.pairs_top_n, "recent_max": s.recent_max, "eid_window": s.event_id_window_s,
+            "user_ttl": s.user_state_ttl_s, "session_ttl": max(60, int(2 * cfg.session_gap_s)),
             "basket_ttl": s.basket_ttl_s, "basket_max": s.basket_max_items,
             "positive_ttl": 3 * 86400, "comments_max": s.feedback_comments_max,
         })
 
-    async def apply_interactions(self, rows: list[list], cfg: StreamConfig, now: float | None = None) -> ApplyResult:
-        """Deduplicate and apply one batch atomically (one script call)."""
-        args = [self.script_config(cfg, time.time() if now is None else now), orjson.dumps(rows)]
+    async def apply_interactions(self, rows: list[list], cfg: StreamConfig, now: float | None = None,
+                                 positions: list[tuple[int, int]] | None = None) -> ApplyResult:
+        """Deduplicate and apply one batch atomically (one script call). ``positions``: the
+        (partition, offset) of each row's record, for the offset watermark (exactly-once on
+        replays); without them only the event_id window deduplicates."""
+        args = [self.script_config(cfg, time.time() if now is None else now), orjson.dumps(rows),
+                orjson.dumps(positions or [])]
         try:
-            new, dups, users = await self._script(keys=[], args=args)
+            new, dups, users, dropped = await self._script(keys=[], args=args)
         except rexc.ResponseError as exc:
             raise ScriptRejected(str(exc)) from exc
         except rexc.RedisError as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
-        return ApplyResult(int(new), int(dups), int(users))
+        return ApplyResult(int(new), int(dups), int(users), int(dropped))
 
     async def upsert_items(self, items: list[CatalogItem]) -> None:
         await self._hset_many([(self.keys.item(i.item_id), item_fields(i)) for i in items])

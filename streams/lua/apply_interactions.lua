@@ -1,21 +1,34 @@
--- One batch of interactions applied atomically: deduplication on event_id and every effect.
+-- One batch of interactions applied atomically: exactly-once bookkeeping and every effect.
 --
 -- ARGV[1]: JSON config (key names and templates from schemas/keys.py Keys.interactions_script,
 --          strengths already applied, half-life, windows...)
 -- ARGV[2]: JSON list of rows [event_id, type, user, item, ts, strength, segment, basket_id, strategy, day,
 --          value, dwell_ms, extra] (streams/batch.py ROW_FIELDS; '' where absent)
+-- ARGV[3]: JSON list of [partition, offset] of each row's record, same order (empty: no positions)
 --
--- Why one script: the dedupe markers and the effects commit together (a replay after a crash
+-- Why one script: the bookkeeping and the effects commit together (a replay after a crash
 -- counts nothing twice) and every effect is aggregated per distinct key here, on the server,
 -- instead of one client-packed command per event.
 --
--- Dedupe markers are checked first (read only) and written last, so a script that fails half-way
--- (Redis does not roll scripts back) leaves the batch to be retried rather than silently skipped.
+-- Exactly once, in bounded memory (docs/streams.md, "Bounded state"):
+--   * a replay (the same records fetched again after a crash or a rebalance) is caught by the
+--     per-partition offset watermark (hash partition -> highest applied offset of the topic):
+--     a row at or below it was applied. O(partitions), not a key per event;
+--   * a client that sends one event twice (two records, two offsets) is caught by the event_id
+--     window: sets of the ids applied in the current and the previous window bucket;
+--   * upgrade path: a partition without a watermark yet (the first batch after the upgrade)
+--     also reads the legacy per-event markers (sr:dedupe:{event_id}) of the old worker.
+-- The watermark and the window are written last, so a script that fails half-way (Redis does not
+-- roll scripts back) leaves the batch to be retried rather than silently skipped.
 --
--- Returns {new, duplicates, invalidated users}.
+-- Per-user keys (seen, recent, counts, per-user stats, session) get the inactivity TTL on every
+-- write; a forgotten user's events dated before the forget are dropped (streams/forget.py).
+--
+-- Returns {new, duplicates, invalidated users, forgotten rows dropped}.
 
 local cfg = cjson.decode(ARGV[1])
 local rows = cjson.decode(ARGV[2])
+local positions = cjson.decode(ARGV[3] or '[]')
 local K = cfg.keys
 
 -- a key template is the list of the literal parts around its placeholders: {"sr:seen:", ""}
@@ -58,7 +71,8 @@ end
 
 -- --------------------------------------------------------------------------- lookups
 -- Per-user state every batch needs is read with one command per batch, not one per user:
--- segments (HMGET of the user -> segment hash) and sessions (HMGET of the sessions hash).
+-- segments (HMGET of the user -> segment hash) and sessions (MGET of the per-user session keys,
+-- which expire once the session gap is over: inactive users hold no session).
 local CHUNK = 500
 local users_in_batch, user_list = {}, {}
 for _, r in ipairs(rows) do
@@ -72,7 +86,9 @@ local segment_of, sessions = {}, {}
 for i = 1, #user_list, CHUNK do
   local part = {unpack(user_list, i, math.min(i + CHUNK - 1, #user_list))}
   local segs = redis.call('HMGET', K.user_segments, unpack(part))
-  local sess = redis.call('HMGET', K.sessions, unpack(part))
+  local sk = {}
+  for j, user in ipairs(part) do sk[j] = key(K.session, user) end
+  local sess = redis.call('MGET', unpack(sk))
   for j, user in ipairs(part) do
     segment_of[user] = (segs[j] and segs[j] ~= '') and segs[j] or false
     local s = {}
@@ -175,16 +191,70 @@ local day_float = {}  -- day -> field -> sum kept with HINCRBYFLOAT (ratings may
 local positives = {}  -- day -> "user<TAB>item" -> arm: first positive feedback of the batch
 local comments = {}   -- JSON entries for K.comments, in row order
 
--- which events were applied before (a replay): one MGET per chunk instead of a call per event
-local applied = {}
+-- which rows were applied before: replays by the offset watermark, re-sent events by the event_id
+-- window, and (upgrade path) legacy per-event markers on a partition that has no watermark yet
+local applied = {}      -- row index -> true
+local wm, wm_new = {}, {}  -- partition -> applied offset (read) / highest offset of this batch
 do
+  local parts, plist = {}, {}
+  for i = 1, #positions do
+    local p = tostring(positions[i][1])
+    if not parts[p] then parts[p] = true; plist[#plist + 1] = p end
+  end
+  if #plist > 0 then
+    local got = redis.call('HMGET', K.watermark, unpack(plist))
+    for j, p in ipairs(plist) do wm[p] = tonumber(got[j]) end
+  end
+  local legacy = {}
+  for i = 1, #positions do
+    local p, o = tostring(positions[i][1]), positions[i][2]
+    local w = wm[p]
+    if w ~= nil and o <= w then applied[i] = true
+    elseif w == nil then legacy[#legacy + 1] = i end
+    if not wm_new[p] or o > wm_new[p] then wm_new[p] = o end
+  end
   local CH = 1000
-  for i = 1, #rows, CH do
+  for i = 1, #legacy, CH do
     local ks = {}
-    for j = i, math.min(i + CH - 1, #rows) do ks[#ks + 1] = key(K.dedupe, rows[j][1]) end
+    for j = i, math.min(i + CH - 1, #legacy) do ks[#ks + 1] = key(K.dedupe, rows[legacy[j]][1]) end
     local got = redis.call('MGET', unpack(ks))
     for j = 1, #ks do
-      if got[j] then applied[ks[j]] = true end
+      if got[j] then applied[legacy[i + j - 1]] = true end
+    end
+  end
+  if cfg.eid_window > 0 then
+    local b = math.floor(cfg.now / cfg.eid_window)
+    for _, bk in ipairs({key(K.event_ids, b), key(K.event_ids, b - 1)}) do
+      if redis.call('EXISTS', bk) == 1 then
+        local idx = {}
+        for i = 1, #rows do
+          if not applied[i] then idx[#idx + 1] = i end
+        end
+        for i = 1, #idx, CH do
+          local ids = {}
+          for j = i, math.min(i + CH - 1, #idx) do ids[#ids + 1] = rows[idx[j]][1] end
+          local got = redis.call('SMISMEMBER', bk, unpack(ids))
+          for j = 1, #got do
+            if got[j] == 1 then applied[idx[i + j - 1]] = true end
+          end
+        end
+      end
+    end
+  end
+end
+
+-- forgotten users (a forget in the last forget_guard_s): their events dated before the forget
+-- are dropped, so a late event cannot bring a forgotten user's state back
+local forgotten_at = {}
+local dropped = 0
+if redis.call('EXISTS', K.forgotten_any) == 1 then
+  for i = 1, #user_list, CHUNK do
+    local part = {unpack(user_list, i, math.min(i + CHUNK - 1, #user_list))}
+    local fk = {}
+    for j, user in ipairs(part) do fk[j] = key(K.forgotten, user) end
+    local got = redis.call('MGET', unpack(fk))
+    for j, user in ipairs(part) do
+      if got[j] then forgotten_at[user] = tonumber(got[j]) end
     end
   end
 end
@@ -258,13 +328,18 @@ local function feedback(r, day)
   end
 end
 
-for _, r in ipairs(rows) do
+local touched = {}  -- users whose per-user keys were written: their inactivity TTL is renewed
+for ri, r in ipairs(rows) do
   local eid, typ, user, item, ts, strength = r[1], r[2], r[3], r[4], r[5], r[6]
-  local dkey = key(K.dedupe, eid)
-  if markers[dkey] or applied[dkey] then
+  local gone = forgotten_at[user]
+  if markers[eid] or applied[ri] then
     dups = dups + 1
+  elseif gone and ts <= gone then
+    markers[eid] = true
+    dropped = dropped + 1
   else
-    markers[dkey] = true
+    markers[eid] = true
+    touched[user] = true
     new = new + 1
     local seg = segment(user, r[7])
     local day = r[10]
@@ -395,16 +470,9 @@ for user, by_type in pairs(counts) do
   local k = key(K.user_counts, user)
   for typ, n in pairs(by_type) do redis.call('HINCRBY', k, typ, n) end
 end
-do
-  local fields = {}
-  for user in pairs(sessions_dirty) do
-    local sn = sessions[user]
-    fields[#fields + 1] = user
-    fields[#fields + 1] = sn.i .. '|' .. num(sn.t)
-  end
-  for i = 1, #fields, 2 * CHUNK do
-    redis.call('HSET', K.sessions, unpack(fields, i, math.min(i + 2 * CHUNK - 1, #fields)))
-  end
+for user in pairs(sessions_dirty) do
+  local sn = sessions[user]
+  redis.call('SET', key(K.session, user), sn.i .. '|' .. num(sn.t), 'EX', cfg.session_ttl)
 end
 for id, items in pairs(baskets_new) do
   if #items > 0 then
@@ -482,7 +550,31 @@ for i = 1, #users, CHUNK do
 end
 if #users > 0 then redis.call('PUBLISH', K.invalidate_channel, cjson.encode(users)) end
 
--- the dedupe markers last: the batch counts as applied only once every effect above is written
-for k in pairs(markers) do redis.call('SET', k, '1', 'EX', cfg.dedupe_ttl) end
+-- per-user keys of inactive users expire: every write renews the TTL of the keys it touched
+if cfg.user_ttl > 0 then
+  for user in pairs(touched) do
+    redis.call('EXPIRE', key(K.user_counts, user), cfg.user_ttl)
+    if seen[user] then
+      redis.call('EXPIRE', key(K.seen, user), cfg.user_ttl)
+      redis.call('EXPIRE', key(K.recent, user), cfg.user_ttl)
+    end
+    if user_stats[user] then redis.call('EXPIRE', key(K.user_stats, user), cfg.user_ttl) end
+  end
+end
 
-return {new, dups, #users}
+-- the bookkeeping last: the batch counts as applied only once every effect above is written
+for p, o in pairs(wm_new) do
+  local w = wm[p]
+  if w == nil or o > w then redis.call('HSET', K.watermark, p, o) end
+end
+if cfg.eid_window > 0 then
+  local ids = {}
+  for eid in pairs(markers) do ids[#ids + 1] = eid end
+  if #ids > 0 then
+    local bk = key(K.event_ids, math.floor(cfg.now / cfg.eid_window))
+    chunked('SADD', bk, ids)
+    redis.call('EXPIRE', bk, 2 * cfg.eid_window + 60)
+  end
+end
+
+return {new, dups, #users, dropped}
