@@ -62,9 +62,13 @@ class CachedHomeFastPath:
         exclude_seen = _BOOL.get(got.get("exclude_seen", "true").lower())
         if explain is None or exclude_seen is None:
             return None
+        arm = self.rt.home.fast_route(got["user_id"], got.get("strategy") or None)  # experiments' arm
+        if arm is None:
+            return None
+        served, suffix, label = arm
         # the name the route caches under (``policy`` is the serving run's policy name)
-        return RecsId(got["user_id"], served_name(strategy, self.rt.models.current), int(k),
-                      recs_variant(explain, exclude_seen))
+        return RecsId(got["user_id"], served or served_name(strategy, self.rt.models.current), int(k),
+                      recs_variant(explain, exclude_seen) + suffix), label
 
     def _may_read(self, scope) -> bool:
         """With producer keys on, only a request whose key reads takes the fast path; the
@@ -79,7 +83,8 @@ class CachedHomeFastPath:
         if scope["type"] == "http" and scope["path"] == HOME_PATH and scope["method"] == "GET" \
                 and self._may_read(scope):
             t0 = time.perf_counter()
-            key = self._key(scope["query_string"])
+            found = self._key(scope["query_string"])
+            key, label = found if found is not None else (None, None)
             entry = self.rt.local.get(key) if key is not None else None
             if entry is not None:
                 rt = self.rt
@@ -89,7 +94,7 @@ class CachedHomeFastPath:
                 await send({"type": "http.response.start", "status": 200,
                             "headers": _JSON_HEADERS + [(b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
-                rt.home.served(rid, entry)
+                rt.home.served(rid, entry, label)
                 rt.metrics.home_ok.inc()
                 rt.metrics.home_latency.observe(time.perf_counter() - t0)
                 return
@@ -181,11 +186,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         await runtime.start()
+        await runtime.home.experiments.start(runtime._pubsub_client)  # inference/experiments.py
         await search.start()
         try:
             yield
         finally:
             await search.stop()
+            await runtime.home.experiments.stop()
             await runtime.stop()
 
     api = FastAPI(title="streamrec", version=_pkg_version(), lifespan=lifespan,
@@ -217,6 +224,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(feedback.reads, dependencies=read)
     for module in (recommendations, stats, basket, search_routes, reranking):
         api.include_router(module.router, dependencies=read)
+    from inference.routes import experiments
+
+    api.include_router(experiments.admin)
+    api.include_router(experiments.router, dependencies=read)
     if settings.cors_origins:
         api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["content-type", "x-api-key", "x-admin-key"])
