@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from inference.bandit import BanditChooser
 from inference.broker import Broker
 from inference.cache import CachedList, LocalCache
+from inference.experiments import ExperimentBook, Pick, arm_variant
 from inference.metrics import ApiMetrics
 from inference.models import ModelRegistry
 from inference.retrieval import ItemCatalog, PopularitySnapshot, UserContext, fetch_home
@@ -43,8 +44,11 @@ def cache_variant(q: HomeQuery) -> str:
     ''
     >>> cache_variant(HomeQuery("u", 10, "popularity", explain=True))
     '~x'
+    >>> cache_variant(HomeQuery("u", 10, "popularity", experiment="e", arm="b", tag="1f"))
+    '~ee.b.1f'
     """
-    return recs_variant(q.explain, q.filters.exclude_seen)
+    plain = recs_variant(q.explain, q.filters.exclude_seen)
+    return plain + arm_variant(q.label, q.tag) if q.experiment else plain
 
 
 class HomeService:
@@ -57,6 +61,45 @@ class HomeService:
         self.cache_version = 0
         self.strategies = strategy_names()
         self._served_counts: dict[tuple[str, str], int] = {}
+        self._arm_users: dict[str, set[str]] = {}  # experiment arm label -> users served since the last flush
+        self.experiments = ExperimentBook(store, store.keys, models, settings.experiment_refresh_s)
+
+    # --- experiments (inference/experiments.py) ----------------------------------------------
+    async def pick(self, user_id: str, strategy: str | None) -> Pick | None:
+        """The user's experiment arm; None when the request names a strategy or no running
+        experiment takes the user. An audience needs the user's segment: one Redis read, only
+        while such an experiment runs."""
+        book = self.experiments
+        if strategy or not book.running:
+            return None
+        segment = None
+        if book.needs_segment:
+            try:
+                got = await self.store.call(lambda c: c.hmget(self.keys.user_profile(user_id), "segment", "profession"))
+                segment = next((v.decode() if isinstance(v, bytes) else v for v in got if v), None)
+            except StoreUnavailable:
+                pass
+        return book.pick(user_id, segment)
+
+    def fast_route(self, user_id: str, strategy: str | None) -> tuple[str | None, str, str | None] | None:
+        """For the cached fast path, without I/O: (served strategy or None for the default, cache
+        variant suffix, arm label), or None when the arm cannot be known without a Redis read."""
+        book = self.experiments
+        if strategy or not book.running:
+            return None, "", None
+        if book.needs_segment:
+            return None
+        pick = book.pick(user_id)
+        if pick is None:
+            return None, "", None
+        return served_name(pick.arm.strategy, self.models.run_for(pick.arm.run)), pick.variant, pick.label
+
+    def arm_query(self, q: HomeQuery, pick: Pick) -> HomeQuery:
+        """``q`` served as the arm's policy."""
+        arm = pick.arm
+        q.strategy = served_name(arm.strategy, self.models.run_for(arm.run))
+        q.experiment, q.arm, q.run, q.params, q.tag = pick.experiment.name, arm.name, arm.run, dict(arm.params), arm.policy_tag
+        return q
 
     async def resolve(self, strategy: str | None) -> str:
         """The name a request is served and cached under: the default strategy, a bandit's arm,
@@ -106,7 +149,7 @@ class HomeService:
         except StoreUnavailable:
             ctx = self.degraded_context(q.user_id)
         self.metrics.miss.inc()
-        serving = self.models.current
+        serving = self.models.run_for(q.run)
         payload = await rank_home(q, ctx, serving, self.catalog, None if ctx.degraded else self.store,
                                   self.settings, self.snapshot.items)
         entry = CachedList.from_payload(payload)
@@ -132,17 +175,23 @@ class HomeService:
         seen = serving.trained_seen(user) if serving is not None else set()
         return UserContext(user_id=user, seen=seen, pop_global=list(self.snapshot.items), degraded=True)
 
-    def served(self, request_id: str, entry: CachedList) -> None:
-        """Bookkeeping of one served list: impressions and strategy counts (both flushed in batches)."""
+    def served(self, request_id: str, entry: CachedList, label: str | None = None) -> None:
+        """Bookkeeping of one served list: impressions and strategy counts (both flushed in batches).
+        An experiment arm's list counts under its ``label`` (``{experiment}.{arm}``), which its
+        impressions carry as their strategy: the stream keeps the arm's feedback counters under it."""
+        arm = label or entry.strategy
         self.metrics.strategy.labels(entry.strategy).inc()
-        key = (entry.user_id, entry.strategy)
+        key = (entry.user_id, arm)
         self._served_counts[key] = self._served_counts.get(key, 0) + 1
+        if label is not None:
+            self._arm_users.setdefault(label, set()).add(entry.user_id)
         if self.settings.emit_impressions and entry.items:
-            self.broker.queue_impressions(request_id, entry.user_id, entry.strategy, entry.items)
+            self.broker.queue_impressions(request_id, entry.user_id, arm, entry.items)
 
     async def flush_served_counts(self) -> None:
         """``{strategy}:lists`` counters of the stats hashes, one pipeline for everything served since."""
         counts, self._served_counts = self._served_counts, {}
+        arm_users, self._arm_users = self._arm_users, {}
         if not counts:
             return
         day = datetime.now(timezone.utc).date().isoformat()
@@ -155,6 +204,8 @@ class HomeService:
                 pipe.hincrby(self.keys.stats_day(day), f"{strategy}:lists", n)
             for (user, strategy), n in counts.items():
                 pipe.hincrby(self.keys.user_stats(user), f"{day}:{strategy}:lists", n)
+            for label, users in arm_users.items():  # an arm's exposure in users (HyperLogLog)
+                pipe.pfadd(self.keys.experiment_users(label), *users)
 
         try:
             await self.store.pipeline(build)

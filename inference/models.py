@@ -86,13 +86,47 @@ class ServingRun:
 
 
 class ModelRegistry:
-    """Holds the current ``ServingRun`` (or None before anything was trained)."""
+    """Holds the current ``ServingRun`` (or None before anything was trained), and the extra runs
+    the running experiments' arms name (``hold``), loaded the same way."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.current: ServingRun | None = None
+        self.extra: dict[str, ServingRun] = {}  # run id -> run, for experiment arms
+        self.extra_errors: dict[str, str] = {}  # run id -> why it could not be loaded
         self.history: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
+
+    def run_for(self, run_id: str | None) -> ServingRun | None:
+        """The run an arm serves: the serving run for None or its own id, else a held extra run
+        (None while it is not loaded)."""
+        cur = self.current
+        if run_id is None or (cur is not None and cur.run_id == run_id):
+            return cur
+        return self.extra.get(run_id)
+
+    def holds(self, run_id: str | None) -> bool:
+        return run_id is None or self.run_for(run_id) is not None
+
+    async def hold(self, run_ids: set[str]) -> dict[str, str]:
+        """Keep exactly these runs loaded besides the serving one (loading the missing ones in a
+        worker thread, dropping the others); returns the runs that could not be loaded, and why."""
+        cur = self.current.run_id if self.current is not None else None
+        want = {r for r in run_ids if r and r != cur}
+        for run_id in sorted(want - set(self.extra)):
+            try:
+                serving = await asyncio.to_thread(self._load, self.resolve(run_id))
+                await asyncio.to_thread(serving.warm_up)
+            except Exception as exc:  # noqa: BLE001 - an arm whose run is missing is not served; the rest is
+                self.extra_errors[run_id] = f"{type(exc).__name__}: {exc}"
+                log.error("experiment run %s not loaded: %s", run_id, exc)
+                continue
+            self.extra[run_id] = serving
+            self.extra_errors.pop(run_id, None)
+            log.info("holding run %s for an experiment arm", run_id)
+        for run_id in set(self.extra) - want:
+            del self.extra[run_id]
+        return {r: e for r, e in self.extra_errors.items() if r in want}
 
     def current_path(self) -> Path | None:
         from trainer.artifacts import current_run

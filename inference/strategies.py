@@ -53,6 +53,17 @@ class HomeQuery:
     strategy: str
     explain: bool = False
     filters: Filters = field(default_factory=Filters)
+    # inside an experiment (inference/experiments.py): the arm's name, run and policy parameters
+    experiment: str | None = None
+    arm: str | None = None
+    run: str | None = None  # None: the serving run
+    params: dict[str, Any] = field(default_factory=dict)
+    tag: str = ""  # the arm's policy hash, part of the cache key
+
+    @property
+    def label(self) -> str | None:
+        """What impressions and counters of this list are kept under: ``{experiment}.{arm}``."""
+        return f"{self.experiment}.{self.arm}" if self.experiment else None
 
 
 def served_name(strategy: str, serving: ServingRun | None) -> str:
@@ -88,8 +99,11 @@ def resolve_policy(strategy: str, serving: ServingRun | None, settings: Settings
 
 async def rank_home(q: HomeQuery, ctx: UserContext, serving: ServingRun | None, catalog: ItemCatalog,
                     store: RedisStore | None, settings: Settings, fallback: list[tuple[str, float]]) -> dict[str, Any]:
-    """The response payload (without ``request_id``) of one home list."""
+    """The response payload (without ``request_id``) of one home list (an experiment arm's
+    ``params`` override fields of the policy its strategy stands for)."""
     policy = resolve_policy(q.strategy, serving, settings)
+    if q.params:
+        policy = policy.with_(**q.params)
     scorer = serving.scorer if serving is not None else None
     parts = scorer.parts(policy, ctx) if scorer is not None and policy.models else {}
     request = HomeRequest(k=q.k, filters=q.filters, explain=q.explain)
@@ -105,5 +119,6 @@ async def rank_home(q: HomeQuery, ctx: UserContext, serving: ServingRun | None, 
         "model_version": serving.run_id if serving is not None else None,
         "cached": False,
         "degraded": ctx.degraded,
+        **({"experiment": q.experiment, "arm": q.arm} if q.experiment else {}),
         "items": items,
     }

@@ -18,11 +18,16 @@ True
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 Segments = tuple[tuple[float, float], ...]
 EPS = 1e-12
+#: experiment and arm names: no '.' (the arm label joins them with it) nor ':' (counter fields)
+NAME_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+KINDS = ("ab", "canary", "interleaving")
 
 
 def unit_point(salt: str, user_id: str) -> float:
@@ -52,6 +57,17 @@ class Arm:
     def holds(self, point: float) -> bool:
         return any(lo <= point < hi for lo, hi in self.segments)
 
+    @property
+    def policy_tag(self) -> str:
+        """A short hash of what the arm serves (strategy, run, params): part of its cache key, so
+        a list cached for an older definition of the arm is never served for a new one."""
+        doc = json.dumps([self.strategy, self.run, self.params], sort_keys=True, default=str)
+        return hashlib.sha256(doc.encode()).hexdigest()[:8]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "share": round(self.share, 12), "segments": [list(s) for s in self.segments],
+                "strategy": self.strategy, "run": self.run, "params": dict(self.params)}
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -64,9 +80,57 @@ class Experiment:
     start: float | None = None  # epoch seconds; None: now
     stop: float | None = None
 
+    kind: str = "ab"  # ab, canary (champion vs challenger run), interleaving (two arms merged per list)
+
     @property
     def control(self) -> Arm:
         return self.arms[0]
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def label(self, arm: str) -> str:
+        """The name the arm's impressions and feedback counters are kept under.
+
+        >>> Experiment.create("ranker", {"control": 1.0}).label("control")
+        'ranker.control'
+        """
+        return f"{self.name}.{arm}"
+
+    @property
+    def shares(self) -> dict[str, float]:
+        return {a.name: round(a.share, 12) for a in self.arms}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready document; ``from_dict`` reads it back (what Redis and the artifact dir keep).
+
+        >>> e = Experiment.create("e", {"a": 0.3, "b": 0.7}, policies={"b": {"strategy": "ease"}}, audience=frozenset({"x"}))
+        >>> Experiment.from_dict(e.to_dict()) == e
+        True
+        """
+        return {"name": self.name, "kind": self.kind, "salt": self.salt, "namespace": self.namespace,
+                "traffic": list(self.traffic), "audience": None if self.audience is None else sorted(self.audience),
+                "start": self.start, "stop": self.stop, "arms": [a.to_dict() for a in self.arms]}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "Experiment":
+        """Read (and check) a stored document; ``ValueError`` says what is wrong."""
+        arms = []
+        for a in doc["arms"]:
+            segs = tuple((float(lo), float(hi)) for lo, hi in a.get("segments", ()))
+            arms.append(Arm(str(a["name"]), segs, strategy=str(a.get("strategy") or "policy"), run=a.get("run"),
+                            params=dict(a.get("params") or {})))
+        aud = doc.get("audience")
+        exp = cls(str(doc["name"]), tuple(arms), str(doc.get("salt") or doc["name"]),
+                  namespace=str(doc.get("namespace") or "default"),
+                  traffic=tuple(float(x) for x in doc.get("traffic") or (0.0, 1.0)),  # type: ignore[arg-type]
+                  audience=None if aud is None else frozenset(str(x) for x in aud),
+                  start=doc.get("start"), stop=doc.get("stop"), kind=str(doc.get("kind") or "ab"))
+        check(exp)
+        return exp
 
     @classmethod
     def create(cls, name: str, shares: dict[str, float], salt: str | None = None,
@@ -82,6 +146,40 @@ class Experiment:
 
     def active(self, now: float) -> bool:
         return (self.start is None or now >= self.start) and (self.stop is None or now < self.stop)
+
+
+def check(exp: Experiment) -> None:
+    """Refuse an experiment that cannot be served, with the reason.
+
+    >>> check(Experiment.create("a.b", {"c": 1.0}))
+    Traceback (most recent call last):
+    ...
+    ValueError: experiment name 'a.b' must be 1-64 letters, digits, _ or -
+    """
+    if not re.match(NAME_PATTERN, exp.name):
+        raise ValueError(f"experiment name {exp.name!r} must be 1-64 letters, digits, _ or -")
+    if exp.kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {exp.kind!r}")
+    names = [a.name for a in exp.arms]
+    if len(names) < 2:
+        raise ValueError("an experiment needs at least two arms (the first is the control)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"arm names must differ: {names}")
+    for a in names:
+        if not re.match(NAME_PATTERN, a):
+            raise ValueError(f"arm name {a!r} must be 1-64 letters, digits, _ or -")
+    if exp.kind == "interleaving" and len(names) != 2:
+        raise ValueError("an interleaving experiment merges exactly two arms")
+    lo, hi = exp.traffic
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"traffic must be a slice [lo, hi) of [0, 1] with lo < hi, got [{lo:g}, {hi:g})")
+    for a in exp.arms:
+        for s_lo, s_hi in a.segments:
+            if not 0.0 <= s_lo < s_hi <= 1.0 + EPS:
+                raise ValueError(f"arm {a.name}: segment [{s_lo:g}, {s_hi:g}) is not inside [0, 1)")
+    check_shares({a.name: a.share for a in exp.arms})
+    if exp.start is not None and exp.stop is not None and exp.stop <= exp.start:
+        raise ValueError("stop must come after start")
 
 
 def check_shares(shares: dict[str, float]) -> None:

@@ -54,9 +54,12 @@ async def home(
     q = HomeQuery(user_id=user_id, k=k, strategy=name, explain=explain,
                   filters=Filters(exclude_seen=exclude_seen, include=Filters.parse_list(include),
                                   exclude=Filters.parse_list(exclude), category_cap=category_cap))
+    pick = await svc.pick(user_id, strategy)  # a running experiment's arm (docs/experiments.md)
+    if pick is not None:
+        q = svc.arm_query(q, pick)
     served = await svc.home(q)
     rid = new_request_id()
-    svc.served(rid, served.entry)
+    svc.served(rid, served.entry, q.label)
     body = served.entry.body(rid, served.cached)
     top_n = _rerank_top_n(svc, use_reranker, svc.models)
     if top_n:

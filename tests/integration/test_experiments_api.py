@@ -1,0 +1,130 @@
+"""Experiments through the API on a real Redis and broker: create, list, serve arms (the response
+names experiment and arm, sticky per user), reshare, stop, bad input, and the report on counters
+of known values."""
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.integration.support import api_client, train_tiny_run
+
+pytestmark = pytest.mark.integration
+
+ADMIN = {"X-Admin-Key": "exp-key"}
+
+
+def _body(name: str = "ranker", **kw) -> dict:
+    return {"name": name, "arms": [{"name": "control", "share": 0.5, "strategy": "popularity"},
+                                   {"name": "treatment", "share": 0.5, "strategy": "ease"}], **kw}
+
+
+def test_create_serve_reshare_stop(settings, tmp_path):
+    settings = settings.model_copy(update={"admin_key": "exp-key", "emit_impressions": False})
+    train_tiny_run(settings.artifact_dir, models=("ease",))
+
+    async def go():
+        async with api_client(settings) as (app, client):
+            assert (await client.post("/admin/experiments", json=_body())).status_code == 401
+            got = await client.post("/admin/experiments", json=_body(), headers=ADMIN)
+            assert got.status_code == 201, got.text
+            doc = got.json()
+            assert doc["status"] == "running" and [a["name"] for a in doc["arms"]] == ["control", "treatment"]
+            assert (settings.artifact_dir / "experiments" / "ranker.json").exists()  # the artifact registry
+            listed = (await client.get("/api/v1/experiments")).json()
+            assert listed["running"] == ["ranker"] and listed["experiments"][0]["shares"] == {"control": 0.5, "treatment": 0.5}
+
+            arms = {}
+            for i in range(40):
+                user = f"u{i}"
+                r = (await client.get("/api/v1/recommendations/home", params={"user_id": user, "k": 5})).json()
+                assert r["experiment"] == "ranker" and r["arm"] in ("control", "treatment")
+                assert r["strategy"] == ("popularity" if r["arm"] == "control" else "ease")
+                again = (await client.get("/api/v1/recommendations/home", params={"user_id": user, "k": 5})).json()
+                assert again["arm"] == r["arm"]  # sticky (and the cached path says so too)
+                arms[user] = r["arm"]
+            assert set(arms.values()) == {"control", "treatment"}
+            # a request naming a strategy is outside the experiment
+            r = (await client.get("/api/v1/recommendations/home", params={"user_id": "u1", "strategy": "popularity"})).json()
+            assert r.get("experiment") is None
+
+            got = await client.post("/admin/experiments/ranker/shares", json={"shares": {"control": 1.0, "treatment": 0.0}},
+                                    headers=ADMIN)
+            assert got.status_code == 200, got.text
+            for user in arms:
+                r = (await client.get("/api/v1/recommendations/home", params={"user_id": user, "k": 5})).json()
+                assert r["arm"] == "control"
+            assert (await client.post("/admin/experiments/ranker/stop", headers=ADMIN)).json()["status"] == "stopped"
+            r = (await client.get("/api/v1/recommendations/home", params={"user_id": "u1", "k": 5})).json()
+            assert r.get("experiment") is None
+            listed = (await client.get("/api/v1/experiments")).json()
+            assert listed["running"] == [] and listed["experiments"][0]["status"] == "stopped"
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("body, why", [
+    (_body(arms=[{"name": "a", "share": 1.0}]), "at least 2"),
+    (_body(arms=[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.6}]), "add up to 1"),
+    (_body(arms=[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "strategy": "nope"}]), "unknown strategy"),
+    (_body(arms=[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "run": "run_missing"}]), "run_missing"),
+    (_body(arms=[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "params": {"mmr_lambda": 3}}]), "mmr_lambda"),
+    (_body(arms=[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "params": {"x": 1}}]), "unknown params"),
+    (_body(name="bad.name"), "name"),
+    (_body(traffic=[0.6, 0.2]), "traffic"),
+])
+def test_bad_input_is_422_with_the_reason(settings, body, why):
+    async def go():
+        async with api_client(settings) as (_, client):
+            got = await client.post("/admin/experiments", json=body)
+            assert got.status_code == 422, got.text
+            assert why in got.text
+
+    asyncio.run(go())
+
+
+def test_conflicts_are_409(settings):
+    async def go():
+        async with api_client(settings) as (_, client):
+            assert (await client.post("/admin/experiments", json=_body("a", traffic=[0, 0.6]))).status_code == 201
+            assert (await client.post("/admin/experiments", json=_body("a"))).status_code == 409  # name taken
+            got = await client.post("/admin/experiments", json=_body("b", traffic=[0.5, 1]))
+            assert got.status_code == 409 and "overlap" in got.text
+            assert (await client.post("/admin/experiments", json=_body("c", traffic=[0.6, 1]))).status_code == 201
+            assert (await client.post("/admin/experiments/zzz/stop")).status_code == 404
+            assert (await client.get("/api/v1/experiments/zzz")).status_code == 404
+
+    asyncio.run(go())
+
+
+def test_report_on_known_counters(settings, redis_client):
+    """Counters written where the stream keeps them give the figures computed by hand."""
+    from schemas.keys import Keys
+
+    async def go():
+        async with api_client(settings) as (_, client):
+            assert (await client.post("/admin/experiments", json=_body("rep"))).status_code == 201
+            day = datetime.now(timezone.utc).date().isoformat()
+            redis_client.hset(Keys(settings.redis_prefix).stats_day(day), mapping={
+                "rep.control:impressions": 20000, "rep.control:clicks": 1000, "rep.control:positive": 400,
+                "rep.control:conversions": 100, "rep.control:rating_sum": 400, "rep.control:rating_count": 100,
+                "rep.control:rating_sq": 1700, "rep.control:lists": 2000,
+                "rep.treatment:impressions": 20000, "rep.treatment:clicks": 1400, "rep.treatment:positive": 400,
+                "rep.treatment:conversions": 100, "rep.treatment:rating_sum": 410, "rep.treatment:rating_count": 100,
+                "rep.treatment:rating_sq": 1780, "other:clicks": 5})
+            redis_client.pfadd(Keys(settings.redis_prefix).experiment_users("rep.control"), *[f"u{i}" for i in range(50)])
+            rep = (await client.get("/api/v1/experiments/rep")).json()
+            ctl, trt = rep["arms"]
+            assert ctl["control"] and ctl["exposure"] == {"users": 50, "lists": 2000, "impressions": 20000}
+            assert ctl["metrics"]["ctr"]["value"] == 0.05 and trt["metrics"]["ctr"]["value"] == 0.07
+            assert ctl["metrics"]["rating_mean"]["value"] == 4.0
+            vs = trt["vs_control"]
+            assert vs["ctr"]["lift"] == pytest.approx(0.4) and vs["ctr"]["significant"] and vs["ctr"]["verdict"] == "better"
+            assert vs["ctr"]["lift_ci"][0] > 0
+            assert vs["positive_rate"]["diff"] == 0 and not vs["positive_rate"]["significant"]
+            assert vs["rating_mean"]["diff"] == pytest.approx(0.1)
+            json.dumps(rep)  # self-describing JSON for the dashboard
+
+    asyncio.run(go())
