@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     # probability, swapped for a random candidate of the pool (0 = off); or a fixed number of slots
     explore_epsilon: float = Field(0.0, ge=0, le=1)
     explore_slots: int = Field(0, ge=0)
+    explore_pool: int = Field(50, ge=1)  # candidates beyond the list that an explored slot may show
     bandit_arms: list[str] = Field(default_factory=lambda: ["popularity", "hybrid", "ncf", "lightfm", "two_tower"])
     worker_metrics_port: int | None = 9108  # Prometheus metrics of the worker; None: off; 0: any free port
     worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container scraped from outside
@@ -193,6 +194,9 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
     rerank_top_n: int = Field(20, ge=1, le=500)  # how many first-stage results the cross-encoder rescores
     rerank_max_length: int = Field(256, ge=16, le=512)  # tokens of (query, item text) the cross-encoder reads
+    # the reranker's weight in its rank fusion with the first stage over the top N (ranking.rerank.apply_reranker):
+    # 1 = the reranker's order alone, 0 = the first stage's; serving and train-reranker's evaluation both use it
+    rerank_weight: float = Field(0.5, ge=0.0, le=1.0)
     reranker_min_feedback: int = Field(50, ge=1)  # train-reranker refuses below this many like/dislike pairs
     reranker_min_feedback_small: int = Field(10, ge=1)  # ... or below this with --allow-small
     reranker_min_delta: float = 0.0  # a new reranker is promoted when it beats the serving one by more
