@@ -3,24 +3,26 @@
 was (its **propensity**).
 
 A deterministic policy only ever shows its own list: the logs then say nothing about an item it
-does not show. With exploration on, each position ``j`` of the list is *explored* (with
-probability ``epsilon`` per slot, or ``slots`` positions drawn uniformly), and the explored
-positions get a uniform random sample, without replacement, of the **exploration pool** ``R``:
-the policy's other candidates that pass the request's filters (never an item already in the
-list). By symmetry, every item of ``R`` is equally likely at every explored position, so:
+does not show, nor about its items at other positions. With exploration on, a set ``E`` of
+positions is *explored* (each position with probability ``epsilon``, or ``slots`` positions
+drawn uniformly). The explored positions get a uniform random sample, without replacement and
+in random order, of the **exploration pool** ``R`` (the policy's next candidates that pass the
+request's filters) together with the policy's own items of the explored positions. So every
+candidate can reach every position (the support an estimator needs), the list never holds an
+item twice, and each position's probabilities have a closed form (``slot_probabilities``): with
+``m = |E|`` and ``r = |R|``,
 
-- the policy's own item kept at position j: propensity ``1 − q_j``;
-- an item of ``R`` shown at an explored position j: propensity ``q_j / |R|``,
+- the policy's own item at its own position j: ``P(j ∉ E) + P(j ∈ E) · E[1/(r+m) | j ∈ E]``;
+- an item of ``R`` at j: ``P(j ∈ E) · E[1/(r+m) | j ∈ E]``;
+- the policy's item of another position j' at j: ``P(j, j' ∈ E) · E[1/(r+m) | j, j' ∈ E]``.
 
-where ``q_j`` is the chance that position j is explored *and* filled (``epsilon`` when ``R`` has
-at least as many items as the list; less when ``R`` runs short: computed exactly below).
-
+The propensity logged for an impression is the one of the (item, position) actually shown.
 Everything is seeded by ``key`` (a request id) or, when None, by fresh OS entropy; no global
 random state is used. Pure: plain values in and out.
 
 >>> pool = [("a", 2.0), ("w", 1.5), ("x", 1.0), ("y", 0.5), ("z", 0.1)]
->>> [(s.item, s.propensity, s.explored) for s in explore(["a", "b", "c"], pool, epsilon=0.5, key="r-1")]
-[('w', 0.125, True), ('z', 0.125, True), ('c', 0.5, False)]
+>>> [(s.item, round(s.propensity, 4), s.explored) for s in explore(["a", "b", "c"], pool, epsilon=0.5, key="r-1")]
+[('w', 0.0845, True), ('a', 0.0387, True), ('c', 0.5845, False)]
 >>> explore(["a", "b"], [("x", 1.0)], epsilon=0.0, key="r")[0].propensity
 1.0
 """
@@ -51,38 +53,41 @@ def _rng(key: str | None) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(hashlib.sha256(f"explore\x1f{key}".encode()).digest()[:8], "big"))
 
 
-def fill_probability(k: int, r: int, epsilon: float = 0.0, slots: int = 0) -> float:
-    """``q``: the chance that a given position of a k-long list is explored and gets an item,
-    with ``r`` items in the exploration pool.
+def _binomial_mean(n: int, p: float, f) -> float:
+    """E[f(T)] for T ~ Binomial(n, p), summed exactly."""
+    return sum(math.comb(n, t) * p ** t * (1 - p) ** (n - t) * f(t) for t in range(n + 1))
 
-    Per-slot ε: the number of other explored slots T ~ Binomial(k−1, ε), and when more slots
-    are explored than ``R`` holds, a uniform subset of them of size r is filled:
-    q = ε · E[min(T+1, r) / (T+1)]. Fixed slots: min(slots, k, r) / k.
 
-    >>> fill_probability(10, 50, epsilon=0.1)
-    0.1
-    >>> fill_probability(10, 50, slots=2)
-    0.2
-    >>> round(fill_probability(3, 1, epsilon=0.5), 4)  # only one item to explore with
-    0.2917
+def slot_probabilities(k: int, r: int, epsilon: float = 0.0, slots: int = 0) -> tuple[float, float, float]:
+    """For a k-long list and an exploration pool of ``r`` items, the probability that a position
+    shows (its own item, a given pool item, a given item of another position).
+
+    >>> slot_probabilities(4, 10, slots=2)  # P(j in E) = 1/2, P(j, j' in E) = 1/6, |R_E| = 12
+    (0.5416666666666666, 0.041666666666666664, 0.013888888888888888)
+    >>> [round(p, 4) for p in slot_probabilities(3, 2, epsilon=0.5)]
+    [0.6292, 0.1292, 0.0563]
+    >>> slot_probabilities(5, 10)  # exploration off
+    (1.0, 0.0, 0.0)
     """
-    if k <= 0 or r <= 0:
-        return 0.0
+    if k <= 0:
+        return 1.0, 0.0, 0.0
     if slots:
-        return min(slots, k, r) / k
+        m = min(slots, k)
+        in_e = m / k
+        both = m * (m - 1) / (k * (k - 1)) if k > 1 else 0.0
+        share = 1.0 / (r + m)
+        return (1.0 - in_e) + in_e * share, in_e * share, both * share
     if epsilon <= 0:
-        return 0.0
-    if r >= k:
-        return float(epsilon)
-    expect = sum(math.comb(k - 1, t) * epsilon ** t * (1 - epsilon) ** (k - 1 - t) * min(t + 1, r) / (t + 1)
-                 for t in range(k))
-    return float(epsilon * expect)
+        return 1.0, 0.0, 0.0
+    one = epsilon * _binomial_mean(k - 1, epsilon, lambda t: 1.0 / (r + 1 + t))
+    two = epsilon * epsilon * _binomial_mean(k - 2, epsilon, lambda t: 1.0 / (r + 2 + t)) if k > 1 else 0.0
+    return (1.0 - epsilon) + one, one, two
 
 
 def explore(items: Sequence[str], pool: Sequence[tuple[str, float]], epsilon: float = 0.0, slots: int = 0,
             key: str | None = None) -> list[Slot]:
-    """The list with its explored positions swapped for random pool items, and every position's
-    propensity. ``pool`` may contain the list's own items (they are left out of ``R``).
+    """The list with its explored positions filled at random, and every position's propensity.
+    ``pool`` may contain the list's own items (they are left out of ``R``).
 
     >>> [s.explored for s in explore(["a", "b", "c", "d"], [(f"x{i}", 0.0) for i in range(9)], slots=2, key="r")]
     [True, False, False, True]
@@ -92,35 +97,42 @@ def explore(items: Sequence[str], pool: Sequence[tuple[str, float]], epsilon: fl
     if slots < 0:
         raise ValueError(f"slots must be >= 0, got {slots}")
     k = len(items)
+    if len(set(items)) != k:
+        raise ValueError("the list holds an item twice")
+    if k == 0 or (epsilon == 0 and slots == 0):
+        return [Slot(i, 1.0, False) for i in items]
     shown = set(items)
     rest, seen_r = [], set()
     for item, _score in pool:
         if item not in shown and item not in seen_r:
             seen_r.add(item)
             rest.append(item)
-    q = fill_probability(k, len(rest), epsilon, slots)
-    if q == 0.0:
-        return [Slot(i, 1.0, False) for i in items]
     rng = _rng(key)
     if slots:
-        chosen = rng.choice(k, size=min(slots, k), replace=False)
+        chosen = np.sort(rng.choice(k, size=min(slots, k), replace=False))
     else:
         chosen = np.flatnonzero(rng.random(k) < epsilon)
-    if len(chosen) > len(rest):  # more explored slots than items: a uniform subset is filled
-        chosen = rng.choice(chosen, size=len(rest), replace=False)
-    picks = rng.choice(len(rest), size=len(chosen), replace=False)
-    swap = {int(j): rest[int(p)] for j, p in zip(chosen, picks)}
-    keep_p, explore_p = 1.0 - q, q / len(rest)
-    return [Slot(swap[j], explore_p, True) if j in swap else Slot(item, keep_p, False) for j, item in enumerate(items)]
+    urn = rest + [items[int(j)] for j in chosen]
+    picks = rng.choice(len(urn), size=len(chosen), replace=False)
+    placed = {int(j): urn[int(p)] for j, p in zip(chosen, picks)}
+    own, from_pool, other = slot_probabilities(k, len(rest), epsilon, slots)
+    out = []
+    for j, item in enumerate(items):
+        shown_item = placed.get(j, item)
+        p = own if shown_item == item else from_pool if shown_item in seen_r else other
+        out.append(Slot(shown_item, p, j in placed))
+    return out
 
 
 def exploration_pool(pool: Pool, signals: UserSignals, request: HomeRequest,
-                     infos: Mapping[str, ItemInfo]) -> list[tuple[str, float]]:
+                     infos: Mapping[str, ItemInfo], limit: int | None = None) -> list[tuple[str, float]]:
     """The candidates an explored slot may show: the policy's pool (as far as ``finish`` reads
     it, and the popularity fill) through the request's filters (seen items, include/exclude,
-    level), so exploration never shows what the request ruled out."""
+    level), so exploration never shows what the request ruled out; the first ``limit`` of them
+    (a smaller pool: larger propensities, so lower-variance estimates, for less support)."""
     cands = list(pool.ranked[: pool_size(request.k)]) + list(pool.fallback[: request.k * 3])
-    return apply_filters(cands, infos, request.filters, signals.seen, signals.level)
+    kept = apply_filters(cands, infos, request.filters, signals.seen, signals.level)
+    return kept if limit is None else kept[: request.k + limit]
 
 
 def explore_payload(items: list[dict[str, Any]], pool: Sequence[tuple[str, float]], epsilon: float = 0.0,
@@ -129,7 +141,7 @@ def explore_payload(items: list[dict[str, Any]], pool: Sequence[tuple[str, float
     (no ``propensity`` field: a deterministic list's propensities are all 1) when exploration is off.
 
     >>> explore_payload([{"item_id": "a", "score": 1.0, "reason": None}], [("b", 0.3)], slots=1, key="r")
-    [{'item_id': 'b', 'score': 0.3, 'reason': None, 'propensity': 1.0}]
+    [{'item_id': 'b', 'score': 0.3, 'reason': None, 'propensity': 0.5}]
     """
     if not epsilon and not slots:
         return items
@@ -138,11 +150,12 @@ def explore_payload(items: list[dict[str, Any]], pool: Sequence[tuple[str, float
     explain = any(it.get("reason") for it in items)
     out = []
     for slot in explore([it["item_id"] for it in items], pool, epsilon, slots, key):
-        if slot.explored:
-            body = {"item_id": slot.item, "score": round(float(scores.get(slot.item, 0.0)), 6),
-                    "reason": EXPLORE_REASON if explain else None}
-        else:
+        if slot.item in by_id:  # the policy's own item, here or moved by exploration
             body = dict(by_id[slot.item])
+        else:
+            body = {"item_id": slot.item, "score": round(float(scores.get(slot.item, 0.0)), 6), "reason": None}
+        if slot.explored and explain:
+            body["reason"] = EXPLORE_REASON
         body["propensity"] = round(slot.propensity, 8)
         out.append(body)
     return out
