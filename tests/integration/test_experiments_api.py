@@ -128,3 +128,65 @@ def test_report_on_known_counters(settings, redis_client):
             json.dumps(rep)  # self-describing JSON for the dashboard
 
     asyncio.run(go())
+
+
+def test_an_arm_serves_its_own_run(settings):
+    """An arm naming a run makes the API hold that run besides the serving one."""
+    champion = train_tiny_run(settings.artifact_dir, models=("ease",), tag="champ")
+    challenger = train_tiny_run(settings.artifact_dir, models=("ease",), tag="chall", make_current=False, seed=1)
+    body = {"name": "runs", "arms": [{"name": "champion", "share": 0.5},
+                                     {"name": "challenger", "share": 0.5, "run": challenger.name}]}
+
+    async def go():
+        async with api_client(settings) as (app, client):
+            got = await client.post("/admin/experiments", json=body)
+            assert got.status_code == 201, got.text
+            seen = {}
+            for i in range(30):
+                r = (await client.get("/api/v1/recommendations/home", params={"user_id": f"u{i}", "k": 5})).json()
+                seen[r["arm"]] = r["model_version"]
+            assert seen == {"champion": champion.name, "challenger": challenger.name}
+            assert app.state.runtime.models.current.run_id == champion.name  # the serving run is unchanged
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def cli_env(settings, monkeypatch):
+    from schemas.settings import get_settings
+
+    for k, v in {"REDIS_URL": settings.redis_url, "ARTIFACT_DIR": str(settings.artifact_dir),
+                 "DATA_DIR": str(settings.data_dir), "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                 "TOPIC_PREFIX": settings.topic_prefix}.items():
+        monkeypatch.setenv(f"STREAMREC_{k}", v)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_cli_create_list_report(settings, redis_client, cli_env):
+    from typer.testing import CliRunner
+
+    from infra.cli import app
+    from schemas.keys import Keys
+
+    run = CliRunner().invoke
+    got = run(app, ["experiment", "create", "cli", "--arm", "control=0.7", "--arm", "b=0.3,strategy=popularity,mmr_lambda=0.9"])
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.output)["arms"][1]["params"] == {"mmr_lambda": 0.9}
+    assert run(app, ["experiment", "create", "cli2", "--arm", "control=0.7", "--arm", "b=0.4"]).exit_code == 2
+    got = run(app, ["experiment", "list"])
+    assert "cli" in got.output and "0.30" in got.output
+    got = run(app, ["experiment", "shares", "cli", "--share", "control=0.5", "--share", "b=0.5"])
+    assert got.exit_code == 0 and "moved 20.0%" in got.output, got.output
+    day = datetime.now(timezone.utc).date().isoformat()
+    redis_client.hset(Keys(settings.redis_prefix).stats_day(day), mapping={
+        "cli.control:impressions": 1000, "cli.control:clicks": 50, "cli.b:impressions": 1000, "cli.b:clicks": 80})
+    got = run(app, ["experiment", "report", "cli", "--json"])
+    assert got.exit_code == 0, got.output
+    rep = json.loads(got.output)
+    assert rep["arms"][1]["metrics"]["ctr"]["value"] == 0.08
+    got = run(app, ["experiment", "report", "cli"])
+    assert "ctr" in got.output and "lift +60.0%" in got.output, got.output
+    assert run(app, ["experiment", "stop", "cli"]).exit_code == 0
+    assert run(app, ["experiment", "report", "nope"]).exit_code == 2
