@@ -171,6 +171,7 @@ class Settings(BaseSettings):
     # experiments and canaries (docs/experiments.md)
     experiment_alpha: float = Field(0.05, gt=0, lt=1)  # the always-valid tests' level in experiment reports
     experiment_refresh_s: float = Field(2.0, gt=0)  # API: re-read the experiments even without a pub/sub message
+    experiments_file: Path | None = None  # JSON list of POST /admin/experiments bodies the API creates at start when absent
     canary_steps: list[float] = Field(default_factory=lambda: [0.1, 0.25, 0.5])  # challenger shares, widened in turn
     canary_margin: float = Field(0.05, gt=0, lt=1)  # guardrail: fail when CTR or positive rate is surely this much below control
     canary_min_impressions: int = Field(1000, ge=1)  # per arm, before a canary is widened or promoted
