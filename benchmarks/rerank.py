@@ -168,15 +168,17 @@ def quality(args, cran, index) -> dict:
           f"{args.top_n}: {int((pairs['label'] > 0).sum())} likes), {len(test_ids)} held-out queries",
           file=sys.stderr)
 
-    def rerank_ndcg(model) -> float:
-        vals = []
-        for q in test_ids:
-            head = lists[q]["fused"]
-            top = [i for i, _ in head[: args.top_n]]
+    def scores_of(model, qs: list[str]) -> dict[str, dict[str, float]]:
+        out = {}
+        for q in qs:
+            top = [i for i, _ in lists[q]["fused"][: args.top_n]]
             s = model.predict([(cran.queries[q], cran.docs[d]) for d in top], batch_size=32, show_progress_bar=False)
-            order = [r.item_id for r in apply_reranker(head, dict(zip(top, map(float, s))), args.top_n)]
-            vals.append(ndcg_of(order, cran.gains[q]))
-        return float(np.mean(vals))
+            out[q] = dict(zip(top, map(float, s)))
+        return out
+
+    def rerank_ndcg(scores: dict[str, dict[str, float]], weight: float = 1.0) -> float:
+        return float(np.mean([ndcg_of([r.item_id for r in apply_reranker(lists[q]["fused"], scores[q], args.top_n, weight)],
+                                      cran.gains[q]) for q in scores]))
 
     table = {}
     for name in ("bm25", "dense", "fused"):
@@ -184,15 +186,21 @@ def quality(args, cran, index) -> dict:
                                              cran.gains[q]) for q in test_ids]))
     ce = load_cross_encoder(None, max_length=args.max_length)
     t0 = time.perf_counter()
-    table["cross-encoder, untuned"] = rerank_ndcg(ce)
+    table["cross-encoder, untuned"] = rerank_ndcg(scores_of(ce, test_ids))
     params = FineTuneParams(epochs=args.epochs, batch_size=16, learning_rate=args.lr, seed=args.seed)
     t1 = time.perf_counter()
     fine_tune(ce, pairs, params, progress=args.progress)
     train_s = time.perf_counter() - t1
-    table["cross-encoder, fine-tuned"] = rerank_ndcg(ce)
+    tuned = scores_of(ce, test_ids)
+    table["cross-encoder, fine-tuned"] = rerank_ndcg(tuned)
+    w = args.rerank_weight
+    table[f"fine-tuned, fused w={w}"] = rerank_ndcg(tuned, w)
+    if args.cache:  # the held-out scores, to study the fusion weight without fine-tuning again
+        (args.cache / f"heldout_scores_seed{args.seed}.json").write_text(json.dumps(tuned))
     base = table["fused"]
     labels = {"bm25": "BM25 (bm25s)", "dense": "bi-encoder (MiniLM + FAISS)", "fused": "fused first stage (RRF)",
-              "cross-encoder, untuned": "cross-encoder, untuned", "cross-encoder, fine-tuned": "cross-encoder, fine-tuned"}
+              "cross-encoder, untuned": "cross-encoder, untuned", "cross-encoder, fine-tuned": "cross-encoder, fine-tuned",
+              f"fine-tuned, fused w={w}": f"fine-tuned + first stage, w {w}"}
     print(f"\nquality: Cranfield, NDCG@10 on {len(test_ids)} held-out queries (20% by query, seed {args.seed}); "
           f"rerankers reorder the fused top {args.top_n}; fine-tuned on {len(pairs)} feedbacks of "
           f"{len(train_ids)} queries, {args.epochs} epoch(s), batch 16, lr {args.lr}, max_length {args.max_length}, "
@@ -217,6 +225,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--top-n", type=int, default=20)
+    ap.add_argument("--rerank-weight", type=float, default=0.5,
+                    help="quality: the reranker's weight in its fusion with the first stage (ranking.rerank)")
     ap.add_argument("--feedback-rate", type=float, default=0.5)
     ap.add_argument("--limit-queries", type=int, default=0)
     ap.add_argument("--seed", type=int, default=42)

@@ -53,7 +53,8 @@ async def rerank_payload(search: SearchService, payload: dict[str, Any], query_f
     if not query:
         return payload
     ranked = [(i["item_id"], float(i["score"])) for i in items]
-    results = await asyncio.to_thread(SearchService.rerank_sync, loaded, query, ranked, top_n)
+    results = await asyncio.to_thread(SearchService.rerank_sync, loaded, query, ranked, top_n,
+                                      search.settings.rerank_weight)
     by_id = {i["item_id"]: i for i in items}
     out = []
     for r in results:

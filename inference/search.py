@@ -139,9 +139,10 @@ class SearchService:
 
     # --- scoring (sync, in a thread) -------------------------------------------------------
     @staticmethod
-    def rerank_sync(loaded: Loaded, query: str, ranked: Scored, top_n: int) -> list[Reranked]:
-        """``ranked`` with its top ``top_n`` rescored by the cross-encoder (items the index
-        has no text for keep their place behind the scored ones)."""
+    def rerank_sync(loaded: Loaded, query: str, ranked: Scored, top_n: int, weight: float = 1.0) -> list[Reranked]:
+        """``ranked`` with its top ``top_n`` rescored by the cross-encoder and fused with the
+        first stage at ``weight`` (items the index has no text for keep their place behind
+        the scored ones)."""
         head = [(i, loaded.index.text_of(i)) for i, _ in ranked[:top_n]]
         head = [(i, t) for i, t in head if t]
         scores: dict[str, float] = {}
@@ -149,7 +150,7 @@ class SearchService:
             out = loaded.cross_encoder.predict([(query, t) for _, t in head], batch_size=max(1, len(head)),
                                                show_progress_bar=False)
             scores = {i: float(s) for (i, _), s in zip(head, out)}
-        return apply_reranker(ranked, scores, top_n)
+        return apply_reranker(ranked, scores, top_n, weight)
 
     def search_sync(self, loaded: Loaded, q: SearchQuery, blocked: set[str] = frozenset()) -> tuple[list[Reranked], dict]:
         """One search, all of it in the calling thread (the API runs it in a worker thread)."""
@@ -158,7 +159,7 @@ class SearchService:
         fused, parts = loaded.index.first_stage(q.query_text, n, s.rrf_k,
                                                 allow=(lambda i: i not in blocked) if blocked else None)
         if q.use_reranker and loaded.cross_encoder is not None:
-            results = self.rerank_sync(loaded, q.query_text, fused, q.top_n or s.rerank_top_n)
+            results = self.rerank_sync(loaded, q.query_text, fused, q.top_n or s.rerank_top_n, s.rerank_weight)
         else:
             results = [Reranked(i, sc, pos, None) for pos, (i, sc) in enumerate(fused)]
         return results, {k: len(v) for k, v in parts.items()}

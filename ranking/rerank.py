@@ -8,7 +8,10 @@ and ``benchmarks/rerank.py``: what is served is what is measured.
   an item scores ``sum_r w_r / (k + rank_r)`` over the rankings that hold it (rank from 1).
 - ``apply_reranker`` reorders the top ``n`` of a first-stage list by reranker scores; the
   rest keeps its first-stage order after them. Every result keeps its first-stage score,
-  and the reranked ones carry their reranker score.
+  and the reranked ones carry their reranker score. With a ``weight`` below 1 the top N is
+  ordered by a weighted reciprocal-rank fusion of the reranker's order and the first stage's
+  (weight 1: the reranker alone, 0: the first stage alone): a reranker trained on little
+  feedback then adds to the first stage's evidence instead of replacing it.
 
 >>> fused = rrf({"dense": ["a", "b", "c"], "bm25": ["b", "d"]}, k=60)
 >>> [i for i, _ in fused]
@@ -73,7 +76,7 @@ class Reranked:
         return self.reranker_score if self.reranker_score is not None else self.first_stage_score
 
 
-def apply_reranker(ranked: Scored, scores: Mapping[str, float], top_n: int) -> list[Reranked]:
+def apply_reranker(ranked: Scored, scores: Mapping[str, float], top_n: int, weight: float = 1.0) -> list[Reranked]:
     """``ranked`` (first stage, best first) with its top ``top_n`` reordered by ``scores``.
 
     An item of the top N without a reranker score (the model could not read it) stays
@@ -81,16 +84,25 @@ def apply_reranker(ranked: Scored, scores: Mapping[str, float], top_n: int) -> l
 
     >>> [r.item_id for r in apply_reranker([("a", 3.0), ("b", 2.0), ("c", 1.0)], {"b": 1.0, "a": 1.0}, 2)]
     ['a', 'b', 'c']
+    >>> fs = [("a", 3.0), ("b", 2.0), ("c", 1.0)]
+    >>> [[r.item_id for r in apply_reranker(fs, {"a": 0.1, "b": 0.2, "c": 0.9}, 3, w)] for w in (1.0, 0.5, 0.0)]
+    [['c', 'b', 'a'], ['c', 'a', 'b'], ['a', 'b', 'c']]
     >>> apply_reranker([("a", 1.0)], {}, 0)
     Traceback (most recent call last):
     ValueError: top_n must be >= 1, got 0
     """
     if top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the reranker's weight must be within [0, 1], got {weight}")
     head = [(pos, item, s) for pos, (item, s) in enumerate(ranked[:top_n])]
     scored = [h for h in head if h[1] in scores and np.isfinite(scores[h[1]])]
     unscored = [h for h in head if not (h[1] in scores and np.isfinite(scores[h[1]]))]
     scored.sort(key=lambda h: (-float(scores[h[1]]), h[0]))
+    if weight < 1.0:
+        # weighted RRF of the two orders of the scored head; ties keep the reranker's order
+        fused = {h[1]: weight / (RRF_K + n) + (1.0 - weight) / (RRF_K + 1 + h[0]) for n, h in enumerate(scored, 1)}
+        scored.sort(key=lambda h: -fused[h[1]])
     out = [Reranked(item, float(s), pos, float(scores[item])) for pos, item, s in scored]
     out += [Reranked(item, float(s), pos, None) for pos, item, s in unscored]
     out += [Reranked(item, float(s), pos, None) for pos, (item, s) in enumerate(ranked[top_n:], start=top_n)]

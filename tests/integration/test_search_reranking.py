@@ -66,7 +66,8 @@ async def test_search_fuses_reranks_and_logs_impressions_with_the_query(ssetting
     assert all(i["item_id"].startswith("shell") for i in first["items"][:3])  # the topic's items come first
     assert info0["reranker"] is None and "train-reranker" in info0["note"]
     # the untuned base reranks when asked to (its order is noise; the mechanics are what is checked)
-    ssettings = ssettings.model_copy(update={"rerank_untuned": True})
+    # (weight 1: the reranker's order alone, so the scores come sorted; the fusion is ranking.rerank's doctest)
+    ssettings = ssettings.model_copy(update={"rerank_untuned": True, "rerank_weight": 1.0})
     async with api_client(ssettings) as (app, c):
         got = await c.post(SEARCH, json={"query_text": "buckling of shells", "k": 5, "user_id": "u1"})
         plain = await c.post(SEARCH, json={"query_text": "buckling of shells", "k": 5, "use_reranker": False})
@@ -225,7 +226,8 @@ async def test_home_and_similar_lists_are_reranked_on_request_or_by_the_policy(s
     keys = Keys(settings.redis_prefix)
     redis_client.zadd(keys.pop_global, {f"i{j}": 100 - j for j in range(50)})
     redis_client.lpush(keys.recent("u9"), "i3", "i8")
-    s = settings.model_copy(update={"artifact_dir": root, "rerank_untuned": True, "rerank_top_n": 5})
+    s = settings.model_copy(update={"artifact_dir": root, "rerank_untuned": True, "rerank_top_n": 5,
+                                    "rerank_weight": 1.0})  # the reranker alone: its scores come sorted
     home = "/api/v1/recommendations/home"
     async with api_client(s) as (app, c):
         plain = (await c.get(home, params={"user_id": "u9", "k": 8, "strategy": "two_tower"})).json()

@@ -51,9 +51,10 @@ def first_stage_order(group: pd.DataFrame) -> pd.DataFrame:
     return g.sort_values(["_pos", "timestamp"], kind="stable").drop(columns="_pos")
 
 
-def ranking_metrics(pairs: pd.DataFrame, scores: Sequence[float] | None, k: int = K) -> dict:
+def ranking_metrics(pairs: pd.DataFrame, scores: Sequence[float] | None, k: int = K, weight: float = 1.0) -> dict:
     """NDCG@k and MRR over the lists of ``pairs`` (by ``list_id``); ``scores`` None: the
-    first stage's order, else reordered by them (the whole list is the reranked top N).
+    first stage's order, else reordered by them fused with the shown order at ``weight``
+    (the whole list is the reranked top N), as serving does (``Settings.rerank_weight``).
 
     >>> p = pd.DataFrame({"list_id": ["r"] * 3, "item_id": list("abc"), "label": [0.0, 0.0, 1.0],
     ...                   "position": [0, 1, 2], "timestamp": [0, 0, 0]})
@@ -68,7 +69,8 @@ def ranking_metrics(pairs: pd.DataFrame, scores: Sequence[float] | None, k: int 
         g = first_stage_order(group)
         shown = [(it, float(-n)) for n, it in enumerate(g["item_id"])]
         if scores is not None:
-            order = [r.item_id for r in apply_reranker(shown, dict(zip(g["item_id"], g["_score"])), len(shown))]
+            order = [r.item_id for r in apply_reranker(shown, dict(zip(g["item_id"], g["_score"])), len(shown),
+                                                       weight)]
         else:
             order = [i for i, _ in shown]
         gains = g.set_index("item_id")["label"].to_dict()
@@ -79,6 +81,6 @@ def ranking_metrics(pairs: pd.DataFrame, scores: Sequence[float] | None, k: int 
             "lists": len(ndcgs)}
 
 
-def evaluate_scores(pairs: pd.DataFrame, scores: Sequence[float], k: int = K) -> dict:
-    """Every metric of one scorer on ``pairs``."""
-    return {**classification_metrics(pairs["label"], scores), **ranking_metrics(pairs, scores, k)}
+def evaluate_scores(pairs: pd.DataFrame, scores: Sequence[float], k: int = K, weight: float = 1.0) -> dict:
+    """Every metric of one scorer on ``pairs`` (its lists reordered as served, at ``weight``)."""
+    return {**classification_metrics(pairs["label"], scores), **ranking_metrics(pairs, scores, k, weight)}

@@ -100,10 +100,11 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
     train_seconds = time.perf_counter() - t0
     after = predict(model, val)
 
-    columns = {"first_stage": ranking_metrics(val, None), "before": evaluate_scores(val, before)}
+    wt = settings.rerank_weight  # the lists are reordered as serving reorders them
+    columns = {"first_stage": ranking_metrics(val, None), "before": evaluate_scores(val, before, weight=wt)}
     if serving_scores is not None:
-        columns["serving"] = evaluate_scores(val, serving_scores)
-    columns["after"] = evaluate_scores(val, after)
+        columns["serving"] = evaluate_scores(val, serving_scores, weight=wt)
+    columns["after"] = evaluate_scores(val, after, weight=wt)
     baseline_name = "the serving reranker" if serving_scores is not None else "the first stage"
     baseline = columns["serving"] if serving_scores is not None else columns["first_stage"]
     decision, reason = _decide(columns["after"], baseline, baseline_name, settings.reranker_min_delta)
@@ -118,7 +119,7 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
     split.to_parquet(run_dir / "pairs.parquet", index=False)
     trained_at = datetime.now(timezone.utc).isoformat()
     report = {
-        "run_id": run_dir.name, "start_from": start_name, "device": dev, "params": params.to_dict(),
+        "run_id": run_dir.name, "start_from": start_name, "device": dev, "params": params.to_dict(), "rerank_weight": wt,
         "train_seconds": train_seconds, "trained_at": trained_at, "columns": list(columns), **columns,
         "data": {"pairs": len(pairs), "feedbacks": len(explicit), "positive": int((pairs["label"] > 0.5).sum()),
                  "negative": int((pairs["label"] <= 0.5).sum()), "queries": int(pairs["query"].nunique()),
