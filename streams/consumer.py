@@ -112,6 +112,9 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:  # noqa: ANN001
         log.info("interactions partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        # checked against the offset watermark before their first batch is applied, outside this
+        # callback (a slow callback would hold the whole group's rebalance)
+        self.owner.unchecked |= set(assigned)
 
 
 class InteractionsConsumer(mode.Service):
@@ -132,6 +135,7 @@ class InteractionsConsumer(mode.Service):
         self._committed_at = 0.0
         self._lag_reported = 0.0
         self.failures = FailureCount()
+        self.unchecked: set[TopicPartition] = set()  # assigned, not yet checked for a restarted log
 
     @property
     def topic(self) -> str:
@@ -151,6 +155,47 @@ class InteractionsConsumer(mode.Service):
         )
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
         await self.consumer.start()
+
+    async def check_restarted_logs(self) -> None:
+        """A partition whose log ends below its offset watermark restarted (a recreated topic, or
+        a broker with in-memory storage restarted while Redis kept its state): its new records
+        would sit at or below the watermark and be taken for replays. Reset that watermark.
+        Some brokers (Tansu) report their last batch's base offset as the end, so an end at or
+        below the watermark is confirmed by fetching the watermark's own record first."""
+        assert self.consumer is not None
+        assigned = self.unchecked & self.consumer.assignment()
+        state = self.processor().state
+        marks = await state.watermarks()  # StoreUnavailable: the batch is retried, the check with it
+        self.unchecked = set()
+        suspects = {tp: marks[tp.partition] for tp in assigned if tp.partition in marks}
+        if not suspects:
+            return
+        ends = await self.consumer.end_offsets(list(suspects))
+        suspects = {tp: mark for tp, mark in suspects.items() if ends[tp] <= mark}
+        served = await self._served(suspects) if suspects else set()
+        for tp, mark in suspects.items():
+            if tp not in served:
+                log.warning("interactions partition %d ends at offset %d, below its watermark %d: the log "
+                            "restarted; its watermark is reset", tp.partition, ends[tp], mark)
+                await state.reset_watermark(tp.partition)
+
+    async def _served(self, marks: dict[TopicPartition, int]) -> set[TopicPartition]:
+        """The partitions whose record at the given offset the broker still serves."""
+        probe = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+                                 enable_auto_commit=False, **aiokafka_options(self.settings))
+        await probe.start()
+        served: set[TopicPartition] = set()
+        try:
+            probe.assign(list(marks))
+            for tp, mark in marks.items():
+                probe.seek(tp, mark)
+            deadline = time.monotonic() + 2.0
+            while len(served) < len(marks) and time.monotonic() < deadline:
+                got = await probe.getmany(timeout_ms=500, max_records=100)
+                served |= {tp for tp, msgs in got.items() if any(m.offset >= marks[tp] for m in msgs)}
+        finally:
+            await probe.stop()
+        return served
 
     async def on_stop(self) -> None:
         if self.consumer is None:
@@ -178,6 +223,8 @@ class InteractionsConsumer(mode.Service):
                     batches.setdefault(tp, []).extend(msgs)
             async with self.busy:
                 try:
+                    if self.unchecked:
+                        await self.check_restarted_logs()
                     await self._apply(batches)
                     self.failures.clear()
                 except asyncio.CancelledError:

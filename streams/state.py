@@ -92,6 +92,21 @@ class StreamState:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return ApplyResult(int(new), int(dups), int(users), int(dropped))
 
+    async def watermarks(self) -> dict[int, int]:
+        """partition -> highest applied offset of the interactions topic (the offset watermark)."""
+        try:
+            raw = await self.redis.hgetall(self._templates["watermark"])
+        except rexc.RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return {int(p): int(o) for p, o in raw.items()}
+
+    async def reset_watermark(self, partition: int) -> None:
+        """Forget a partition's watermark: its log restarted, its offsets start again at 0."""
+        try:
+            await self.redis.hdel(self._templates["watermark"], str(partition))
+        except rexc.RedisError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
     async def upsert_items(self, items: list[CatalogItem]) -> None:
         await self._hset_many([(self.keys.item(i.item_id), item_fields(i)) for i in items])
 

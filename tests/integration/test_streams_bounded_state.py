@@ -119,3 +119,20 @@ def test_events_of_a_forgotten_user_dated_before_the_forget_are_dropped(s: Setti
     assert (got.new, got.forgotten) == (2, 1)
     assert r.smembers(k.seen("gone")) == {b"i2"}  # a new event after the forget starts afresh
     assert r.zscore(k.pop_global, "i1") == 1
+
+
+def test_a_restarted_log_below_the_watermark_resets_it_instead_of_dropping_new_events(services, tmp_path) -> None:  # noqa: ANN001
+    # Redis kept a watermark from an older log of the topic (a recreated topic, or an in-memory
+    # broker restarted while Redis kept its state); the new log starts again at offset 0
+    from tests.integration.support import Worker, produce_events, stream_settings, wait_until
+
+    s = stream_settings(services, tmp_path)
+    k, r = Keys(s.redis_prefix), redis.Redis.from_url(s.redis_url)
+    r.hset(k.watermark(s.topic(topics.INTERACTIONS)), mapping={str(p): 1_000_000 for p in range(s.topic_partitions)})
+    w = Worker(s, tmp_path / "worker.log").start().ready()
+    try:
+        produce_events(s, [event("view", f"ru{j}", "ri") for j in range(40)])
+        wait_until(lambda: r.zscore(k.pop_global, "ri") == 40, 60)
+        assert "the log restarted" in (tmp_path / "worker.log").read_text()
+    finally:
+        w.stop()
