@@ -62,7 +62,7 @@ class HomeService:
         self.strategies = strategy_names()
         self._served_counts: dict[tuple[str, str], int] = {}
         self._arm_users: dict[str, set[str]] = {}  # experiment arm label -> users served since the last flush
-        self.experiments = ExperimentBook(store, store.keys, models, settings.experiment_refresh_s)
+        self.experiments = ExperimentBook(store, store.keys, models, settings.experiment_refresh_s, settings)
 
     # --- experiments (inference/experiments.py) ----------------------------------------------
     async def pick(self, user_id: str, strategy: str | None) -> Pick | None:
@@ -186,7 +186,7 @@ class HomeService:
         if label is not None:
             self._arm_users.setdefault(label, set()).add(entry.user_id)
         if self.settings.emit_impressions and entry.items:
-            self.broker.queue_impressions(request_id, entry.user_id, arm, entry.items)
+            self.broker.queue_impressions(request_id, entry.user_id, arm, entry.items, entry.propensities)
 
     async def flush_served_counts(self) -> None:
         """``{strategy}:lists`` counters of the stats hashes, one pipeline for everything served since."""

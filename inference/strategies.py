@@ -22,6 +22,7 @@ from typing import Any
 from inference.models import ServingRun
 from inference.retrieval import ItemCatalog, UserContext
 from inference.store import RedisStore
+from ranking.exploration import exploration_pool, explore_payload
 from ranking.filters import Filters
 from ranking.home import HomeRequest, candidates, finish, meta_items, needs_meta
 from ranking.policy import POPULARITY, Policy
@@ -113,6 +114,9 @@ async def rank_home(q: HomeQuery, ctx: UserContext, serving: ServingRun | None, 
     served = finish(policy, pool, ctx, request, infos, vectors)
     items = [{"item_id": item, "score": round(float(score), 6), "reason": why}
              for (item, score), why in zip(served.items, served.reasons)]
+    if settings.explore_epsilon or settings.explore_slots:  # exploration slots, with propensities (docs/off-policy.md)
+        items = explore_payload(items, exploration_pool(pool, ctx, request, infos, settings.explore_pool),
+                                settings.explore_epsilon, settings.explore_slots)
     return {
         "user_id": q.user_id,
         "strategy": q.strategy,
