@@ -133,6 +133,16 @@ def _record(artifact_dir: Path, action: str, run_id: str, **extra: Any) -> None:
     _save_history(artifact_dir, hist)
 
 
+def record_event(artifact_dir: Path, action: str, run_id: str, **extra: Any) -> None:
+    """A line in the run registry's log (``promotions.json``), e.g. a canary's steps."""
+    _record(artifact_dir, action, run_id, **extra)
+
+
+def history_log(artifact_dir: Path) -> list[dict[str, Any]]:
+    """The run registry's log, oldest first."""
+    return list(_history(artifact_dir)["log"])
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -189,13 +199,15 @@ def _existing_runs_comparison(settings: Settings, run_dir: Path, serving: Path, 
 
 # --- promote / rollback --------------------------------------------------------------------------
 def promote(settings: Settings, run_dir: Path, force: bool = False, redis_client=None,
-            comparison: Comparison | None = None, data=None, holdout_note: str = "") -> PromotionResult:
+            comparison: Comparison | None = None, data=None, holdout_note: str = "",
+            reason: str | None = None) -> PromotionResult:
     """Promote ``run_dir`` if it beats the serving run on a shared holdout (or ``force``).
 
     ``comparison``: made by ``train_run`` against the serving run; ``data`` (``Interactions``):
     the current data to cut a holdout from for two saved runs; with neither (or a comparison
     made against a run that no longer serves and no data), the runs' validation figures are
-    compared and the reason says so (``holdout_note``: why there was no holdout)."""
+    compared and the reason says so (``holdout_note``: why there was no holdout). ``reason``
+    (with ``force``): why it is forced, e.g. a canary experiment it won (``trainer.canary``)."""
     run_dir = Path(run_dir).resolve()
     problems = verify_run(run_dir)
     if problems:
@@ -229,7 +241,9 @@ def promote(settings: Settings, run_dir: Path, force: bool = False, redis_client
             decision = decide(challenger, champion, metric, settings.promote_min_delta)
             decision.reason += f" (validation figures, measured on different data: {note})"
             held = {"note": note}
-    if force and not decision.promote:
+    if force and reason:
+        decision = Decision(True, reason, challenger, champion)
+    elif force and not decision.promote:
         decision = Decision(True, f"forced ({decision.reason})", challenger, champion)
     result = PromotionResult(
         run_dir.name, decision.promote, decision.reason, decision.challenger, decision.champion,

@@ -54,16 +54,22 @@ def promote(
     fmt: FormatOption = "auto",
     do_replay: bool = typer.Option(True, "--replay/--no-replay", help="Without --interactions: replay new "
                                                                        "records into the snapshot first."),
+    canary: float = typer.Option(None, "--canary", help="Serve RUN to this percentage of users as a canary "
+                                                       "against the serving run; `streamrec monitor` widens it, "
+                                                       "rolls it back or promotes it (docs/experiments.md)."),
 ) -> None:
     """Serve RUN if it beats the serving run on a shared holdout of the newest events.
 
     Champion/challenger: both policies measured on one holdout; without data for one, on their
-    validation figures."""
+    validation figures. With --canary N: an online canary instead."""
     from trainer.artifacts import current_run, resolve_run
     from trainer.pipeline import dataset_from_source
     from trainer.promotion import promote as do_promote
 
     _log()
+    if canary is not None:
+        _canary(run, canary)
+        return
     with _errors():
         settings = _settings()
         run_dir = resolve_run(settings.artifact_dir, run)
@@ -84,6 +90,28 @@ def promote(
                    f"champion {fig['champion']}")
     if not result.promoted:
         raise typer.Exit(1)
+
+
+def _canary(run: str, percent: float) -> None:
+    import redis
+
+    from schemas.errors import StoreUnavailable
+    from trainer import canary
+    from trainer.artifacts import resolve_run
+
+    with _errors():
+        settings = _settings()
+        if not settings.redis_url:
+            raise ValueError("a canary needs Redis (STREAMREC_REDIS_URL, or a running `streamrec up`)")
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
+        try:
+            doc = canary.start(settings, client, resolve_run(settings.artifact_dir, run), percent / 100.0)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from None
+    c = doc["canary"]
+    typer.echo(f"canary {doc['name']}: {c['challenger']} to {percent:g}% of users against {c['champion']}; "
+               f"steps {', '.join(f'{s:.0%}' for s in c['steps'])}; `streamrec monitor` widens, rolls back or "
+               f"promotes it; `streamrec experiment report {doc['name']}` shows it")
 
 
 def rollback() -> None:

@@ -35,11 +35,14 @@ class MonitorResult:
     open: list[Alert] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # checks that could not run, and why
     figures: dict = field(default_factory=dict)  # what was measured (kept for /api/v1/monitoring/health)
+    canaries: list = field(default_factory=list)  # trainer.canary.StepResult of this look
+
 
     def describe(self) -> str:
         lines = [f"raised: {a.kind.value} {a.metric} {a.arm or ''} — {a.message}" for a in self.raised]
         lines += [f"resolved: {a.kind.value} {a.metric} {a.arm or ''}" for a in self.resolved]
         lines += [f"skipped: {s}" for s in self.skipped]
+        lines += [f"canary {c.experiment}: {c.done or c.verdict.action} — {c.verdict.reason}" for c in self.canaries]
         lines.append(f"{len(self.open)} alert(s) open")
         return "\n".join(lines)
 
@@ -90,6 +93,15 @@ class Monitor:
             f = checks.above(AlertKind.no_promotion, "days_since_promotion", round(age, 2), s.alert_no_promotion_days,
                              "days since the last promotion")
             found += [f] if f else []
+        # canaries rolled back in the last day (trainer/canary.py): one alert each, open for that day
+        from trainer.canary import rolled_back_recently
+
+        for doc in rolled_back_recently(s, self.client, now):
+            failed = doc["canary"]["failed"]
+            found.append(checks.Finding(AlertKind.canary_rollback, failed["metric"] or "guardrail", doc["name"],
+                                        f"canary {doc['name']} rolled back: {failed['reason']}",
+                                        {**failed["figures"], "challenger": doc["canary"]["challenger"],
+                                         "champion": doc["canary"]["champion"]}))
         if self.check_dlq and s.kafka_bootstrap:
             from trainer.data_quality import check_data
 
@@ -107,6 +119,13 @@ class Monitor:
     def run_once(self) -> MonitorResult:
         result = MonitorResult()
         now = self.clock()
+        from trainer.canary import step as canary_step
+
+        try:  # widen, roll back or promote the running canaries first: a rollback's alert goes out in this look
+            result.canaries = canary_step(self.settings, self.client, now)
+        except Exception as exc:  # noqa: BLE001 - a failed canary step is retried at the next look
+            log.error("canary step failed: %s", exc)
+            result.skipped.append(f"canaries: {exc}")
         found = {f.episode: f for f in self.findings(result)}
         open_ = self.store.open()
         for episode, finding in found.items():
