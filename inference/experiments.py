@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from inference.store import RedisStore
 from ranking.experiments import Arm, Experiment, assign
 from schemas.errors import StoreUnavailable
 from schemas.keys import Keys
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +85,45 @@ def parse_running(raw: dict, now: float) -> list[Experiment]:
     return sorted(out, key=lambda e: e.name)
 
 
+def seed_from_file(settings: Settings, keys: Keys) -> list[str]:
+    """Create the experiments ``Settings.experiments_file`` declares (a JSON list of
+    ``POST /admin/experiments`` bodies) that do not exist yet; returns the names created.
+    Blocking (a worker thread at start). A bad entry is logged and skipped."""
+    import redis
+
+    from inference.routes.experiments import ExperimentCreate, build_experiment
+    from trainer.experiment_store import ExperimentStore
+
+    path = settings.experiments_file
+    if path is None or not settings.redis_url:
+        return []
+    try:
+        bodies = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        log.error("experiments file %s not read: %s", path, exc)
+        return []
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
+    store, made = ExperimentStore(client, keys, settings.artifact_dir, origin="api"), []
+    try:
+        for body in bodies if isinstance(bodies, list) else [bodies]:
+            try:
+                req = ExperimentCreate.model_validate(body)
+                if client.hexists(keys.experiments, req.name):
+                    continue
+                store.create(build_experiment(req, settings.artifact_dir), req.description)
+                made.append(req.name)
+            except (ValueError, redis.RedisError) as exc:
+                log.error("experiment from %s not created: %s", path, exc)
+    finally:
+        client.close()
+    return made
+
+
 class ExperimentBook:
-    def __init__(self, store: RedisStore, keys: Keys, models: ModelRegistry, refresh_s: float = 2.0):
+    def __init__(self, store: RedisStore, keys: Keys, models: ModelRegistry, refresh_s: float = 2.0,
+                 settings: Settings | None = None):
         self.store, self.keys, self.models, self.refresh_s = store, keys, models, refresh_s
+        self.settings = settings
         self.running: list[Experiment] = []
         self.needs_segment = False  # some running experiment has an audience
         self.errors: dict[str, str] = {}  # runs named by arms that could not be loaded
@@ -127,6 +165,10 @@ class ExperimentBook:
     async def start(self, redis_factory) -> None:  # noqa: ANN001 - a client factory for pub/sub
         self._stop.clear()
         try:
+            if self.settings is not None and self.settings.experiments_file is not None:
+                made = await asyncio.to_thread(seed_from_file, self.settings, self.keys)
+                if made:
+                    log.info("experiments created from %s: %s", self.settings.experiments_file, ", ".join(made))
             await self.refresh()
         except Exception as exc:  # noqa: BLE001 - experiments must never keep the API down
             log.error("experiments not read at start: %s", exc)

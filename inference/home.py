@@ -62,7 +62,7 @@ class HomeService:
         self.strategies = strategy_names()
         self._served_counts: dict[tuple[str, str], int] = {}
         self._arm_users: dict[str, set[str]] = {}  # experiment arm label -> users served since the last flush
-        self.experiments = ExperimentBook(store, store.keys, models, settings.experiment_refresh_s)
+        self.experiments = ExperimentBook(store, store.keys, models, settings.experiment_refresh_s, settings)
 
     # --- experiments (inference/experiments.py) ----------------------------------------------
     async def pick(self, user_id: str, strategy: str | None) -> Pick | None:

@@ -190,3 +190,18 @@ def test_cli_create_list_report(settings, redis_client, cli_env):
     assert "ctr" in got.output and "lift +60.0%" in got.output, got.output
     assert run(app, ["experiment", "stop", "cli"]).exit_code == 0
     assert run(app, ["experiment", "report", "nope"]).exit_code == 2
+
+
+def test_experiments_declared_in_a_file_are_created_at_start(settings, tmp_path):
+    spec = tmp_path / "experiments.json"
+    spec.write_text(json.dumps([_body("from-file"), {"name": "broken", "arms": []}]))
+    settings = settings.model_copy(update={"experiments_file": spec})
+
+    async def go():
+        async with api_client(settings) as (_, client):
+            listed = (await client.get("/api/v1/experiments")).json()
+            assert listed["running"] == ["from-file"]  # the bad entry is logged and skipped
+        async with api_client(settings) as (_, client):  # a restart keeps it, creates nothing twice
+            assert (await client.get("/api/v1/experiments")).json()["running"] == ["from-file"]
+
+    asyncio.run(go())
