@@ -182,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from inference.search import SearchService
 
     search = SearchService(settings, runtime.store, runtime.broker, runtime.catalog)
+    runtime.model_listeners.append(search.reload)  # a new run may come with a new search index
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import orjson
 import redis.asyncio as aioredis
@@ -54,6 +54,9 @@ class Runtime:
         self.basket = BasketService(settings, self.store, self.models)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        # called (as tasks) after the serving run changed: the search service reloads its index,
+        # which `streamrec train` builds with the run
+        self.model_listeners: list[Callable[[], Awaitable[Any]]] = []
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -170,7 +173,17 @@ class Runtime:
         if serving is not before:
             self._on_model_change()
             self.local.clear()
+            self._tasks = [t for t in self._tasks if not t.done()]
+            for listener in self.model_listeners:
+                self._tasks.append(asyncio.create_task(_logged(listener), name="model-listener"))
             if announce and serving is not None:
                 await self.broker.announce_model_update(ModelUpdate(
                     run_id=serving.run_id, run_dir=str(serving.run.path), models=list(serving.models)))
         return {"run_id": serving.run_id if serving else None, "changed": serving is not before}
+
+
+async def _logged(listener: Callable[[], Awaitable[Any]]) -> None:
+    try:
+        await listener()
+    except Exception as exc:  # noqa: BLE001 - a listener's failure must not touch serving
+        log.error("after a model change: %s", exc)

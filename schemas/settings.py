@@ -193,6 +193,7 @@ class Settings(BaseSettings):
     hf_offline: bool = True
     search_candidates: int = Field(100, ge=1)  # first-stage candidates from each retriever (FAISS, BM25)
     rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
+    search_index_on_train: bool = True  # `streamrec train` (re)builds the search index when the catalogue's texts changed
     rerank_top_n: int = Field(20, ge=1, le=500)  # how many first-stage results the cross-encoder rescores
     rerank_max_length: int = Field(256, ge=16, le=512)  # tokens of (query, item text) the cross-encoder reads
     # the reranker's weight in its rank fusion with the first stage over the top N (ranking.rerank.apply_reranker):

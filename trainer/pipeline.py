@@ -259,12 +259,37 @@ def train_run(
         from trainer.promotion import promote as do_promote
 
         result.promotion = do_promote(settings, run_dir, comparison=comparison, holdout_note=holdout_note)
+    index_note = _refresh_search_index(settings, source)
+    if index_note:
+        result.warnings.append(index_note)
     from trainer.tracking import log_training_run
 
     tracking_warning = log_training_run(settings, run_dir, metrics, chosen, result.promotion)
     if tracking_warning:
         result.warnings.append(tracking_warning)
     return result
+
+
+def _refresh_search_index(settings: Settings, source: Source) -> str | None:
+    """Build the search index with the run when the catalogue has texts that the serving index
+    does not hold yet (``Settings.search_index_on_train``); a failure is a warning, not a failed run."""
+    if not settings.search_index_on_train or source.item_meta is None or not len(source.item_meta):
+        return None
+    from trainer.text_index import refresh_text_index, texts_from_meta
+
+    try:
+        texts = texts_from_meta(source.item_meta)
+        if not texts:
+            return None
+        from trainer.text_models import load_bi_encoder
+
+        out = refresh_text_index(settings.artifact_dir, texts, lambda: load_bi_encoder(settings.hf_offline))
+    except Exception as exc:  # noqa: BLE001 - the run is saved; search keeps its last index
+        log.warning("search index not rebuilt: %s", exc)
+        return f"the search index was not rebuilt: {exc}"
+    if out is not None:
+        log.info("search index %s: %d items", out.name, len(texts))
+    return None
 
 
 @dataclass

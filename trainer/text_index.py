@@ -80,6 +80,35 @@ def embed(encoder, texts: list[str], batch_size: int = 64, progress: bool = Fals
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
+def texts_digest(texts: Mapping[str, str]) -> str:
+    """A fingerprint of the indexed catalogue: an unchanged one needs no new index.
+
+    >>> texts_digest({"a": "x", "b": "y"}) == texts_digest({"b": "y", "a": "x"})
+    True
+    """
+    import hashlib
+
+    return hashlib.sha256(json.dumps(sorted(texts.items())).encode()).hexdigest()
+
+
+def refresh_text_index(artifact_dir: Path, texts: Mapping[str, str], load_encoder: Callable[[], Any],
+                       progress: bool = False) -> Path | None:
+    """Build and serve a new index of ``texts`` unless the serving one holds exactly them
+    (``streamrec train`` calls this, so the index is built with the run). None: nothing built."""
+    if not texts:
+        return None
+    current = current_index(artifact_dir)
+    if current is not None:
+        try:
+            if json.loads((current / "info.json").read_text()).get("texts_digest") == texts_digest(texts):
+                return None
+        except (OSError, ValueError):
+            pass  # an unreadable index is rebuilt
+    out = build_text_index(texts, new_index_dir(artifact_dir), load_encoder(), progress=progress)
+    point_current(search_root(artifact_dir), out)
+    return out
+
+
 def build_text_index(texts: Mapping[str, str], out_dir: Path, encoder, progress: bool = False) -> Path:
     """Index ``texts`` ({item_id: text}) into ``out_dir``; ``COMPLETE`` last."""
     import bm25s
@@ -104,7 +133,7 @@ def build_text_index(texts: Mapping[str, str], out_dir: Path, encoder, progress:
     (out_dir / "texts.json").write_text(json.dumps(docs))
     (out_dir / "info.json").write_text(json.dumps({
         "items": len(ids), "dim": int(emb.shape[1]), "bi_encoder": "all-MiniLM-L6-v2",
-        "built": datetime.now(timezone.utc).isoformat()}, indent=2))
+        "texts_digest": texts_digest(texts), "built": datetime.now(timezone.utc).isoformat()}, indent=2))
     (out_dir / "COMPLETE").write_text(datetime.now(timezone.utc).isoformat())
     return out_dir
 

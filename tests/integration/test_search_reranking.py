@@ -259,3 +259,27 @@ async def test_home_and_similar_lists_are_reranked_on_request_or_by_the_policy(s
     assert by_policy["reranked"] is True
     assert [i["reranker_score"] is not None for i in by_policy["items"]] == [True] * 3 + [False] * 5
     assert "reranked" not in refused or refused["reranked"] is None
+
+
+async def test_a_new_serving_run_brings_its_search_index_without_an_admin_reload(settings, tmp_path):
+    """`streamrec train` builds the index with the run; the API reloads search when the run changes."""
+    from tests.integration.support import synthetic_events, train_tiny_run
+
+    root = tmp_path / "artifacts"
+    first = train_tiny_run(root, models=("ease",), tag="first")
+    second = train_tiny_run(root, models=("ease",), tag="second", make_current=False)
+    s = settings.model_copy(update={"artifact_dir": root})
+    async with api_client(s) as (app, c):
+        assert (await c.post(SEARCH, json={"query_text": "item", "k": 3})).status_code == 503  # no index yet
+        _, meta = synthetic_events()
+        out = build_text_index({i: f"{row.title}: a {row.category} item" for i, row in meta.iterrows()},
+                               new_index_dir(root), load_bi_encoder())
+        point_current(search_root(root), out)
+        got = await app.state.runtime.reload(str(second))  # as the model-updates watcher does on a promotion
+        assert got["changed"] and got["run_id"] == second.name != first.name
+        for _ in range(100):
+            r = await c.post(SEARCH, json={"query_text": "item", "k": 3})
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert r.status_code == 200 and len(r.json()["items"]) == 3

@@ -26,6 +26,8 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("STREAMREC_ARTIFACT_DIR", str(tmp_path / "artifacts"))
     monkeypatch.setenv("STREAMREC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("STREAMREC_TRAIN_THREADS", "1")
+    # the search index built with a run (MiniLM) is tested once, in test_train_builds_the_search_index_with_the_run
+    monkeypatch.setenv("STREAMREC_SEARCH_INDEX_ON_TRAIN", "false")
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
@@ -270,3 +272,22 @@ def test_a_search_over_its_budget_stops_at_the_best_so_far_and_says_so(env, tiny
     notes = json.loads((run / "metrics.json").read_text())["tuning"]["stopped_early"]
     assert any(n.startswith("rp3beta grid") for n in notes) and any(n.startswith("blend weights") for n in notes)
     assert json.loads((run / "policy.json").read_text())["components"]  # a policy was still chosen and saved
+
+
+def test_train_builds_the_search_index_with_the_run(env, tiny_csv, monkeypatch):
+    """A catalogue with texts gets its search index with the run; an unchanged one keeps it."""
+    from schemas.settings import get_settings
+    from trainer.text_index import current_index, load_text_index
+
+    monkeypatch.setenv("STREAMREC_SEARCH_INDEX_ON_TRAIN", "true")
+    get_settings.cache_clear()
+    items = tiny_csv.parent / "items.csv"
+    train(tiny_csv, "--model", "popularity", "--items", items)
+    first = current_index(env / "artifacts")
+    assert first is not None and len(load_text_index(first)) == 30
+    train(tiny_csv, "--model", "popularity", "--items", items)
+    assert current_index(env / "artifacts") == first  # the same texts: no new index
+    items.write_text(items.read_text().replace("item 3 red", "item 3 crimson"))
+    train(tiny_csv, "--model", "popularity", "--items", items)
+    second = current_index(env / "artifacts")
+    assert second != first and "crimson" in load_text_index(second).text_of("i3")
