@@ -16,6 +16,8 @@ class RecommendedItem(BaseModel):
     # with use_reranker: the list's own score, and the cross-encoder's (None below the reranked top N)
     first_stage_score: float | None = None
     reranker_score: float | None = None
+    # an interleaving experiment's list: the arm (team) that drafted this item (docs/experiments.md)
+    team: str | None = None
     # with STREAMREC_EXPLORE_EPSILON > 0: the probability the policy put this item here (docs/off-policy.md)
     propensity: float | None = None
 
