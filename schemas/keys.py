@@ -19,6 +19,7 @@ and a Python reader cannot disagree on a layout.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, NamedTuple
@@ -224,9 +225,32 @@ class Keys:
         """String ``item|ts``: the user's last interacted item and its time (session pairs); expires after the gap."""
         return f"{self.prefix}sess:{user}"
 
-    def forgotten(self, user: str) -> str:
-        """String: epoch seconds of the user's forget; the user's events dated before it are dropped (TTL)."""
-        return f"{self.prefix}forgotten:{user}"
+    def forgotten(self, digest: str) -> str:
+        """String: epoch seconds of a user's forget; the user's events dated before it are dropped
+        (TTL). Named by ``user_digest``, never by the id: the marker keeps no readable trace."""
+        return f"{self.prefix}forgotten:{digest}"
+
+    @staticmethod
+    def user_digest(user: str) -> str:
+        """SHA-1 hex of a user id (Lua computes the same with ``redis.sha1hex``).
+
+        >>> Keys.user_digest("u1")
+        'c5ea71554c774daf7fab320fc3476afc0617eb00'
+        """
+        return hashlib.sha1(user.encode()).hexdigest()
+
+    def user_keys(self, user: str) -> list[str]:
+        """Every key that belongs to one user alone: forgetting the user deletes them, the
+        footprint lists those still held. Beside them a user appears as a field of
+        ``user_segments`` (and of the legacy ``sessions`` hash), in the cached lists
+        (``recs_patterns``), as ``user<TAB>item`` in impression buckets and positive-day sets,
+        and in feedback comments."""
+        return [self.seen(user), self.recent(user), self.user_counts(user), self.user_stats(user),
+                self.user_profile(user), self.session(user), self.recs_index(user)]
+
+    def recs_patterns(self, user: str) -> list[str]:
+        """SCAN patterns of the user's cached lists, every cache version (ids hold no glob characters)."""
+        return [f"{self.prefix}recs:{user}:*", f"{self.prefix}recs:v*:{user}:*"]
 
     @property
     def forgotten_any(self) -> str:
