@@ -229,6 +229,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     api.include_router(experiments.admin)
     api.include_router(experiments.router, dependencies=read)
+    from inference.routes import users
+
+    api.include_router(users.router)  # forget a user, and the footprint (admin)
     if settings.cors_origins:
         api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["content-type", "x-api-key", "x-admin-key"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 from typing import Awaitable, Callable
 
@@ -29,16 +30,19 @@ import redis.asyncio as aioredis
 from schemas import topics
 from schemas.catalog import CatalogItem, ModelUpdate, UserProfile
 from schemas.errors import StoreUnavailable
+from schemas.events import ID_PATTERN
 from schemas.settings import Settings
 from schemas.kafka_security import aiokafka_options
 from streams import metrics
 from streams.batch import DeadLetter, Record, decode_models
 from streams.consumer import InteractionsConsumer
+from streams.forget import forget_user
 from streams.lag import LagTracker
 from streams.processor import ConfigWatcher, InteractionProcessor
 from streams.state import StreamState
 
 log = logging.getLogger(__name__)
+USER_ID = re.compile(ID_PATTERN)
 
 
 def free_port() -> int:
@@ -61,6 +65,21 @@ def to_records(events: list) -> list[Record]:
         Record(e.message.value, e.message.topic, e.message.partition, e.message.offset, e.message.timestamp)
         for e in events
     ]
+
+
+def tombstone_user(message) -> str | None:  # noqa: ANN001 - a Faust message
+    """The user a ``users`` record forgets: a tombstone (no value) keyed by a valid user id.
+
+    >>> from types import SimpleNamespace as M
+    >>> tombstone_user(M(value=None, key=b"u42")), tombstone_user(M(value=b"{}", key=b"u42"))
+    ('u42', None)
+    >>> tombstone_user(M(value=None, key=b"not an id!")) is None
+    True
+    """
+    if message.value is not None or not message.key:
+        return None
+    user = message.key.decode("utf-8", errors="replace")
+    return user if USER_ID.match(user) else None
 
 
 def shorten_fetch_wait(max_wait_ms: int) -> None:
@@ -169,16 +188,18 @@ def build_app(settings: Settings) -> faust.App:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def apply_upserts(events: list, model: type, write: Callable) -> None:
+        good, dead = decode_models(to_records(events), model)
+        if good:
+            await retry_store(lambda: write(good))
+        if dead:
+            await send_dead(dead)
+            for d in dead:
+                metrics.DLQ.labels(d.topic).inc()
+
     async def upserts(stream: faust.StreamT, model: type, write: Callable) -> None:
         async for events in stream.noack_take(500, within=0.1):
-            records = to_records(events)
-            good, dead = decode_models(records, model)
-            if good:
-                await retry_store(lambda: write(good))
-            if dead:
-                await send_dead(dead)
-                for d in dead:
-                    metrics.DLQ.labels(d.topic).inc()
+            await apply_upserts(events, model, write)
             await acked(stream, events)
 
     worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -199,7 +220,23 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.agent(users_topic)
     async def users(stream: faust.StreamT) -> None:
-        await upserts(stream, UserProfile, lambda profiles: state().upsert_users(profiles))
+        # a tombstone (key = user id, no value) forgets the user (streams/forget.py); profiles
+        # and tombstones are applied in log order, so a profile sent after a forget counts
+        async for events in stream.noack_take(500, within=0.1):
+            run: list = []
+            for event in events + [None]:
+                user = tombstone_user(event.message) if event is not None else None
+                if event is not None and user is None:
+                    run.append(event)
+                    continue
+                if run:
+                    await apply_upserts(run, UserProfile, lambda profiles: state().upsert_users(profiles))
+                    run = []
+                if user is not None:
+                    await retry_store(lambda: forget_user(state().redis, state().keys, user, settings.forget_guard_s))
+                    metrics.USERS_FORGOTTEN.inc()
+                    log.info("forgot user %s", user)
+            await acked(stream, events)
 
     @app.agent(model_updates_topic)
     async def model_updates(stream: faust.StreamT) -> None:

@@ -251,7 +251,7 @@ if redis.call('EXISTS', K.forgotten_any) == 1 then
   for i = 1, #user_list, CHUNK do
     local part = {unpack(user_list, i, math.min(i + CHUNK - 1, #user_list))}
     local fk = {}
-    for j, user in ipairs(part) do fk[j] = key(K.forgotten, user) end
+    for j, user in ipairs(part) do fk[j] = key(K.forgotten, redis.sha1hex(user)) end
     local got = redis.call('MGET', unpack(fk))
     for j, user in ipairs(part) do
       if got[j] then forgotten_at[user] = tonumber(got[j]) end

@@ -112,7 +112,7 @@ def test_per_user_keys_carry_the_inactivity_ttl(s: Settings) -> None:
 def test_events_of_a_forgotten_user_dated_before_the_forget_are_dropped(s: Settings) -> None:
     k, r = Keys(s.redis_prefix), redis.Redis.from_url(s.redis_url)
     now = time.time()
-    r.set(k.forgotten("gone"), str(now), ex=3600)
+    r.set(k.forgotten(Keys.user_digest("gone")), str(now), ex=3600)
     r.set(k.forgotten_any, "1", ex=3600)
     got = apply(s, records([event("view", "gone", "i1", now - 5), event("view", "kept", "i1", now - 5),
                             event("view", "gone", "i2", now + 5)]), now + 6)
