@@ -10,9 +10,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from infra.cli import basket, batch, data, experiment, keys, monitor, ope, reranker, runs, stack, train  # noqa: E402  (each registers its commands)
+from infra.cli import basket, batch, data, experiment, forget, keys, monitor, ope, reranker, runs, stack, train  # noqa: E402  (each registers its commands)
 
-for module in (stack, data, train, batch, runs, basket, reranker, keys, monitor, experiment, ope):
+for module in (stack, data, train, batch, runs, basket, reranker, keys, monitor, experiment, ope, forget):
     module.register(app)
 
 
