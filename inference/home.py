@@ -8,7 +8,7 @@ popularity snapshot) instead of failing the request. The route only validates an
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from inference.bandit import BanditChooser
@@ -92,6 +92,8 @@ class HomeService:
         pick = book.pick(user_id)
         if pick is None:
             return None, "", None
+        if pick.experiment.kind == "interleaving":
+            return None  # merged per request by the route
         return served_name(pick.arm.strategy, self.models.run_for(pick.arm.run)), pick.variant, pick.label
 
     def arm_query(self, q: HomeQuery, pick: Pick) -> HomeQuery:
@@ -179,14 +181,50 @@ class HomeService:
         """Bookkeeping of one served list: impressions and strategy counts (both flushed in batches).
         An experiment arm's list counts under its ``label`` (``{experiment}.{arm}``), which its
         impressions carry as their strategy: the stream keeps the arm's feedback counters under it."""
-        arm = label or entry.strategy
         self.metrics.strategy.labels(entry.strategy).inc()
-        key = (entry.user_id, arm)
+        self._book(request_id, entry.user_id, label or entry.strategy, entry.items, label is not None,
+                   entry.propensities)
+
+    def _book(self, request_id: str, user: str, arm: str, items: tuple[str, ...], in_experiment: bool,
+              propensities: tuple[float, ...] | None = None) -> None:
+        key = (user, arm)
         self._served_counts[key] = self._served_counts.get(key, 0) + 1
-        if label is not None:
-            self._arm_users.setdefault(label, set()).add(entry.user_id)
-        if self.settings.emit_impressions and entry.items:
-            self.broker.queue_impressions(request_id, entry.user_id, arm, entry.items, entry.propensities)
+        if in_experiment:
+            self._arm_users.setdefault(arm, set()).add(user)
+        if self.settings.emit_impressions and items:
+            self.broker.queue_impressions(request_id, user, arm, items, propensities)
+
+    async def interleave(self, q: HomeQuery, pick: Pick, request_id: str) -> bytes:
+        """An interleaving experiment's list: both arms' lists (each computed and cached as any
+        arm's) merged by team draft (``ranking.interleaving``, seeded by the request id), each item
+        marked with the arm that drafted it. Its impressions go out per team under the team's
+        label, so a click is credited to the arm that placed the item."""
+        import orjson
+
+        from ranking.interleaving import TEAM_A, team_draft
+
+        exp = pick.experiment
+        arm_a, arm_b = exp.arms
+        got = await asyncio.gather(*(self.home(self.arm_query(replace(q), Pick(exp, arm))) for arm in (arm_a, arm_b)))
+        docs = [orjson.loads(b"{" + s.entry.tail_cached) for s in got]
+        by_id = [{i["item_id"]: i for i in d["items"]} for d in docs]
+        merged = team_draft([i["item_id"] for i in docs[0]["items"]], [i["item_id"] for i in docs[1]["items"]],
+                            q.k, key=request_id)
+        teams: dict[str, list[str]] = {arm_a.name: [], arm_b.name: []}
+        items = []
+        for item, team in merged:
+            side = 0 if team == TEAM_A else 1
+            arm = (arm_a, arm_b)[side].name
+            teams[arm].append(item)
+            items.append({**by_id[side][item], "team": arm})
+        self.metrics.strategy.labels("interleaving").inc()
+        for arm, its in teams.items():
+            self._book(f"{request_id}.{arm}", q.user_id, exp.label(arm), tuple(its), True)
+        return orjson.dumps({
+            "request_id": request_id, "user_id": q.user_id, "strategy": "interleaving",
+            "model_version": docs[0].get("model_version"), "cached": all(s.cached for s in got),
+            "degraded": any(d.get("degraded") for d in docs), "experiment": exp.name, "arm": "interleaved",
+            "items": items})
 
     async def flush_served_counts(self) -> None:
         """``{strategy}:lists`` counters of the stats hashes, one pipeline for everything served since."""

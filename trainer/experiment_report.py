@@ -150,7 +150,7 @@ def report(doc: dict[str, Any], days: Iterable[tuple[str, dict]], users: dict[st
                          "impressions": int(c["impressions"])},
             "metrics": metrics, "vs_control": versus,
         })
-    return {
+    out = {
         "name": exp.name, "kind": exp.kind, "status": doc.get("status"), "description": doc.get("description", ""),
         "namespace": exp.namespace, "traffic": list(exp.traffic),
         "audience": None if exp.audience is None else sorted(exp.audience),
@@ -161,6 +161,32 @@ def report(doc: dict[str, Any], days: Iterable[tuple[str, dict]], users: dict[st
         "statistics": "always-valid mSPRT (docs/experiments.md): vs_control intervals and p-values hold at "
                       "any look; ci95 per arm is a fixed-horizon description",
     }
+    if exp.kind == "interleaving":
+        out["interleaving"] = interleaving_summary(exp, cumulative, alpha)
+    return out
+
+
+def interleaving_summary(exp: Experiment, counters: dict[str, Counter], alpha: float) -> dict[str, Any]:
+    """Team-draft outcome: each click goes to the arm that drafted the clicked item (its impression
+    carries the team's label); the first arm's share of the credited clicks, its Wilson interval and
+    the sign test against 1/2 (``trainer.interleaving_analysis``). The unit is the click, not the list:
+    clicks of one list are not independent, so with many multi-click lists the p-value is optimistic.
+
+    >>> e = Experiment.create("i", {"a": 0.5, "b": 0.5}, kind="interleaving")
+    >>> r = interleaving_summary(e, {"a": Counter(clicks=70), "b": Counter(clicks=40)}, 0.05)
+    >>> round(r["win_rate"], 3), r["winner"], r["significant"]
+    (0.636, 'a', True)
+    """
+    from trainer.interleaving_analysis import analyse
+
+    a, b = exp.arms
+    ca, cb = int(counters[a.name]["clicks"]), int(counters[b.name]["clicks"])
+    res = analyse(ca, cb, 0, alpha)
+    return {"team_a": a.name, "team_b": b.name, "clicks": {a.name: ca, b.name: cb},
+            "impressions": {a.name: int(counters[a.name]["impressions"]), b.name: int(counters[b.name]["impressions"])},
+            "win_rate": _r(res.win_rate), "ci": [_r(res.ci[0]), _r(res.ci[1])], "p_value": _r(res.p_value),
+            "significant": res.significant, "winner": {"A": a.name, "B": b.name}.get(res.winner or ""),
+            "unit": "click", "test": "sign test (exact binomial) of the first arm's share of credited clicks vs 1/2"}
 
 
 def read_days(client, keys, doc: dict[str, Any], now: float) -> tuple[list[tuple[str, dict]], dict[str, int]]:  # noqa: ANN001
@@ -197,4 +223,9 @@ def describe(rep: dict[str, Any]) -> str:
                 cmp = (f"  lift {vs['lift']:+.1%} [{lo:+.1%}, {hi:+.1%}] p={vs['p_value']:.3g} {vs['verdict']}"
                        if math.isfinite(lo) and math.isfinite(hi) else f"  lift {vs['lift']:+.1%} (too few data)")
             lines.append(f"    {metric:<16} {val}{ci}{cmp}")
+    il = rep.get("interleaving")
+    if il:
+        rate = "n/a" if il["win_rate"] is None else f"{il['win_rate']:.3f} [{il['ci'][0]:.3f}, {il['ci'][1]:.3f}]"
+        lines.append(f"  interleaving: {il['team_a']} won {rate} of credited clicks ({il['clicks']}), "
+                     f"p={il['p_value']:.3g}, winner {il['winner'] or 'none yet'}")
     return "\n".join(lines)

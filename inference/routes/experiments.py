@@ -50,7 +50,9 @@ class ExperimentCreate(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     arms: list[ArmSpec] = Field(min_length=2, max_length=10)
-    kind: Literal["ab"] = Field("ab", description="ab (canaries are made by `streamrec promote RUN --canary N`)")
+    kind: Literal["ab", "interleaving"] = Field(
+        "ab", description="ab: each user sees their arm; interleaving: two arms' lists merged by team draft in "
+                          "every list (canaries are made by `streamrec promote RUN --canary N`)")
     salt: str | None = Field(None, max_length=128, description="hash salt; default: the name")
     namespace: str = Field("default", pattern=NAME_PATTERN, description="experiments of one namespace never share a user")
     traffic: tuple[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)],

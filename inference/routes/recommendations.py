@@ -55,6 +55,8 @@ async def home(
                   filters=Filters(exclude_seen=exclude_seen, include=Filters.parse_list(include),
                                   exclude=Filters.parse_list(exclude), category_cap=category_cap))
     pick = await svc.pick(user_id, strategy)  # a running experiment's arm (docs/experiments.md)
+    if pick is not None and pick.experiment.kind == "interleaving":
+        return Response(await svc.interleave(q, pick, new_request_id()), media_type="application/json")
     if pick is not None:
         q = svc.arm_query(q, pick)
     served = await svc.home(q)

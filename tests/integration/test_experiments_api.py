@@ -205,3 +205,37 @@ def test_experiments_declared_in_a_file_are_created_at_start(settings, tmp_path)
             assert (await client.get("/api/v1/experiments")).json()["running"] == ["from-file"]
 
     asyncio.run(go())
+
+
+def test_interleaving_merges_both_arms_and_reports_a_win_rate(settings, redis_client):
+    from schemas.keys import Keys
+
+    train_tiny_run(settings.artifact_dir, models=("ease", "ncf"))
+    body = {"name": "mix", "kind": "interleaving", "arms": [{"name": "control", "share": 0.5, "strategy": "ease"},
+                                                            {"name": "treatment", "share": 0.5, "strategy": "ncf"}]}
+
+    async def go():
+        async with api_client(settings) as (app, client):
+            assert (await client.post("/admin/experiments", json=body)).status_code == 201
+            teams = set()
+            for i in range(10):
+                r = (await client.get("/api/v1/recommendations/home", params={"user_id": f"u{i}", "k": 8})).json()
+                assert r["experiment"] == "mix" and r["arm"] == "interleaved" and r["strategy"] == "interleaving"
+                ids = [it["item_id"] for it in r["items"]]
+                assert len(ids) == len(set(ids)) == 8
+                teams |= {it["team"] for it in r["items"]}
+                pop = (await client.get("/api/v1/recommendations/home",
+                                        params={"user_id": f"u{i}", "k": 8, "strategy": "ease"})).json()
+                # every item the control team drafted comes from the control's own list
+                assert {it["item_id"] for it in r["items"] if it["team"] == "control"} <= {x["item_id"] for x in pop["items"]}
+            assert teams == {"control", "treatment"}
+            day = datetime.now(timezone.utc).date().isoformat()
+            redis_client.hset(Keys(settings.redis_prefix).stats_day(day), mapping={
+                "mix.control:impressions": 4000, "mix.control:clicks": 120,
+                "mix.treatment:impressions": 4000, "mix.treatment:clicks": 200})
+            rep = (await client.get("/api/v1/experiments/mix")).json()
+            il = rep["interleaving"]
+            assert il["clicks"] == {"control": 120, "treatment": 200} and il["win_rate"] == pytest.approx(0.375)
+            assert il["significant"] and il["winner"] == "treatment"
+
+    asyncio.run(go())
