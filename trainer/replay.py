@@ -22,6 +22,14 @@ records of the new one (so a replay stopped half-way changes nothing). An operat
 wants to keep them (a broker restarted empty, the old history still wanted for training)
 passes ``keep_restarted=True``: the old rows stay and the new log's records are appended
 (an event re-sent with the same ``event_id`` still counts once).
+
+Forgotten users. A tombstone on ``users`` (key = user id, no value: ``DELETE /api/v1/users/{id}``,
+``streamrec forget``) removes the user from the snapshot: every interaction of the user dated at
+or before the tombstone's time, and the user's metadata rows, leave their parts (rewritten, in
+one manifest replace per snapshot), so the next training run holds no trace of the user. The
+snapshot keeps only the SHA-1 of the id and the forget time (``forgotten`` in its manifest), so
+that the user's events replayed later (a lagging partition) are dropped too; events dated after
+the forget are a new life of that id and are kept.
 """
 from __future__ import annotations
 
@@ -35,6 +43,7 @@ from typing import Any
 
 from schemas import topics
 from schemas.errors import BrokerUnavailable, InvalidEvent
+from schemas.keys import Keys
 from schemas.settings import Settings
 from schemas.kafka_security import aiokafka_options, confluent_options
 from trainer.data.rows import flatten
@@ -59,6 +68,9 @@ class ReplayResult:
     #: topic → why its log counts as restarted (replayed from its start this time)
     restarted: dict[str, str] = field(default_factory=dict)
     dropped_rows: dict[str, int] = field(default_factory=dict)  # topic → old snapshot rows dropped
+    #: users whose tombstone this replay read → the tombstone's time (epoch seconds)
+    forgotten: dict[str, float] = field(default_factory=dict)
+    forgotten_rows: int = 0  # snapshot rows dropped as a forgotten user's
 
     @property
     def changed(self) -> bool:
@@ -76,6 +88,8 @@ class ReplayResult:
             + "".join(f"; log restarted: {t} ({r}), replayed from its start, "
                       + (f"{self.dropped_rows[t]} old rows dropped" if t in self.dropped_rows else "old rows kept")
                       for t, r in self.restarted.items())
+            + (f"; {len(self.forgotten)} users forgotten, {self.forgotten_rows} of their rows dropped"
+               if self.forgotten or self.forgotten_rows else "")
             + f"; {self.seconds:.1f} s"
         )
 
@@ -86,6 +100,7 @@ class ReplayResult:
             self.skipped[key] = self.skipped.get(key, 0) + n
         self.restarted.update(part.restarted)
         self.dropped_rows.update(part.dropped_rows)
+        self.forgotten.update(part.forgotten)
 
 
 def convert(name: str, raw: bytes | None, topic: str, partition: int, offset: int) -> dict[str, Any]:
@@ -158,6 +173,8 @@ async def replay_async(
             # metadata is small and always wanted whole: --since does not apply to it
             part = await replay_topic(settings, name, progress=False, required=False, keep_restarted=keep_restarted)
             result.merge_meta(name, part)
+    if result.forgotten:
+        result.forgotten_rows = forget_in_snapshot(snap, result.forgotten)
     log.info("%s", result.describe())
     return result
 
@@ -240,6 +257,7 @@ async def replay_topic(
         position = {tp.partition: start[tp] for tp in tps}
         buffer: list[dict[str, Any]] = []
         skipped: dict[str, int] = {}
+        forgotten = forgotten_users(root) if topic_name == topics.INTERACTIONS else {}
 
         def flush() -> None:
             nonlocal restart
@@ -266,11 +284,20 @@ async def replay_topic(
                         position[tp.partition] = rec.offset + 1
                         if since_ms is not None and rec.timestamp is not None and 0 <= rec.timestamp < since_ms:
                             continue  # before --since (brokers that ignore the time lookup land here)
+                        if topic_name == topics.USERS and rec.value is None and rec.key:
+                            # a tombstone: forget the user (module doc)
+                            result.forgotten[rec.key.decode("utf-8", errors="replace")] = (rec.timestamp or 0) / 1000
+                            continue
                         try:
-                            buffer.append(convert(topic_name, rec.value, topic, tp.partition, rec.offset))
+                            row = convert(topic_name, rec.value, topic, tp.partition, rec.offset)
                         except InvalidEvent as exc:
                             key = reason_key(exc.reason)
                             skipped[key] = skipped.get(key, 0) + 1
+                            continue
+                        if forgotten and _is_forgotten(forgotten, row):
+                            skipped["forgotten user"] = skipped.get("forgotten user", 0) + 1
+                            continue
+                        buffer.append(row)
                 # A partition is done after an empty fetch at or past its end offset, not when a
                 # record reaches it: some brokers (Tansu) report the base offset of the last batch
                 # as the end, so records past ``end`` are read too. The consumer's position also
@@ -300,6 +327,76 @@ async def replay_topic(
     result.snapshot_rows = root.rows
     result.seconds = time.monotonic() - started
     return result
+
+
+def forgotten_users(snap: Snapshot) -> dict[str, float]:
+    """SHA-1 of each forgotten user id → the forget's time, as the snapshot's manifest keeps them."""
+    return {d: float(t) for d, t in snap.manifest().get("forgotten", {}).items()}
+
+
+def _is_forgotten(forgotten: dict[str, float], row: dict[str, Any]) -> bool:
+    at = forgotten.get(Keys.user_digest(str(row["user_id"])))
+    return at is not None and (row.get("timestamp") is None or row["timestamp"] <= at)
+
+
+def forget_in_snapshot(snap: Snapshot, users: dict[str, float]) -> int:
+    """Register the forgotten ``users`` (id → forget time) in the snapshot and drop their rows:
+    interactions dated at or before the forget, and every users-metadata row of theirs. Parts
+    that lose rows are rewritten under new names, committed in one manifest replace per
+    snapshot, then the old files go. Returns the rows dropped.
+
+    >>> import tempfile; from pathlib import Path
+    >>> s = Snapshot(Path(tempfile.mkdtemp()))
+    >>> rows = [convert("interactions", f'{{"event_id": "e{j}", "type": "view", "user_id": "u{j % 2}", '
+    ...                 f'"item_id": "i", "ts": {j}}}'.encode(), "t", 0, j) for j in range(4)]
+    >>> _ = s.append(rows, "t", {0: 4})
+    >>> forget_in_snapshot(s, {"u1": 100.0}), sorted(s.frame()["user_id"]), s.rows
+    (2, ['u0', 'u0'], 2)
+    >>> forgotten_users(s) == {Keys.user_digest("u1"): 100.0}
+    True
+    """
+    registry = {Keys.user_digest(u): float(t) for u, t in users.items()}
+    dropped = _drop_rows(snap, registry, "timestamp", register=True)
+    users_meta = snap.meta(topics.USERS)
+    if users_meta.exists():
+        dropped += _drop_rows(users_meta, registry, None)
+    return dropped
+
+
+def _drop_rows(snap: Snapshot, registry: dict[str, float], ts_column: str | None, register: bool = False) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    snap.path.mkdir(parents=True, exist_ok=True)
+    man = snap.manifest()
+    if register:
+        known = man.setdefault("forgotten", {})
+        for d, t in registry.items():
+            known[d] = max(t, float(known.get(d, 0)))
+    dropped, old = 0, []
+    for i, part in enumerate(list(man["parts"])):
+        table = pq.read_table(snap.path / part)
+        users = table.column("user_id").to_pylist()
+        when = table.column(ts_column).to_pylist() if ts_column else [None] * len(users)
+        digests = {u: Keys.user_digest(str(u)) for u in set(users)}
+        keep = [not (digests[u] in registry and (t is None or t <= registry[digests[u]])) for u, t in zip(users, when)]
+        if all(keep):
+            continue
+        new = snap._next_part_name(man)
+        pq.write_table(table.filter(pa.array(keep)), snap.path / new)
+        man["parts"][i] = new
+        topics_of = man.setdefault("part_topics", {})
+        if part in topics_of:
+            topics_of[new] = topics_of.pop(part)
+        n = len(keep) - sum(keep)
+        man["rows"] = int(man["rows"]) - n
+        dropped += n
+        old.append(part)
+    if dropped or register:
+        snap._commit(man)
+    for part in old:  # no manifest names them any more
+        (snap.path / part).unlink(missing_ok=True)
+    return dropped
 
 
 async def _serves(consumer, tp, offset: int) -> bool:
