@@ -130,17 +130,33 @@ class ExperimentBook:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._lock = asyncio.Lock()
+        self._memo: dict[str, Pick | None] = {}  # user -> arm, emptied at every refresh
+
+    MEMO_MAX = 200_000
 
     # --- the request path ----------------------------------------------------------------
     def pick(self, user_id: str, segment: str | None = None, now: float | None = None) -> Pick | None:
+        """The user's arm. Without a segment or a given time the answer is memoised until the next
+        refresh (at most ``refresh_s``): a cached list's request then costs a dict lookup, not hashes."""
         if not self.running:
             return None
-        now = time.time() if now is None else now
+        memo = segment is None and now is None
+        if memo:
+            got = self._memo.get(user_id, self)
+            if got is not self:
+                return got  # type: ignore[return-value]
+        at = time.time() if now is None else now
+        pick = None
         for exp in self.running:
-            arm = assign(exp, user_id, segment, now)
+            arm = assign(exp, user_id, segment, at)
             if arm is not None:
-                return Pick(exp, arm) if self.models.holds(arm.run) else None
-        return None
+                pick = Pick(exp, arm) if self.models.holds(arm.run) else None
+                break
+        if memo:
+            if len(self._memo) >= self.MEMO_MAX:
+                self._memo.clear()
+            self._memo[user_id] = pick
+        return pick
 
     # --- keeping up to date -------------------------------------------------------------
     async def refresh(self) -> None:
@@ -154,6 +170,7 @@ class ExperimentBook:
             self.errors = await self.models.hold(runs)
             changed = [e.name for e in running] != [e.name for e in self.running]
             self.running = running
+            self._memo = {}  # new shares, a start or stop time passed, a run loaded: assign afresh
             self.needs_segment = any(e.audience is not None for e in running)
             if changed:
                 log.info("experiments running: %s", ", ".join(e.name for e in running) or "none")

@@ -55,7 +55,10 @@ class Arm:
         return sum(hi - lo for lo, hi in self.segments)
 
     def holds(self, point: float) -> bool:
-        return any(lo <= point < hi for lo, hi in self.segments)
+        for lo, hi in self.segments:  # a plain loop: this runs on every home request
+            if lo <= point < hi:
+                return True
+        return False
 
     @property
     def policy_tag(self) -> str:
