@@ -158,6 +158,14 @@ class Keys:
         """HyperLogLog of the users served an experiment arm (``label`` = ``{experiment}.{arm}``)."""
         return f"{self.prefix}exp_users:{label}"
 
+    def shadow_log(self, experiment: str) -> str:
+        """List (newest first, capped) of a shadow experiment's records: both lists, agreement, latencies."""
+        return f"{self.prefix}shadow:{experiment}"
+
+    def shadow_stats(self, experiment: str) -> str:
+        """Hash of a shadow experiment's running totals (n, agreement and latency sums, dropped)."""
+        return f"{self.prefix}shadow_stats:{experiment}"
+
     # stream-side working state (written and read only by the agents in streams/)
     @property
     def trend_meta(self) -> str:
