@@ -105,6 +105,10 @@ def generate(n_items: int = 400, n_users: int = 600, days: int = 30, seed: int =
 
 
 ARMS = {"hybrid": 1.0, "popularity": 0.7}  # arm -> how much of the good feedback it gets (hybrid does better)
+# an experiment `streamrec up --demo` declares (STREAMREC_EXPERIMENTS_FILE), started when the history starts,
+# so its report and the dashboard's panel have days of traffic: its arms' lists are labelled {name}.{arm}
+DEMO_EXPERIMENT = "demo-ranking"
+EXPERIMENT_ARMS = {"control": ("policy", 1.0), "treatment": ("popularity", 0.8)}  # arm -> (strategy, feedback)
 COMMENTS = {
     5: ["Exactly what I needed", "Clear and well paced", "Great examples"],
     4: ["Good, a bit long", "Useful, the exercises help"],
@@ -126,11 +130,12 @@ def feedback(events: list[dict], items: list[str], rng: random.Random) -> list[d
         out.append({"event_id": f"demo-fb-{len(out)}", "type": typ, "user_id": user, "item_id": item,
                     "ts": at.isoformat(), "value": fields.get("value"), "context": ctx})
 
+    arms = {**ARMS, **{f"{DEMO_EXPERIMENT}.{a}": good for a, (_, good) in EXPERIMENT_ARMS.items()}}
     for ev in [e for e in events if e["type"] in ("click", "enroll")]:
         if rng.random() > 0.6:
             continue
-        arm = rng.choice(list(ARMS))
-        good = ARMS[arm]
+        arm = rng.choice(list(arms))
+        good = arms[arm]
         at, user, item = datetime.fromisoformat(ev["ts"]), ev["user_id"], ev["item_id"]
         shown = at - timedelta(seconds=rng.uniform(5, 60))
         request = f"demo-req-{len(out)}"
@@ -168,3 +173,10 @@ def zipf_check(data: DemoData) -> float:
         counts[e["item_id"]] = counts.get(e["item_id"], 0) + 1
     top = sorted(counts.values(), reverse=True)[: max(1, math.ceil(len(data.catalog) / 10))]
     return sum(top) / sum(counts.values())
+
+
+def experiment(start: datetime) -> dict:
+    """The demo's experiment, as a ``POST /admin/experiments`` body, running since ``start``."""
+    return {"name": DEMO_EXPERIMENT, "description": "the run's policy against popularity (the demo's own traffic)",
+            "arms": [{"name": a, "share": 0.5, "strategy": strategy} for a, (strategy, _) in EXPERIMENT_ARMS.items()],
+            "start": start.timestamp()}

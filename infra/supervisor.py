@@ -92,6 +92,22 @@ class Supervisor:
         asyncio.run(produce_records(self.settings, data.records(), total=n, progress=False))
         print(f"demo data on the broker: {summary(data)}", flush=True)
         self._demo_search_index(data.catalog)
+        self._demo_experiment(data)
+
+    def _demo_experiment(self, data) -> None:  # noqa: ANN001 - infra.demo.DemoData
+        """The demo's experiment, declared in a file the API creates it from at start (unless the
+        user names their own file): its report has the demo's history of arm-labelled traffic."""
+        from datetime import datetime
+
+        from infra.demo import experiment
+
+        if self.settings.experiments_file is not None:
+            return
+        start = min(datetime.fromisoformat(e["ts"]) for e in data.events)
+        path = self.data_dir / "demo_experiments.json"
+        path.write_text(json.dumps([experiment(start)], indent=1))
+        self.settings = self.settings.model_copy(update={"experiments_file": path})
+        print(f"demo experiment declared in {path}", flush=True)
 
     def _demo_search_index(self, catalog: list[dict]) -> None:
         """The demo's catalogue searchable from the start (``streamrec search-index`` does this for
@@ -156,11 +172,13 @@ class Supervisor:
 
     def _env(self, **extra: str) -> dict[str, str]:
         s = self.settings
-        secret = {"admin_key": s.admin_key} if s.admin_key else {}  # the key `up` made (infra/secrets.py)
+        passed = {"admin_key": s.admin_key} if s.admin_key else {}  # the key `up` made (infra/secrets.py)
+        if s.experiments_file is not None:  # the demo's (an environment's own passes through as it is)
+            passed["experiments_file"] = str(s.experiments_file)
         return child_env(
             kafka_bootstrap=s.kafka_bootstrap or "", redis_url=s.redis_url or "",
             data_dir=str(self.data_dir), api_port=str(s.api_port), api_host=s.api_host,
-            artifact_dir=str(Path(s.artifact_dir).resolve()), **secret, **extra,
+            artifact_dir=str(Path(s.artifact_dir).resolve()), **passed, **extra,
         )
 
     def _spawn(self, child: Child) -> None:

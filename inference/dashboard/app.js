@@ -234,6 +234,39 @@ async function pollModels() {
   ready("models");
 }
 
+function interval(ci, f) { return ci && ci[0] != null && ci[1] != null ? ` [${f(ci[0])}, ${f(ci[1])}]` : ""; }
+function signed(x) { return x == null ? "–" : `${x >= 0 ? "+" : ""}${fmt(x * 100, 1)}%`; }
+
+function armRows(rep) {
+  return rep.arms.map(a => {
+    const ctr = a.metrics.ctr || {}, vs = (a.vs_control || {}).ctr;
+    const lift = a.control ? "control" : !vs ? "too few data" :
+      `${signed(vs.lift)}${interval(vs.lift_ci, signed)} ${vs.verdict}`;
+    const policy = [a.strategy, a.run].filter(Boolean).join(" @ ") || "–";
+    return el("tr", { "data-arm": a.label },
+      el("td", {}, `${rep.name} · ${a.name}`), el("td", {}, pct(a.share)), el("td", {}, policy),
+      el("td", {}, String(a.exposure.lists ?? 0)), el("td", {}, `${pct(ctr.value)}${interval(ctr.ci95, pct)}`),
+      el("td", { class: vs && vs.significant ? (vs.verdict === "worse" ? "error" : "ok") : "" }, lift));
+  });
+}
+
+async function pollExperiments() {
+  const list = await api("/api/v1/experiments");
+  const shown = list.experiments.slice(0, 5);
+  const reports = await Promise.all(shown.map(e => api(e.report).catch(err => ({ error: err.message, ...e }))));
+  const body = document.querySelector("#experiments-table tbody");
+  body.replaceChildren(...reports.flatMap(rep => rep.error
+    ? [el("tr", {}, el("td", { colspan: "6", class: "error" }, `${rep.name}: ${rep.error}`))]
+    : [el("tr", { class: "group" }, el("td", { colspan: "6" },
+        el("b", {}, rep.name), ` ${rep.kind}, ${rep.status}${rep.description ? ": " + rep.description : ""}`,
+        rep.interleaving ? el("span", { class: "muted" }, ` · ${rep.interleaving.team_a} wins ${pct(rep.interleaving.win_rate)} of credited clicks${interval(rep.interleaving.ci, pct)}, p ${fmt(rep.interleaving.p_value, 3)}`) : "")),
+       ...armRows(rep)]));
+  if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: "6", class: "muted" },
+    "no experiment yet: POST /admin/experiments or streamrec experiment create")));
+  setText("experiments-note", list.experiments.length > shown.length ? `${list.experiments.length - shown.length} more: GET /api/v1/experiments` : "");
+  ready("experiments");
+}
+
 function renderList(title, list) {
   if (list.error) return el("div", {}, el("h3", {}, title), el("p", { class: "error" }, list.error));
   return el("div", {}, el("h3", {}, `${title}${list.degraded ? " (degraded)" : ""}`),
@@ -308,4 +341,5 @@ every(2000, pollOverview);
 every(10000, pollQuality);
 every(10000, pollModels);
 every(10000, pollFeedback);
+every(10000, pollExperiments);
 seedExplorer().catch(err => console.warn(err.message));

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-PANELS = ("stream", "api", "quality", "trends", "feedback", "models", "explorer")
+PANELS = ("stream", "api", "quality", "trends", "feedback", "models", "experiments", "explorer")
 
 if CHROMIUM is None or DRIVER is None:
     pytest.skip("Chromium and chromium-driver are not installed (`make test` installs them with apt-get "
@@ -143,6 +143,12 @@ def test_every_panel_shows_data_without_console_errors(demo, browser):
     assert "popularity" in browser.find_element(By.ID, "trend-legend").text
     bars = browser.find_elements(By.CSS_SELECTOR, "#ratings-bars rect")
     assert len(bars) == 5 and any(float(b.get_attribute("height")) > 0 for b in bars)
+    # the demo's experiment: its arms with shares, exposure, CTR intervals and the lift against the control
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#experiments-table tr[data-arm="demo-ranking.treatment"]'),
+          what="the demo experiment's arms")
+    treatment = browser.find_element(By.CSS_SELECTOR, '#experiments-table tr[data-arm="demo-ranking.treatment"]').text
+    assert "50.0%" in treatment and "popularity" in treatment and "[" in treatment, treatment
+    assert "control" in browser.find_element(By.CSS_SELECTOR, '#experiments-table tr[data-arm="demo-ranking.control"]').text
     # the explorer: an item (seeded with the most popular one) and a user's lists with reasons
     _wait(browser, lambda d: d.find_element(By.ID, "item-view").get_attribute("data-state") == "ready", what="the item view")
     assert "often together" in browser.find_element(By.ID, "item-view").text
