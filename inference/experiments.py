@@ -62,6 +62,13 @@ class Pick:
         return arm_variant(self.label, self.arm.policy_tag)
 
 
+def serving_pick(pick: Pick) -> Pick:
+    """The arm whose list a user is served: their own, except in a shadow experiment, where every
+    user is served the first arm and the second is only computed (``HomeService.shadow``)."""
+    exp = pick.experiment
+    return Pick(exp, exp.control) if exp.kind == "shadow" and pick.arm is not exp.control else pick
+
+
 def parse_running(raw: dict, now: float) -> list[Experiment]:
     """The experiments of a ``Keys.experiments`` hash that serve at ``now`` (bad documents skipped).
 

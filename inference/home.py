@@ -8,13 +8,15 @@ popularity snapshot) instead of failing the request. The route only validates an
 from __future__ import annotations
 
 import asyncio
+import logging
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from inference.bandit import BanditChooser
 from inference.broker import Broker
 from inference.cache import CachedList, LocalCache
-from inference.experiments import ExperimentBook, Pick, arm_variant
+from inference.experiments import ExperimentBook, Pick, arm_variant, serving_pick
 from inference.metrics import ApiMetrics
 from inference.models import ModelRegistry
 from inference.retrieval import ItemCatalog, PopularitySnapshot, UserContext, fetch_home
@@ -23,6 +25,10 @@ from inference.strategies import HomeQuery, rank_home, served_name, strategy_nam
 from schemas.errors import StoreUnavailable
 from schemas.keys import RecsId, recs_variant
 from schemas.settings import Settings
+
+
+log = logging.getLogger(__name__)
+SHADOW_KEEP = 1000  # shadow records kept per experiment (the newest)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,11 @@ def cache_variant(q: HomeQuery) -> str:
     return plain + arm_variant(q.label, q.tag) if q.experiment else plain
 
 
+#: the chance with which the bandit chose this request's arm; a context variable, so it is the
+#: request's own (each request runs in its own task), and None for requests not served by the bandit
+ARM_CHANCE: ContextVar[float | None] = ContextVar("arm_chance", default=None)
+
+
 class HomeService:
     def __init__(self, settings: Settings, store: RedisStore, broker: Broker, models: ModelRegistry,
                  local: LocalCache, catalog: ItemCatalog, snapshot: PopularitySnapshot, bandit: BanditChooser,
@@ -63,6 +74,7 @@ class HomeService:
         self._served_counts: dict[tuple[str, str], int] = {}
         self._arm_users: dict[str, set[str]] = {}  # experiment arm label -> users served since the last flush
         self.experiments = ExperimentBook(store, store.keys, models, settings.experiment_refresh_s, settings)
+        self._shadows: set[asyncio.Task] = set()  # shadow computations in flight (inference/experiments.py)
 
     # --- experiments (inference/experiments.py) ----------------------------------------------
     async def pick(self, user_id: str, strategy: str | None) -> Pick | None:
@@ -94,7 +106,69 @@ class HomeService:
             return None, "", None
         if pick.experiment.kind == "interleaving":
             return None  # merged per request by the route
+        pick = serving_pick(pick)
         return served_name(pick.arm.strategy, self.models.run_for(pick.arm.run)), pick.variant, pick.label
+
+    # --- shadow experiments --------------------------------------------------------------------
+    SHADOW_CONCURRENCY = 2
+
+    @property
+    def shadows_in_flight(self) -> int:
+        return len(self._shadows)
+
+    def shadow(self, q: HomeQuery, pick: Pick, served: CachedList, served_ms: float) -> bool:
+        """Compute the shadow arm's list for this request in the background (never on the request's
+        path); False when too many are in flight (the request is then not sampled, and counted)."""
+        exp = pick.experiment
+        if len(self._shadows) >= self.SHADOW_CONCURRENCY:
+            asyncio.get_running_loop().create_task(self._shadow_dropped(exp.name))
+            return False
+        shadow_q = self.arm_query(replace(q, filters=q.filters), Pick(exp, exp.arms[1]))
+        task = asyncio.get_running_loop().create_task(self._shadow(shadow_q, exp.name, served, served_ms))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+        return True
+
+    async def _shadow(self, q: HomeQuery, experiment: str, served: CachedList, served_ms: float) -> None:
+        import time
+
+        import orjson
+
+        from ranking.experiments import overlap_at_k, rank_biased_overlap
+
+        try:
+            t0 = time.perf_counter()
+            entry, _ = await self._miss(q, self.local_key(q), False)  # computed, never cached
+            ms = (time.perf_counter() - t0) * 1000
+        except Exception as exc:  # noqa: BLE001 - a failing shadow must never touch serving
+            log.warning("shadow list of %s failed: %s", experiment, exc)
+            return
+        a, b = list(served.items), list(entry.items)
+        overlap, rbo = overlap_at_k(a, b, q.k), rank_biased_overlap(a, b)
+        record = orjson.dumps({"at": time.time(), "user_id": q.user_id, "k": q.k, "served": a, "shadow": b,
+                               "overlap": round(overlap, 6), "rbo": round(rbo, 6),
+                               "served_ms": round(served_ms, 3), "shadow_ms": round(ms, 3)})
+        log_key, stats = self.keys.shadow_log(experiment), self.keys.shadow_stats(experiment)
+
+        def build(pipe) -> None:  # noqa: ANN001
+            pipe.lpush(log_key, record)
+            pipe.ltrim(log_key, 0, SHADOW_KEEP - 1)
+            pipe.hincrby(stats, "n", 1)
+            pipe.hincrbyfloat(stats, "overlap_sum", overlap)
+            pipe.hincrbyfloat(stats, "rbo_sum", rbo)
+            pipe.hincrbyfloat(stats, "shadow_ms_sum", ms)
+            pipe.hincrbyfloat(stats, "served_ms_sum", served_ms)
+
+        try:
+            await self.store.pipeline(build)
+        except StoreUnavailable:
+            pass
+
+    async def _shadow_dropped(self, experiment: str) -> None:
+        try:
+            await self.store.call(lambda c: c.hincrby(self.keys.shadow_stats(experiment), "dropped", 1))
+        except StoreUnavailable:
+            pass
 
     def arm_query(self, q: HomeQuery, pick: Pick) -> HomeQuery:
         """``q`` served as the arm's policy."""
@@ -111,7 +185,8 @@ class HomeService:
         if name not in self.strategies and (serving is None or name != serving.policy.name):
             raise UnknownStrategy(f"unknown strategy {name!r}: choose one of {', '.join(self.strategies)}")
         if name == "bandit":
-            name = await self.bandit.choose(self.bandit_arms())
+            name, chance = await self.bandit.choose_with_probability(self.bandit_arms())
+            ARM_CHANCE.set(chance)  # this request's impressions log it in their propensity (_book)
         return served_name(name, serving)
 
     def local_key(self, q: HomeQuery) -> RecsId:
@@ -192,7 +267,10 @@ class HomeService:
         if in_experiment:
             self._arm_users.setdefault(arm, set()).add(user)
         if self.settings.emit_impressions and items:
-            self.broker.queue_impressions(request_id, user, arm, items, propensities)
+            chance = ARM_CHANCE.get()
+            if chance is not None:
+                ARM_CHANCE.set(None)  # one request's: never the next one's, whatever task runs it
+            self.broker.queue_impressions(request_id, user, arm, items, propensities, chance)
 
     async def interleave(self, q: HomeQuery, pick: Pick, request_id: str) -> bytes:
         """An interleaving experiment's list: both arms' lists (each computed and cached as any

@@ -27,7 +27,7 @@ Segments = tuple[tuple[float, float], ...]
 EPS = 1e-12
 #: experiment and arm names: no '.' (the arm label joins them with it) nor ':' (counter fields)
 NAME_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
-KINDS = ("ab", "canary", "interleaving")
+KINDS = ("ab", "canary", "interleaving", "shadow")
 
 
 def unit_point(salt: str, user_id: str) -> float:
@@ -83,7 +83,8 @@ class Experiment:
     start: float | None = None  # epoch seconds; None: now
     stop: float | None = None
 
-    kind: str = "ab"  # ab, canary (champion vs challenger run), interleaving (two arms merged per list)
+    kind: str = "ab"  # ab, canary (champion vs challenger run), interleaving (two arms merged per list),
+    # shadow (the first arm serves; for the second arm's share of users the API also computes its list, unseen)
 
     @property
     def control(self) -> Arm:
@@ -171,8 +172,8 @@ def check(exp: Experiment) -> None:
     for a in names:
         if not re.match(NAME_PATTERN, a):
             raise ValueError(f"arm name {a!r} must be 1-64 letters, digits, _ or -")
-    if exp.kind == "interleaving" and len(names) != 2:
-        raise ValueError("an interleaving experiment merges exactly two arms")
+    if exp.kind in ("interleaving", "shadow") and len(names) != 2:
+        raise ValueError(f"a{'n' if exp.kind[0] == 'i' else ''} {exp.kind} experiment has exactly two arms")
     lo, hi = exp.traffic
     if not 0.0 <= lo < hi <= 1.0:
         raise ValueError(f"traffic must be a slice [lo, hi) of [0, 1] with lo < hi, got [{lo:g}, {hi:g})")
@@ -293,3 +294,44 @@ def moved(before: Experiment, after: Experiment) -> float:
 
     return sum(hi - lo for lo, hi in zip(points, points[1:])
                if owner(before, (lo + hi) / 2) != owner(after, (lo + hi) / 2))
+
+
+# --- agreement of two ranked lists (shadow experiments) -----------------------------------------
+def overlap_at_k(a: list[str], b: list[str], k: int | None = None) -> float:
+    """Share of the top k of ``a`` also in the top k of ``b`` (k: the longer list's length).
+
+    >>> overlap_at_k(["a", "b", "c", "d"], ["b", "a", "x", "y"])
+    0.5
+    """
+    k = k or max(len(a), len(b))
+    if not k:
+        return 1.0
+    return len(set(a[:k]) & set(b[:k])) / k
+
+
+def rank_biased_overlap(a: list[str], b: list[str], p: float = 0.9) -> float:
+    """Rank-biased overlap (Webber, Moffat and Zobel, 2010), the finite prefix sum extrapolated:
+    1 for identical lists, 0 for disjoint ones, the top ranks weighing most (``p`` = persistence).
+
+    >>> rank_biased_overlap(["a", "b", "c"], ["a", "b", "c"])
+    1.0
+    >>> rank_biased_overlap(["a", "b"], ["c", "d"])
+    0.0
+    >>> 0 < rank_biased_overlap(["a", "b", "c"], ["b", "a", "d"]) < 1
+    True
+    """
+    depth = min(len(a), len(b))
+    if depth == 0:
+        return 1.0 if len(a) == len(b) else 0.0
+    seen_a, seen_b, overlap, total = set(), set(), 0, 0.0
+    for d in range(1, depth + 1):
+        x, y = a[d - 1], b[d - 1]
+        if x == y:
+            overlap += 1
+        else:
+            overlap += (x in seen_b) + (y in seen_a)
+        seen_a.add(x)
+        seen_b.add(y)
+        total += overlap / d * p ** d
+    # RBO_ext: the agreement at the last depth carried on to infinity
+    return round(min(1.0, (1 - p) / p * total + (overlap / depth) * p ** depth), 12)

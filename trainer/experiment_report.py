@@ -96,8 +96,10 @@ def _r(x: float | None, nd: int = 6) -> float | None:
 
 
 def report(doc: dict[str, Any], days: Iterable[tuple[str, dict]], users: dict[str, int] | None = None,
-           lists: dict[str, int] | None = None, alpha: float = 0.05) -> dict[str, Any]:
-    """The report of one experiment from its document and its days' counter hashes (oldest first).
+           lists: dict[str, int] | None = None, alpha: float = 0.05,
+           shadow: tuple[dict, list] | None = None) -> dict[str, Any]:
+    """The report of one experiment from its document and its days' counter hashes (oldest first);
+    ``shadow``: (``Keys.shadow_stats`` hash, ``Keys.shadow_log`` records) of a shadow experiment.
 
     >>> e = Experiment.create("x", {"control": 0.5, "treatment": 0.5})
     >>> day = {"x.control:impressions": 20000, "x.control:clicks": 1000,
@@ -163,7 +165,63 @@ def report(doc: dict[str, Any], days: Iterable[tuple[str, dict]], users: dict[st
     }
     if exp.kind == "interleaving":
         out["interleaving"] = interleaving_summary(exp, cumulative, alpha)
+    if exp.kind == "shadow":
+        out["shadow"] = shadow_summary(*(shadow or ({}, [])))
     return out
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(math.ceil(q * len(xs))) - 1)], 3)
+
+
+def shadow_summary(stats: dict, recent: list) -> dict[str, Any]:
+    """A shadow experiment's figures: how far the shadow arm's lists agree with the served ones
+    (overlap@k and rank-biased overlap, means over all sampled requests) and its latency beside the
+    served list's (means over all; percentiles over the newest records kept).
+
+    >>> r = shadow_summary({"n": "2", "overlap_sum": "1.5", "rbo_sum": "1.2", "shadow_ms_sum": "30",
+    ...                     "served_ms_sum": "10"}, [{"shadow_ms": 10, "served_ms": 4}, {"shadow_ms": 20, "served_ms": 6}])
+    >>> r["requests"], r["overlap_at_k"], r["shadow_ms"]["mean"], r["shadow_ms"]["p99"], r["served_ms"]["p50"]
+    (2, 0.75, 15.0, 20.0, 4.0)
+    """
+    import json
+
+    plain = {(k.decode() if isinstance(k, bytes) else k): v for k, v in (stats or {}).items()}
+
+    def num(key: str) -> float:
+        try:
+            return float(plain.get(key) or 0)
+        except (TypeError, ValueError):
+            return 0.0
+
+    recs = []
+    for r in recent or ():
+        if isinstance(r, (bytes, str)):
+            try:
+                r = json.loads(r)
+            except ValueError:
+                continue
+        if isinstance(r, dict):
+            recs.append(r)
+    n = int(num("n"))
+
+    def lat(field: str, total: str) -> dict[str, Any]:
+        xs = [float(r[field]) for r in recs if isinstance(r.get(field), (int, float))]
+        return {"mean": _r(num(total) / n, 3) if n else None, "p50": _pct(xs, 0.5), "p95": _pct(xs, 0.95),
+                "p99": _pct(xs, 0.99)}
+
+    return {
+        "requests": n, "dropped": int(num("dropped")),
+        "overlap_at_k": _r(num("overlap_sum") / n) if n else None,
+        "rank_biased_overlap": _r(num("rbo_sum") / n) if n else None,
+        "shadow_ms": lat("shadow_ms", "shadow_ms_sum"), "served_ms": lat("served_ms", "served_ms_sum"),
+        "recent": recs[:5],
+        "note": "sampled: requests of the shadow arm's users whose served list was computed, not cached; "
+                "percentiles over the newest records kept",
+    }
 
 
 def interleaving_summary(exp: Experiment, counters: dict[str, Counter], alpha: float) -> dict[str, Any]:
@@ -204,6 +262,15 @@ def read_days(client, keys, doc: dict[str, Any], now: float) -> tuple[list[tuple
     return days, dict(zip(labels, (int(x) for x in got[len(day_list):])))
 
 
+def read_shadow(client, keys, name: str) -> tuple[dict, list]:  # noqa: ANN001
+    """(stats hash, newest records) of a shadow experiment (a sync redis-py client)."""
+    pipe = client.pipeline()
+    pipe.hgetall(keys.shadow_stats(name))
+    pipe.lrange(keys.shadow_log(name), 0, -1)
+    stats, recent = pipe.execute()
+    return stats, recent
+
+
 def describe(rep: dict[str, Any]) -> str:
     """The report as lines of text (``streamrec experiment report``)."""
     lines = [f"experiment {rep['name']} ({rep['kind']}, {rep['status']}), {rep['looks']} day(s), "
@@ -228,4 +295,9 @@ def describe(rep: dict[str, Any]) -> str:
         rate = "n/a" if il["win_rate"] is None else f"{il['win_rate']:.3f} [{il['ci'][0]:.3f}, {il['ci'][1]:.3f}]"
         lines.append(f"  interleaving: {il['team_a']} won {rate} of credited clicks ({il['clicks']}), "
                      f"p={il['p_value']:.3g}, winner {il['winner'] or 'none yet'}")
+    sh = rep.get("shadow")
+    if sh:
+        lines.append(f"  shadow: {sh['requests']} sampled requests ({sh['dropped']} dropped), overlap@k "
+                     f"{sh['overlap_at_k']}, rank-biased overlap {sh['rank_biased_overlap']}; latency ms "
+                     f"shadow {sh['shadow_ms']}, served {sh['served_ms']}")
     return "\n".join(lines)

@@ -50,9 +50,11 @@ class ExperimentCreate(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     arms: list[ArmSpec] = Field(min_length=2, max_length=10)
-    kind: Literal["ab", "interleaving"] = Field(
+    kind: Literal["ab", "interleaving", "shadow"] = Field(
         "ab", description="ab: each user sees their arm; interleaving: two arms' lists merged by team draft in "
-                          "every list (canaries are made by `streamrec promote RUN --canary N`)")
+                          "every list; shadow: everyone sees the first arm, and for the second arm's share of "
+                          "users its list is also computed off the request path and logged (canaries are made "
+                          "by `streamrec promote RUN --canary N`)")
     salt: str | None = Field(None, max_length=128, description="hash salt; default: the name")
     namespace: str = Field("default", pattern=NAME_PATTERN, description="experiments of one namespace never share a user")
     traffic: tuple[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)],
@@ -245,11 +247,15 @@ async def experiment_report(rt: RuntimeDep, name: NamePath) -> dict:
             pipe.hgetall(k.stats_day(d))
         for label in labels:
             pipe.pfcount(k.experiment_users(label))
+        if exp.kind == "shadow":
+            pipe.hgetall(k.shadow_stats(exp.name))
+            pipe.lrange(k.shadow_log(exp.name), 0, -1)
 
     try:
         got = await rt.store.pipeline(build)
     except StoreUnavailable as exc:
         raise HTTPException(503, detail=str(exc)) from None
     days = list(zip(day_list, got[: len(day_list)]))
-    users = dict(zip(labels, (int(x) for x in got[len(day_list):])))
-    return report(doc, days, users, alpha=rt.settings.experiment_alpha)
+    users = dict(zip(labels, (int(x) for x in got[len(day_list):len(day_list) + len(labels)])))
+    shadow = tuple(got[len(day_list) + len(labels):]) if exp.kind == "shadow" else None
+    return report(doc, days, users, alpha=rt.settings.experiment_alpha, shadow=shadow)

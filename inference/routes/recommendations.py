@@ -1,6 +1,7 @@
 """``/api/v1/recommendations``: home lists and similar items."""
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -8,6 +9,7 @@ from fastapi.responses import Response
 import orjson
 
 from inference.broker import new_request_id
+from inference.experiments import serving_pick
 from inference.deps import HomeDep, SimilarDep
 from inference.deps_search import SearchDep
 from inference.home import UnknownStrategy
@@ -57,9 +59,13 @@ async def home(
     pick = await svc.pick(user_id, strategy)  # a running experiment's arm (docs/experiments.md)
     if pick is not None and pick.experiment.kind == "interleaving":
         return Response(await svc.interleave(q, pick, new_request_id()), media_type="application/json")
+    shadow = pick if pick is not None and pick.experiment.kind == "shadow" else None
     if pick is not None:
-        q = svc.arm_query(q, pick)
+        q = svc.arm_query(q, serving_pick(pick))
+    t0 = time.perf_counter()
     served = await svc.home(q)
+    if shadow is not None and shadow.arm is not shadow.experiment.control and not served.cached:
+        svc.shadow(q, shadow, served.entry, (time.perf_counter() - t0) * 1000)  # in the background
     rid = new_request_id()
     svc.served(rid, served.entry, q.label)
     body = served.entry.body(rid, served.cached)

@@ -157,14 +157,15 @@ def report(
 ) -> None:
     """Per arm: exposure, CTR, conversion, positive rate, mean rating; lifts against the control
     with always-valid intervals and p-values."""
-    from trainer.experiment_report import describe, read_days, report as build
+    from trainer.experiment_report import describe, read_days, read_shadow, report as build
 
     with _errors():
         settings = _settings()
         st = _store(settings)
         doc = st.get(name)
         days, users = read_days(st.client, st.keys, doc, time.time())
-        rep = build(doc, days, users, alpha=settings.experiment_alpha)
+        shadow = read_shadow(st.client, st.keys, name) if doc.get("kind") == "shadow" else None
+        rep = build(doc, days, users, alpha=settings.experiment_alpha, shadow=shadow)
     typer.echo(json.dumps(rep, indent=2) if as_json else describe(rep))
 
 

@@ -239,3 +239,39 @@ def test_interleaving_merges_both_arms_and_reports_a_win_rate(settings, redis_cl
             assert il["significant"] and il["winner"] == "treatment"
 
     asyncio.run(go())
+
+
+def test_shadow_logs_both_lists_off_the_request_path(settings, redis_client):
+    """Everyone is served the first arm; for the second arm's users the API also computes its list
+    in the background and logs both, with their agreement and latencies."""
+    train_tiny_run(settings.artifact_dir, models=("ease", "ncf"))
+    body = {"name": "shade", "kind": "shadow", "arms": [{"name": "served", "share": 0.5, "strategy": "ease"},
+                                                        {"name": "candidate", "share": 0.5, "strategy": "ncf"}]}
+
+    async def go():
+        async with api_client(settings) as (app, client):
+            assert (await client.post("/admin/experiments", json=body)).status_code == 201
+            served = {}
+            for i in range(30):
+                r = (await client.get("/api/v1/recommendations/home", params={"user_id": f"u{i}", "k": 6})).json()
+                assert r["experiment"] == "shade" and r["arm"] == "served" and r["strategy"] == "ease"
+                served[f"u{i}"] = [it["item_id"] for it in r["items"]]
+                await client.get("/api/v1/recommendations/home", params={"user_id": f"u{i}", "k": 6})  # cached: no shadow
+            home = app.state.runtime.home
+            for _ in range(100):  # the background computations finish
+                if not home.shadows_in_flight:
+                    break
+                await asyncio.sleep(0.05)
+            rep = (await client.get("/api/v1/experiments/shade")).json()
+            sh = rep["shadow"]
+            sampled = [u for u in served if home.experiments.pick(u).arm.name == "candidate"]
+            assert sh["requests"] + sh["dropped"] == len(sampled) and sh["requests"] > 0
+            assert 0 <= sh["overlap_at_k"] <= 1 and 0 <= sh["rank_biased_overlap"] <= 1
+            assert sh["shadow_ms"]["p50"] > 0 and sh["served_ms"]["mean"] > 0
+            rec = sh["recent"][0]
+            assert rec["served"] == served[rec["user_id"]] and len(rec["shadow"]) == 6
+            ncf = (await client.get("/api/v1/recommendations/home",
+                                    params={"user_id": rec["user_id"], "k": 6, "strategy": "ncf"})).json()
+            assert rec["shadow"] == [it["item_id"] for it in ncf["items"]]  # the challenger's own list
+
+    asyncio.run(go())
