@@ -96,6 +96,7 @@ class StreamLag(BaseModel):
     records_behind: int
     event_to_redis_ms: float
     events_per_s: float
+    dlq_records: int = 0  # sent to the dead-letter topic by the live workers since they started
 
 
 class Health(BaseModel):

@@ -74,5 +74,11 @@ class LagTracker:
             "events_per_s": round(rate, 1),
             "partitions": sorted(tp.partition for tp in self.high),
             "applied_at": self.applied_at,
+            "dlq_records": dlq_total(),  # since this worker started: the dashboard's DLQ rate is its difference
             "reported_at": time.time() if now is None else now,
         })
+
+
+def dlq_total() -> int:
+    """Records this process sent to the dead-letter topic (its Prometheus counter, all topics)."""
+    return int(sum(s.value for fam in metrics.DLQ.collect() for s in fam.samples if s.name.endswith("_total")))

@@ -5,7 +5,7 @@
 const KEY_STORE = "streamrec.adminKey";
 const READ_KEY_STORE = "streamrec.readKey";
 const HISTORY = 60;
-const series = { events: [], lag: [], e2r: [], req: [], p99: [] };
+const series = { events: [], lag: [], e2r: [], dlq: [], req: [], p99: [] };
 let previous = null;
 
 function el(tag, attrs = {}, ...children) {
@@ -71,6 +71,7 @@ async function pollOverview() {
       const dt = Math.max(o.at - previous.at, 1e-3);
       push("events", s ? s.events_per_s : Math.max(0, (events - previous.events) / dt));
       push("req", Math.max(0, (o.api.requests - previous.requests) / dt));
+      push("dlq", s && previous.dlq != null ? Math.max(0, (s.dlq_records - previous.dlq) / dt) : 0);
       const p99 = quantile(o.api.latency_buckets, previous.buckets, 0.99);
       push("p99", p99 == null ? 0 : p99 * 1000);
       setText("req-rate", fmt(series.req[series.req.length - 1]));
@@ -82,11 +83,12 @@ async function pollOverview() {
     setText("lag", s ? String(s.records_behind) : "–");
     setText("e2r", s ? `${fmt(s.event_to_redis_ms, 0)} ms` : "–");
     setText("workers", s ? `${s.workers} · ${s.status}` : "none reporting");
+    setText("dlq", s ? `${fmt(series.dlq[series.dlq.length - 1] ?? 0, 2)} · ${s.dlq_records}` : "–");
     setText("hit-ratio", o.cache.hit_ratio == null ? "no lookups yet" : `${fmt(o.cache.hit_ratio * 100, 1)}%`);
     setText("errors", String(o.api.errors));
-    for (const [name, id] of [["events", "events-spark"], ["lag", "lag-spark"], ["e2r", "e2r-spark"],
+    for (const [name, id] of [["events", "events-spark"], ["lag", "lag-spark"], ["e2r", "e2r-spark"], ["dlq", "dlq-spark"],
                               ["req", "req-spark"], ["p99", "p99-spark"]]) spark(id, series[name]);
-    previous = { at: o.at, events, requests: o.api.requests, buckets: o.api.latency_buckets };
+    previous = { at: o.at, events, requests: o.api.requests, buckets: o.api.latency_buckets, dlq: s ? s.dlq_records : null };
     ready("stream"); ready("api");
   } catch (err) {
     const live = document.getElementById("live");

@@ -72,7 +72,7 @@ def stream_lag(reports: dict, now: float) -> StreamLag:
     else:
         status = "ok"
     return StreamLag(status=status, workers=len(live), records_behind=behind, event_to_redis_ms=e2r,
-                     events_per_s=round(rate, 1))
+                     events_per_s=round(rate, 1), dlq_records=sum(int(r.get("dlq_records", 0)) for r in live))
 
 
 async def read_stream_lag(rt) -> StreamLag | None:  # noqa: ANN001

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from schemas.keys import Keys
-from tests.integration.support import Worker, api_client, event, produce_events, stream_settings, wait_until
+from tests.integration.support import Worker, api_client, event, produce, produce_events, stream_settings, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,9 @@ def test_worker_lag_shows_in_health_and_metrics(services, tmp_path) -> None:  # 
         wait_until(lambda: any(rep["applied_at"] for rep in reports(r, k)), 30)
         rep = reports(r, k)[0]
         assert rep["partitions"] == [0, 1, 2, 3] and rep["records_behind"] == 0
-        assert rep["event_to_redis_ms"] >= 0
+        assert rep["event_to_redis_ms"] >= 0 and rep["dlq_records"] == 0
+        produce(s, "interactions", [b"not json"])  # one poison record: counted in the report (the dashboard's DLQ rate)
+        wait_until(lambda: reports(r, k)[0]["dlq_records"] == 1, 30)
 
         async def ask() -> tuple[dict, str]:
             async with api_client(s) as (_, c):
@@ -72,6 +74,7 @@ def test_worker_lag_shows_in_health_and_metrics(services, tmp_path) -> None:  # 
 
         health, metrics = asyncio.run(ask())
         assert health["stream"]["status"] == "ok" and health["stream"]["workers"] == 1, health
+        assert health["stream"]["dlq_records"] == 1, health
         assert "streamrec_stream_records_behind 0.0" in metrics
         assert "streamrec_stream_workers_reporting 1.0" in metrics
     finally:
