@@ -171,7 +171,9 @@ class BanditChooser:
         """The chosen arm and the probability the policy had of choosing it (its propensity)."""
         await self._refresh()
         arm = self._policy.pull(list(arms))
-        return arm, self._policy.probabilities(arms).get(arm, 0.0)
+        # Thompson's probabilities are estimated: an arm drawn although its estimate is 0 gets the
+        # estimate's resolution (a propensity must be > 0)
+        return arm, max(self._policy.probabilities(arms).get(arm, 0.0), 1.0 / THOMPSON_DRAWS)
 
     def probabilities(self, arms: list[str]) -> dict[str, float]:
         """Choice probabilities under the last refreshed state (no Redis call)."""

@@ -181,14 +181,16 @@ class Broker:
 
     # --- impressions ------------------------------------------------------------------
     def queue_impressions(self, request_id: str, user_id: str, strategy: str, items: tuple[str, ...],
-                          propensities: tuple[float, ...] | None = None) -> None:
+                          propensities: tuple[float, ...] | None = None, choice_probability: float | None = None) -> None:
         """Called on the request path: O(1), never waits, sheds when the queue is full.
-        ``propensities``: per position, as ``CachedList.propensities`` (None: all 1)."""
+        ``propensities``: per position, as ``CachedList.propensities`` (None: all 1);
+        ``choice_probability``: the chance the list's policy was chosen for this request (a
+        bandit's arm), a factor of every position's propensity (applied in the flush)."""
         if len(self._impressions) >= self.max_pending:
             if self.metrics is not None:
                 self.metrics.impressions.labels("dropped").inc(len(items))
             return
-        self._impressions.append((request_id, user_id, strategy, items, propensities))
+        self._impressions.append((request_id, user_id, strategy, items, propensities, choice_probability))
 
     async def flush_impressions(self) -> int:
         """Hand what is queued to the impression producer; returns the number of events."""
@@ -226,7 +228,9 @@ class Broker:
     def _records(self, batch: list, ts: datetime) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of every impression of the batch; a list whose events do not validate
         (an id outside the schema's pattern) is counted as failed, never sent."""
-        for rid, user, strategy, items, propensities in batch:
+        for rid, user, strategy, items, propensities, chosen in batch:
+            if chosen is not None:  # a bandit's list: its arm's chance times each position's
+                propensities = tuple(chosen * p for p in (propensities or (1.0,) * len(items)))
             try:
                 events = impression_events(rid, user, strategy, items, ts, propensities)
             except (ValidationError, ValueError) as exc:

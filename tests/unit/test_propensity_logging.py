@@ -47,3 +47,12 @@ def test_queued_lists_become_records_with_propensities():
     records = list(broker._records(list(broker._impressions), datetime.now(timezone.utc)))
     ctx = [orjson.loads(v)["context"] for _, v in records]
     assert [(c["request_id"], c["propensity"]) for c in ctx] == [("r-1", 0.9), ("r-1", 0.05), ("r-2", 1.0)]
+
+
+def test_a_bandit_lists_propensities_include_the_arms_chance():
+    broker = Broker(Settings(kafka_bootstrap=None))
+    broker.queue_impressions("r-1", "u1", "hybrid", ("a", "b"), None, 0.8)
+    broker.queue_impressions("r-2", "u1", "hybrid", ("c", "d"), (1.0, 0.1), 0.5)
+    records = list(broker._records(list(broker._impressions), datetime.now(timezone.utc)))
+    got = [orjson.loads(v)["context"]["propensity"] for _, v in records]
+    assert got == pytest.approx([0.8, 0.8, 0.5, 0.05])
