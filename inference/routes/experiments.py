@@ -122,6 +122,18 @@ def build_experiment(body: ExperimentCreate, artifact_dir) -> Experiment:  # noq
                             traffic=tuple(body.traffic), kind=body.kind, start=body.start, stop=body.stop,
                             audience=None if body.audience is None else frozenset(body.audience))
     check(exp)
+    for arm in exp.arms:  # an arm serving a model its run lacks would answer 503 to its users
+        if arm.strategy in ("policy", "popularity", "hybrid"):
+            continue
+        from trainer.artifacts import current_run
+
+        run_dir = base / arm.run if arm.run else current_run(base)
+        if run_dir is None:
+            raise ValueError(f"arm {arm.name}: strategy {arm.strategy!r} needs a trained run, and none is serving")
+        models = sorted(p.name for p in (run_dir / "models").iterdir()) if (run_dir / "models").is_dir() else []
+        if arm.strategy not in models:
+            raise ValueError(f"arm {arm.name}: run {run_dir.name} has no {arm.strategy!r} model "
+                             f"(it has {', '.join(models) or 'none'})")
     return exp
 
 

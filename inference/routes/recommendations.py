@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -16,7 +17,7 @@ from inference.home import UnknownStrategy
 from ranking.filters import Filters
 from inference.strategies import HomeQuery
 from schemas.api import ErrorBody, RecommendationResponse, SimilarResponse
-from schemas.errors import NotFound
+from schemas.errors import ModelNotTrained, NotFound
 from schemas.events import ID_PATTERN
 
 router = APIRouter(prefix="/api/v1/recommendations", tags=["recommendations"])
@@ -58,12 +59,23 @@ async def home(
                                   exclude=Filters.parse_list(exclude), category_cap=category_cap))
     pick = await svc.pick(user_id, strategy)  # a running experiment's arm (docs/experiments.md)
     if pick is not None and pick.experiment.kind == "interleaving":
-        return Response(await svc.interleave(q, pick, new_request_id()), media_type="application/json")
+        try:
+            return Response(await svc.interleave(q, pick, new_request_id()), media_type="application/json")
+        except ModelNotTrained:
+            pick = None  # as below: served outside the experiment
     shadow = pick if pick is not None and pick.experiment.kind == "shadow" else None
+    plain = q
     if pick is not None:
-        q = svc.arm_query(q, serving_pick(pick))
+        q = svc.arm_query(replace(q), serving_pick(pick))
     t0 = time.perf_counter()
-    served = await svc.home(q)
+    try:
+        served = await svc.home(q)
+    except ModelNotTrained:
+        if pick is None:
+            raise
+        # the arm's model is not in its run (the serving run changed since): serve outside the experiment
+        q, shadow = plain, None
+        served = await svc.home(q)
     if shadow is not None and shadow.arm is not shadow.experiment.control and not served.cached:
         svc.shadow(q, shadow, served.entry, (time.perf_counter() - t0) * 1000)  # in the background
     rid = new_request_id()

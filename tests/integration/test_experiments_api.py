@@ -16,6 +16,12 @@ pytestmark = pytest.mark.integration
 ADMIN = {"X-Admin-Key": "exp-key"}
 
 
+def _pop_body(name: str) -> dict:
+    """Two arms that need no trained run."""
+    return {"name": name, "arms": [{"name": "control", "share": 0.5, "strategy": "popularity"},
+                                   {"name": "treatment", "share": 0.5, "strategy": "popularity", "params": {"fill": False}}]}
+
+
 def _body(name: str = "ranker", **kw) -> dict:
     return {"name": name, "arms": [{"name": "control", "share": 0.5, "strategy": "popularity"},
                                    {"name": "treatment", "share": 0.5, "strategy": "ease"}], **kw}
@@ -74,6 +80,7 @@ def test_create_serve_reshare_stop(settings, tmp_path):
     (_body(arms=[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "params": {"x": 1}}]), "unknown params"),
     (_body(name="bad.name"), "name"),
     (_body(traffic=[0.6, 0.2]), "traffic"),
+    (_body(), "needs a trained run"),  # no run serves: the ease arm could not be served
 ])
 def test_bad_input_is_422_with_the_reason(settings, body, why):
     async def go():
@@ -86,6 +93,8 @@ def test_bad_input_is_422_with_the_reason(settings, body, why):
 
 
 def test_conflicts_are_409(settings):
+    train_tiny_run(settings.artifact_dir, models=("ease",))
+
     async def go():
         async with api_client(settings) as (_, client):
             assert (await client.post("/admin/experiments", json=_body("a", traffic=[0, 0.6]))).status_code == 201
@@ -105,7 +114,7 @@ def test_report_on_known_counters(settings, redis_client):
 
     async def go():
         async with api_client(settings) as (_, client):
-            assert (await client.post("/admin/experiments", json=_body("rep"))).status_code == 201
+            assert (await client.post("/admin/experiments", json=_pop_body("rep"))).status_code == 201
             day = datetime.now(timezone.utc).date().isoformat()
             redis_client.hset(Keys(settings.redis_prefix).stats_day(day), mapping={
                 "rep.control:impressions": 20000, "rep.control:clicks": 1000, "rep.control:positive": 400,
@@ -194,7 +203,7 @@ def test_cli_create_list_report(settings, redis_client, cli_env):
 
 def test_experiments_declared_in_a_file_are_created_at_start(settings, tmp_path):
     spec = tmp_path / "experiments.json"
-    spec.write_text(json.dumps([_body("from-file"), {"name": "broken", "arms": []}]))
+    spec.write_text(json.dumps([_pop_body("from-file"), {"name": "broken", "arms": []}]))
     settings = settings.model_copy(update={"experiments_file": spec})
 
     async def go():
