@@ -229,9 +229,11 @@ class Keys:
         """Set of the event ids applied in one bucket of the event_id window (a re-sent event counts once)."""
         return f"{self.prefix}eids:{bucket}"
 
-    def session(self, user: str) -> str:
-        """String ``item|ts``: the user's last interacted item and its time (session pairs); expires after the gap."""
-        return f"{self.prefix}sess:{user}"
+    def sessions_bucket(self, bucket: int | str) -> str:
+        """Hash user -> ``item|ts|day`` of the users active in one time bucket of one session gap:
+        their last interacted item and its time (session pairs) and the day their keys' TTL was
+        last renewed; expires after two buckets, so inactive users hold no session."""
+        return f"{self.prefix}sessions:{bucket}"
 
     def forgotten(self, digest: str) -> str:
         """String: epoch seconds of a user's forget; the user's events dated before it are dropped
@@ -250,11 +252,11 @@ class Keys:
     def user_keys(self, user: str) -> list[str]:
         """Every key that belongs to one user alone: forgetting the user deletes them, the
         footprint lists those still held. Beside them a user appears as a field of
-        ``user_segments`` (and of the legacy ``sessions`` hash), in the cached lists
+        ``user_segments``, of the session buckets (and of the legacy ``sessions`` hash), in the cached lists
         (``recs_patterns``), as ``user<TAB>item`` in impression buckets and positive-day sets,
         and in feedback comments."""
         return [self.seen(user), self.recent(user), self.user_counts(user), self.user_stats(user),
-                self.user_profile(user), self.session(user), self.recs_index(user)]
+                self.user_profile(user), self.recs_index(user)]
 
     def recs_patterns(self, user: str) -> list[str]:
         """SCAN patterns of the user's cached lists, every cache version (ids hold no glob characters)."""
@@ -318,7 +320,7 @@ class Keys:
             "pairs_seg": seg_item(self.pairs), "pairs_rev_seg": seg_item(self.pairs_rev),
             "seen": t(self.seen), "recent": t(self.recent),
             "user_counts": t(self.user_counts), "user_profile": t(self.user_profile),
-            "sessions": self.sessions, "session": t(self.session), "user_segments": self.user_segments,
+            "sessions": self.sessions, "sessions_bucket": t(self.sessions_bucket), "user_segments": self.user_segments,
             "basket": t(self.basket), "event_ids": t(self.event_ids), "forgotten": t(self.forgotten),
             "forgotten_any": self.forgotten_any,
             "impressions": t(self.impressions), "bandit": self.bandit(policy),
