@@ -7,7 +7,7 @@ compacted ``users`` topic (``DELETE /api/v1/users/{id}``, ``streamrec forget USE
    after ``forget_guard_s``; it holds no readable id.
 2. Every key of the user alone (``Keys.user_keys``) and every cached list (its index and the
    ``recs`` keys of every cache version) is deleted; the user leaves the segment membership
-   hash (``user_segments``) and the legacy ``sessions`` hash.
+   hash (``user_segments``), the session buckets and the legacy ``sessions`` hash.
 3. The places where the user is one entry among others: ``user<TAB>item`` fields of the
    impression buckets, members of the positive-day sets, feedback comments.
 4. The API processes are told (the invalidation channel) to drop in-process copies.
@@ -52,6 +52,8 @@ async def _forget(client: aioredis.Redis, keys: Keys, user: str, guard_s: int, n
     gone = int(await client.delete(*doomed)) if doomed else 0
     gone += int(await client.hdel(keys.user_segments, user))
     gone += int(await client.hdel(keys.sessions, user))
+    async for bucket in client.scan_iter(match=keys.sessions_bucket("*"), count=SCAN_COUNT):
+        gone += int(await client.hdel(bucket, user))
     prefix = f"{user}\t*"
     async for bucket in client.scan_iter(match=keys.impressions("*"), count=SCAN_COUNT):
         fields = [f async for f, _ in client.hscan_iter(bucket, match=prefix, count=SCAN_COUNT)]

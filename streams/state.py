@@ -72,7 +72,7 @@ class StreamState:
             "window": cfg.reward_window_s, "imp_ttl": max(1, int(2 * cfg.reward_window_s) + 60),
             "rewards": cfg.rewards, "invalidating": {t: True for t in cfg.invalidating},
             "top_n": s.pairs_top_n, "recent_max": s.recent_max, "eid_window": s.event_id_window_s,
-            "user_ttl": s.user_state_ttl_s, "session_ttl": max(60, int(2 * cfg.session_gap_s)),
+            "user_ttl": s.user_state_ttl_s, "session_bucket_s": max(60, int(cfg.session_gap_s)),
             "basket_ttl": s.basket_ttl_s, "basket_max": s.basket_max_items,
             "positive_ttl": 3 * 86400, "comments_max": s.feedback_comments_max,
         })

@@ -77,6 +77,9 @@ async def _footprint(client: aioredis.Redis, keys: Keys, user: str) -> list[dict
     for name, what in ((keys.user_segments, "segment membership"), (keys.sessions, "session (legacy hash)")):
         if await client.hexists(name, user):
             held.append({"key": name, "what": f"{what}: field {user}"})
+    async for bucket in client.scan_iter(match=keys.sessions_bucket("*"), count=SCAN_COUNT):
+        if await client.hexists(bucket, user):
+            held.append({"key": _text(bucket), "what": f"session: field {user}"})
     prefix = f"{user}\t*"
     async for bucket in client.scan_iter(match=keys.impressions("*"), count=SCAN_COUNT):
         n = len([f async for f, _ in client.hscan_iter(bucket, match=prefix, count=SCAN_COUNT)])

@@ -21,8 +21,10 @@
 -- The watermark and the window are written last, so a script that fails half-way (Redis does not
 -- roll scripts back) leaves the batch to be retried rather than silently skipped.
 --
--- Per-user keys (seen, recent, counts, per-user stats, session) get the inactivity TTL on every
--- write; a forgotten user's events dated before the forget are dropped (streams/forget.py).
+-- Per-user keys (seen, recent, counts, per-user stats) carry the inactivity TTL: set when a key is
+-- created and renewed on the user's first batch of each UTC day (the day of the last renewal rides
+-- in the user's session entry), so a steady stream costs no EXPIRE per event. A forgotten user's
+-- events dated before the forget are dropped (streams/forget.py).
 --
 -- Returns {new, duplicates, invalidated users, forgotten rows dropped}.
 
@@ -71,8 +73,9 @@ end
 
 -- --------------------------------------------------------------------------- lookups
 -- Per-user state every batch needs is read with one command per batch, not one per user:
--- segments (HMGET of the user -> segment hash) and sessions (MGET of the per-user session keys,
--- which expire once the session gap is over: inactive users hold no session).
+-- segments (HMGET of the user -> segment hash) and sessions: hashes user -> "item|ts|day" per time
+-- bucket of one session gap (the current and the previous bucket are read; a bucket expires after
+-- two), so inactive users hold no session and a batch reads and writes them in a command or two.
 local CHUNK = 500
 local users_in_batch, user_list = {}, {}
 for _, r in ipairs(rows) do
@@ -83,18 +86,23 @@ for _, r in ipairs(rows) do
 end
 
 local segment_of, sessions = {}, {}
+local sbucket = math.floor(cfg.now / cfg.session_bucket_s)
+local today = math.floor(cfg.now / 86400)
+local sess_now, sess_before = key(K.sessions_bucket, sbucket), key(K.sessions_bucket, sbucket - 1)
+local read_before = redis.call('EXISTS', sess_before) == 1
 for i = 1, #user_list, CHUNK do
   local part = {unpack(user_list, i, math.min(i + CHUNK - 1, #user_list))}
   local segs = redis.call('HMGET', K.user_segments, unpack(part))
-  local sk = {}
-  for j, user in ipairs(part) do sk[j] = key(K.session, user) end
-  local sess = redis.call('MGET', unpack(sk))
+  local sess = redis.call('HMGET', sess_now, unpack(part))
+  local older = read_before and redis.call('HMGET', sess_before, unpack(part)) or {}
   for j, user in ipairs(part) do
     segment_of[user] = (segs[j] and segs[j] ~= '') and segs[j] or false
     local s = {}
-    if sess[j] then
-      local it, t = string.match(sess[j], '^(.*)|([^|]*)$')
-      s.i, s.t = it, tonumber(t)
+    local raw = sess[j] or older[j]
+    if raw then
+      local it, t, d = string.match(raw, '^(.*)|([^|]*)|([^|]*)$')
+      if it ~= '' then s.i = it end
+      s.t, s.d = tonumber(t), tonumber(d)
     end
     sessions[user] = s
   end
@@ -452,6 +460,8 @@ local function chunked(cmd, k, list)
   end
 end
 
+local renew = {}  -- user -> true: renew every per-user key's TTL (first batch of the day)
+local created = {}  -- user -> {key = true}: keys this batch may have created (they get the TTL)
 for user, items in pairs(seen) do
   local list = {}
   for it in pairs(items) do list[#list + 1] = it end
@@ -463,16 +473,32 @@ for user, list in pairs(recent) do
   for i = 1, #list, CHUNK do
     len = redis.call('LPUSH', k, unpack(list, i, math.min(i + CHUNK - 1, #list)))
   end
+  -- a list as long as what was pushed is new, and so is the seen set written with it
+  if len == #list then sub(created, user).history = true end
   -- trimmed once it doubles, not on every push: readers take the first recent_max
   if len > 2 * cfg.recent_max then redis.call('LTRIM', k, 0, cfg.recent_max - 1) end
 end
 for user, by_type in pairs(counts) do
   local k = key(K.user_counts, user)
-  for typ, n in pairs(by_type) do redis.call('HINCRBY', k, typ, n) end
+  for typ, n in pairs(by_type) do
+    -- a field whose new value is this batch's count is new: maybe the whole key (cheap to over-count)
+    if redis.call('HINCRBY', k, typ, n) == n then sub(created, user).counts = true end
+  end
 end
-for user in pairs(sessions_dirty) do
-  local sn = sessions[user]
-  redis.call('SET', key(K.session, user), sn.i .. '|' .. num(sn.t), 'EX', cfg.session_ttl)
+-- every user of the batch gets a session entry in the current bucket (item and time of the last
+-- interaction, if any, and the day their keys' TTL was last renewed)
+do
+  local fields = {}
+  for user in pairs(touched) do
+    local sn = sessions[user]
+    if sn.d ~= today then renew[user] = true; sn.d = today end
+    fields[#fields + 1] = user
+    fields[#fields + 1] = (sn.i or '') .. '|' .. (sn.t and num(sn.t) or '') .. '|' .. sn.d
+  end
+  for i = 1, #fields, 2 * CHUNK do
+    redis.call('HSET', sess_now, unpack(fields, i, math.min(i + 2 * CHUNK - 1, #fields)))
+  end
+  if #fields > 0 then redis.call('EXPIRE', sess_now, 2 * cfg.session_bucket_s + 60) end
 end
 for id, items in pairs(baskets_new) do
   if #items > 0 then
@@ -533,7 +559,9 @@ for day, fields in pairs(day_stats) do
 end
 for user, fields in pairs(user_stats) do
   local k = key(K.user_stats, user)
-  for f, n in pairs(fields) do redis.call('HINCRBY', k, f, n) end
+  for f, n in pairs(fields) do
+    if redis.call('HINCRBY', k, f, n) == n then sub(created, user).stats = true end
+  end
 end
 if interactions > 0 then redis.call('INCRBY', K.new_events, interactions) end
 if explicit > 0 then redis.call('INCRBY', K.new_feedback, explicit) end
@@ -552,13 +580,12 @@ if #users > 0 then redis.call('PUBLISH', K.invalidate_channel, cjson.encode(user
 
 -- per-user keys of inactive users expire: every write renews the TTL of the keys it touched
 if cfg.user_ttl > 0 then
+  local function expire(t, user) redis.call('EXPIRE', key(t, user), cfg.user_ttl) end
   for user in pairs(touched) do
-    redis.call('EXPIRE', key(K.user_counts, user), cfg.user_ttl)
-    if seen[user] then
-      redis.call('EXPIRE', key(K.seen, user), cfg.user_ttl)
-      redis.call('EXPIRE', key(K.recent, user), cfg.user_ttl)
-    end
-    if user_stats[user] then redis.call('EXPIRE', key(K.user_stats, user), cfg.user_ttl) end
+    local c = created[user] or {}
+    if renew[user] or c.history then expire(K.seen, user); expire(K.recent, user) end
+    if renew[user] or c.counts then expire(K.user_counts, user) end
+    if renew[user] or c.stats then expire(K.user_stats, user) end
   end
 end
 

@@ -104,9 +104,18 @@ def test_per_user_keys_carry_the_inactivity_ttl(s: Settings) -> None:
                       event("view", "u1", "i1", now + 1), event("click", "u1", "i2", now + 2)]), now)
     for key in (k.seen("u1"), k.recent("u1"), k.user_counts("u1"), k.user_stats("u1")):
         assert 0 < r.ttl(key) <= s.user_state_ttl_s, key
-    # the session lasts about the session gap, not the user TTL
-    assert 0 < r.ttl(k.session("u1")) <= 2 * s.session_gap_s
-    assert r.get(k.session("u1")).startswith(b"i2|")
+    # the session lives in a bucket of one gap, which expires after two
+    bucket = k.sessions_bucket(int(now // s.session_gap_s))
+    assert 0 < r.ttl(bucket) <= 2 * s.session_gap_s + 60
+    assert r.hget(bucket, "u1").startswith(b"i2|")
+    # renewed once a day, and on creation: a key created later the same day gets the TTL too
+    r.persist(k.seen("u1"))
+    apply(s, records([event("click", "u2", "i3", now + 3, strategy="hybrid")], first_offset=3), now + 3)
+    assert r.ttl(k.user_stats("u2")) > 0 and r.ttl(k.seen("u2")) > 0
+    apply(s, records([event("view", "u1", "i4", now + 4)], first_offset=4), now + 4)
+    assert r.ttl(k.seen("u1")) == -1  # same day, key not new: no EXPIRE spent on it
+    apply(s, records([event("view", "u1", "i5", now + 86400)], first_offset=5), now + 86400)
+    assert 0 < r.ttl(k.seen("u1")) <= s.user_state_ttl_s  # the next day's first batch renews it
 
 
 def test_events_of_a_forgotten_user_dated_before_the_forget_are_dropped(s: Settings) -> None:
