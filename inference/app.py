@@ -44,7 +44,13 @@ class CachedHomeFastPath:
         self.app = app
         self.rt = runtime
 
-    def _key(self, query: bytes) -> tuple | None:
+    def _key(self, query: bytes) -> RecsId | None:
+        """The in-process cache key of a request (None: FastAPI answers it)."""
+        found = self._key_and_label(query)
+        return None if found is None else found[0]
+
+    def _key_and_label(self, query: bytes) -> tuple[RecsId, str | None] | None:
+        """The key, and the experiment arm label its impressions count under (None outside experiments)."""
         try:
             params = parse_qsl(query.decode("latin-1"), keep_blank_values=True, strict_parsing=True)
         except ValueError:
@@ -83,7 +89,7 @@ class CachedHomeFastPath:
         if scope["type"] == "http" and scope["path"] == HOME_PATH and scope["method"] == "GET" \
                 and self._may_read(scope):
             t0 = time.perf_counter()
-            found = self._key(scope["query_string"])
+            found = self._key_and_label(scope["query_string"])
             key, label = found if found is not None else (None, None)
             entry = self.rt.local.get(key) if key is not None else None
             if entry is not None:
