@@ -2,7 +2,7 @@
 
     python benchmarks/experiment_serving.py [--rounds 3] [--duration 6]
 
-Starts ``streamrec up --demo`` in a scratch data dir, then in each round measures the cached home
+Starts ``streamrec up --demo`` in a scratch data dir (the demo's own experiment is stopped first), then in each round measures the cached home
 list of one user (wrk -t1 -c32, requests/s; hey -c10 at 500 req/s, p99) with no experiment, then
 with a two-arm experiment running (created through ``POST /admin/experiments``, stopped after the
 round; the user falls in one of its arms), then a bare FastAPI app returning the same body (the
@@ -113,7 +113,12 @@ def main() -> None:
         else:
             sys.exit(f"stack not healthy: {(data / 'up.log').read_text()[-2000:]}")
         time.sleep(5)
+        admin = {"X-Admin-Key": "bench"}
+        for running in httpx.get(f"{api}/api/v1/experiments").json()["running"]:  # the demo's own: stopped
+            httpx.post(f"{api}/admin/experiments/{running}/stop", headers=admin).raise_for_status()
+        time.sleep(1)
         url = f"{api}/api/v1/recommendations/home?user_id=bench-user&k=10"
+        assert "experiment" not in httpx.get(url).json() or httpx.get(url).json()["experiment"] is None
         body = httpx.get(url).content
         (data / "body.json").write_bytes(body)
         (data / "bare.py").write_text(BARE)
@@ -124,8 +129,8 @@ def main() -> None:
         for r in range(args.rounds):
             httpx.get(url), httpx.get(url)
             plain = (wrk_rps(url, args.duration), hey_p99_ms(url, args.duration))
-            got = httpx.post(f"{api}/admin/experiments", headers={"X-Admin-Key": "bench"}, json={
-                "name": f"bench-{os.getpid()}-{r}", "arms": [{"name": "control", "share": 0.5},
+            got = httpx.post(f"{api}/admin/experiments", headers=admin, json={
+                "name": f"bench-{os.getpid()}-{r}", "namespace": "bench", "arms": [{"name": "control", "share": 0.5},
                                                              {"name": "treatment", "share": 0.5, "strategy": "popularity"}]})
             got.raise_for_status()
             time.sleep(1)
@@ -133,7 +138,7 @@ def main() -> None:
             httpx.get(url)
             assert served.get("experiment") == f"bench-{os.getpid()}-{r}", served
             with_exp = (wrk_rps(url, args.duration), hey_p99_ms(url, args.duration))
-            httpx.post(f"{api}/admin/experiments/bench-{os.getpid()}-{r}/stop", headers={"X-Admin-Key": "bench"})
+            httpx.post(f"{api}/admin/experiments/bench-{os.getpid()}-{r}/stop", headers=admin)
             b = wrk_rps(f"http://127.0.0.1:{bport}/bare", args.duration)
             rows.append((plain, with_exp, b, served["arm"]))
             print(f"round {r + 1}: no experiment {plain[0]:.0f}/s p99 {plain[1]:.1f} ms | experiment running "
