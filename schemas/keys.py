@@ -158,6 +158,10 @@ class Keys:
         """HyperLogLog of the users served an experiment arm (``label`` = ``{experiment}.{arm}``)."""
         return f"{self.prefix}exp_users:{label}"
 
+    def experiment_members(self, label: str) -> str:
+        """Set of the users served an experiment arm (sampled by the report for CUPED)."""
+        return f"{self.prefix}exp_members:{label}"
+
     def shadow_log(self, experiment: str) -> str:
         """List (newest first, capped) of a shadow experiment's records: both lists, agreement, latencies."""
         return f"{self.prefix}shadow:{experiment}"
