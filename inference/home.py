@@ -29,6 +29,7 @@ from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 SHADOW_KEEP = 1000  # shadow records kept per experiment (the newest)
+EXPOSURE_TTL_S = 90 * 86400  # an arm's exposed users are kept this long after its last list
 
 
 @dataclass(frozen=True)
@@ -320,8 +321,11 @@ class HomeService:
                 pipe.hincrby(self.keys.stats_day(day), f"{strategy}:lists", n)
             for (user, strategy), n in counts.items():
                 pipe.hincrby(self.keys.user_stats(user), f"{day}:{strategy}:lists", n)
-            for label, users in arm_users.items():  # an arm's exposure in users (HyperLogLog)
-                pipe.pfadd(self.keys.experiment_users(label), *users)
+            for label, users in arm_users.items():  # an arm's exposure in users: a count, and who (for CUPED)
+                for key, add in ((self.keys.experiment_users(label), pipe.pfadd),
+                                 (self.keys.experiment_members(label), pipe.sadd)):
+                    add(key, *users)
+                    pipe.expire(key, EXPOSURE_TTL_S)
 
         try:
             await self.store.pipeline(build)

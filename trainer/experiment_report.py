@@ -97,9 +97,10 @@ def _r(x: float | None, nd: int = 6) -> float | None:
 
 def report(doc: dict[str, Any], days: Iterable[tuple[str, dict]], users: dict[str, int] | None = None,
            lists: dict[str, int] | None = None, alpha: float = 0.05,
-           shadow: tuple[dict, list] | None = None) -> dict[str, Any]:
+           shadow: tuple[dict, list] | None = None, cuped: dict[str, list] | None = None) -> dict[str, Any]:
     """The report of one experiment from its document and its days' counter hashes (oldest first);
-    ``shadow``: (``Keys.shadow_stats`` hash, ``Keys.shadow_log`` records) of a shadow experiment.
+    ``shadow``: (``Keys.shadow_stats`` hash, ``Keys.shadow_log`` records) of a shadow experiment;
+    ``cuped``: arm -> per-user (y, x) values (``read_cuped``) to add the CUPED comparison.
 
     >>> e = Experiment.create("x", {"control": 0.5, "treatment": 0.5})
     >>> day = {"x.control:impressions": 20000, "x.control:clicks": 1000,
@@ -167,6 +168,8 @@ def report(doc: dict[str, Any], days: Iterable[tuple[str, dict]], users: dict[st
         out["interleaving"] = interleaving_summary(exp, cumulative, alpha)
     if exp.kind == "shadow":
         out["shadow"] = shadow_summary(*(shadow or ({}, [])))
+    if cuped is not None:
+        out["cuped"] = cuped_section(exp, cuped, alpha)
     return out
 
 
@@ -262,6 +265,84 @@ def read_days(client, keys, doc: dict[str, Any], now: float) -> tuple[list[tuple
     return days, dict(zip(labels, (int(x) for x in got[len(day_list):])))
 
 
+# --- CUPED: per-user clicks, adjusted by each user's clicks before the experiment -------------------
+PRE_DAYS = 14  # the covariate's window: the days just before the start
+CUPED_SAMPLE = 5000  # users per arm read for CUPED (a random sample of the arm's exposed users)
+
+
+def pre_days(doc: dict[str, Any], n: int = PRE_DAYS) -> list[str]:
+    """The ``n`` UTC days before the experiment's first day.
+
+    >>> pre_days({"start": 86400.0 * 3}, 2)
+    ['1970-01-02', '1970-01-03']
+    """
+    first = datetime.fromtimestamp(doc.get("start") or doc.get("created_at") or 0, tz=timezone.utc).date()
+    return [(first - timedelta(days=i)).isoformat() for i in range(n, 0, -1)]
+
+
+def user_values(raw: dict, label: str, during: list[str], before: list[str], counter: str = "clicks") -> tuple[float, float]:
+    """(y, x) of one user from their ``Keys.user_stats`` hash (``{day}:{arm}:{counter}`` fields):
+    y = the counter under the arm's label on the experiment's days, x = the counter under any arm
+    on the days before it.
+
+    >>> raw = {"2026-01-05:e.b:clicks": "2", "2026-01-01:hybrid:clicks": "3", "2026-01-02:e.b:clicks": "1"}
+    >>> user_values(raw, "e.b", ["2026-01-05"], ["2026-01-01", "2026-01-02"])
+    (2.0, 4.0)
+    """
+    during_set, before_set = set(during), set(before)
+    y = x = 0.0
+    for f, v in (raw or {}).items():
+        name = f.decode() if isinstance(f, bytes) else f
+        day, _, rest = name.partition(":")
+        arm, _, c = rest.rpartition(":")
+        if c != counter:
+            continue
+        try:
+            val = float(v)
+        except (TypeError, ValueError):
+            continue
+        if day in during_set and arm == label:
+            y += val
+        elif day in before_set:
+            x += val
+    return y, x
+
+
+def cuped_section(exp: Experiment, values: dict[str, list[tuple[float, float]]], alpha: float) -> dict[str, Any]:
+    """Per treatment arm: clicks per exposed user against the control, raw and CUPED-adjusted by
+    the users' clicks before the start (``trainer.experiment_analysis.cuped_compare``, a
+    fixed-horizon test: read it once, at the planned end). ``values``: arm -> [(y, x)] per user."""
+    from trainer.experiment_analysis import cuped_compare
+
+    control = exp.control.name
+    out: dict[str, Any] = {"metric": "clicks per exposed user", "covariate": f"clicks in the {PRE_DAYS} days before the start",
+                           "users": {a: len(v) for a, v in values.items()}, "arms": {}}
+    ctl = values.get(control, [])
+    for arm in exp.arms[1:]:
+        trt = values.get(arm.name, [])
+        if len(ctl) < 2 or len(trt) < 2:
+            out["arms"][arm.name] = None
+            continue
+        r = cuped_compare([y for y, _ in ctl], [x for _, x in ctl], [y for y, _ in trt], [x for _, x in trt], alpha)
+        out["arms"][arm.name] = {k: ([_r(x) for x in v] if isinstance(v, tuple) else _r(v)) for k, v in r.to_dict().items()}
+    return out
+
+
+def read_cuped(client, keys, doc: dict[str, Any], now: float, sample: int = CUPED_SAMPLE) -> dict[str, list]:  # noqa: ANN001
+    """arm -> [(y, x)] for a random sample of each arm's exposed users (a sync redis-py client)."""
+    exp = Experiment.from_dict(doc)
+    during, before = experiment_days(doc, now), pre_days(doc)
+    out = {}
+    for arm in exp.arms:
+        label = exp.label(arm.name)
+        users = client.srandmember(keys.experiment_members(label), sample) or []
+        pipe = client.pipeline()
+        for u in users:
+            pipe.hgetall(keys.user_stats(u.decode() if isinstance(u, bytes) else u))
+        out[arm.name] = [user_values(raw, label, during, before) for raw in pipe.execute()] if users else []
+    return out
+
+
 def read_shadow(client, keys, name: str) -> tuple[dict, list]:  # noqa: ANN001
     """(stats hash, newest records) of a shadow experiment (a sync redis-py client)."""
     pipe = client.pipeline()
@@ -295,6 +376,15 @@ def describe(rep: dict[str, Any]) -> str:
         rate = "n/a" if il["win_rate"] is None else f"{il['win_rate']:.3f} [{il['ci'][0]:.3f}, {il['ci'][1]:.3f}]"
         lines.append(f"  interleaving: {il['team_a']} won {rate} of credited clicks ({il['clicks']}), "
                      f"p={il['p_value']:.3g}, winner {il['winner'] or 'none yet'}")
+    cu = rep.get("cuped")
+    if cu:
+        for arm, r in cu["arms"].items():
+            if r is None:
+                lines.append(f"  cuped {arm}: too few users")
+                continue
+            lines.append(f"  cuped {arm} ({cu['metric']}, users {cu['users']}): diff {r['diff']:+.4f} "
+                         f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}] p={r['p_value']:.3g}; raw {r['diff_raw']:+.4f} "
+                         f"[{r['ci_raw'][0]:+.4f}, {r['ci_raw'][1]:+.4f}]; variance -{r['variance_reduction']:.0%}")
     sh = rep.get("shadow")
     if sh:
         lines.append(f"  shadow: {sh['requests']} sampled requests ({sh['dropped']} dropped), overlap@k "

@@ -12,7 +12,7 @@ import time
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from inference.deps import AdminDep, RuntimeDep
@@ -27,7 +27,7 @@ admin = APIRouter(prefix="/admin/experiments", tags=["experiments"], dependencie
                   responses={401: {"description": "missing or wrong X-Admin-Key"}, 422: {"model": ErrorBody},
                              503: {"model": ErrorBody}})
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"],
-                   responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}})
+                   responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 503: {"model": ErrorBody}})
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN, description="the experiment (1-64 letters, digits, _ or -)")]
 Epoch = Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)]
@@ -236,8 +236,27 @@ async def list_experiments(rt: RuntimeDep) -> dict:
     return {"experiments": rows, "running": sorted(serving), "run_errors": rt.home.experiments.errors}
 
 
+async def _cuped_values(rt: Runtime, exp: Experiment, doc: dict, now: float) -> dict[str, list]:
+    """arm -> [(y, x)] for a sample of each arm's exposed users (``trainer.experiment_report.read_cuped``)."""
+    from trainer.experiment_report import CUPED_SAMPLE, experiment_days, pre_days, user_values
+
+    during, before = experiment_days(doc, now), pre_days(doc)
+    labels = [exp.label(a.name) for a in exp.arms]
+    members = await rt.store.pipeline(lambda p: [p.srandmember(rt.keys.experiment_members(lb), CUPED_SAMPLE)
+                                                 for lb in labels])
+    out = {}
+    for arm, label, users in zip(exp.arms, labels, members):
+        names = [u.decode() if isinstance(u, bytes) else u for u in users or ()]
+        raws = await rt.store.pipeline(lambda p: [p.hgetall(rt.keys.user_stats(u)) for u in names]) if names else []
+        out[arm.name] = [user_values(raw, label, during, before) for raw in raws]
+    return out
+
+
 @router.get("/{name}")
-async def experiment_report(rt: RuntimeDep, name: NamePath) -> dict:
+async def experiment_report(rt: RuntimeDep, name: NamePath,
+                            cuped: Annotated[bool, Query(description="add CUPED: clicks per exposed user adjusted by "
+                                                                     "their clicks before the start (reads a sample "
+                                                                     "of users; fixed-horizon)")] = False) -> dict:
     """Per arm: exposure, CTR, conversion, positive-feedback rate, mean rating, each with an
     interval, and against the control the lift with an always-valid interval and p-value."""
     from trainer.experiment_report import experiment_days, report
@@ -248,8 +267,11 @@ async def experiment_report(rt: RuntimeDep, name: NamePath) -> dict:
         raise HTTPException(503, detail=str(exc)) from None
     if raw is None:
         raise HTTPException(404, detail=f"no experiment named {name!r}")
-    doc = orjson.loads(raw)
-    exp = Experiment.from_dict(doc)
+    try:
+        doc = orjson.loads(raw)
+        exp = Experiment.from_dict(doc)
+    except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise HTTPException(409, detail=f"the stored experiment {name!r} is unreadable: {exc}") from None
     day_list = experiment_days(doc, time.time())
     labels = [exp.label(a.name) for a in exp.arms]
     k = rt.keys
@@ -270,4 +292,10 @@ async def experiment_report(rt: RuntimeDep, name: NamePath) -> dict:
     days = list(zip(day_list, got[: len(day_list)]))
     users = dict(zip(labels, (int(x) for x in got[len(day_list):len(day_list) + len(labels)])))
     shadow = tuple(got[len(day_list) + len(labels):]) if exp.kind == "shadow" else None
-    return report(doc, days, users, alpha=rt.settings.experiment_alpha, shadow=shadow)
+    values = None
+    if cuped:
+        try:
+            values = await _cuped_values(rt, exp, doc, time.time())
+        except StoreUnavailable as exc:
+            raise HTTPException(503, detail=str(exc)) from None
+    return report(doc, days, users, alpha=rt.settings.experiment_alpha, shadow=shadow, cuped=values)

@@ -154,10 +154,12 @@ def stop(name: str = typer.Argument(...), note: str = typer.Option("", "--note")
 def report(
     name: str = typer.Argument(...),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON of GET /api/v1/experiments/NAME."),
+    cuped: bool = typer.Option(False, "--cuped", help="Add CUPED (clicks per exposed user, adjusted by their "
+                                                     "clicks before the start; a sample of users)."),
 ) -> None:
     """Per arm: exposure, CTR, conversion, positive rate, mean rating; lifts against the control
     with always-valid intervals and p-values."""
-    from trainer.experiment_report import describe, read_days, read_shadow, report as build
+    from trainer.experiment_report import describe, read_cuped, read_days, read_shadow, report as build
 
     with _errors():
         settings = _settings()
@@ -165,7 +167,8 @@ def report(
         doc = st.get(name)
         days, users = read_days(st.client, st.keys, doc, time.time())
         shadow = read_shadow(st.client, st.keys, name) if doc.get("kind") == "shadow" else None
-        rep = build(doc, days, users, alpha=settings.experiment_alpha, shadow=shadow)
+        values = read_cuped(st.client, st.keys, doc, time.time()) if cuped else None
+        rep = build(doc, days, users, alpha=settings.experiment_alpha, shadow=shadow, cuped=values)
     typer.echo(json.dumps(rep, indent=2) if as_json else describe(rep))
 
 
