@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from ranking.policy import Policy
-from ranking.scores import blend
+from ranking.scores import rescale
 from trainer.base import Recommender
 from trainer.data.interactions import Interactions
-from trainer.evaluation import ranking_metrics
+from trainer.evaluation import ranking_metrics, relevance_matrix, top_k_items, top_metrics
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,28 @@ class Precomputed(Recommender):
         return self.scores[uidx]
 
 
-def ndcg(model: Recommender, data: Interactions, val: pd.DataFrame, k: int) -> float:
+@dataclass
+class Judged:
+    """A validation part with its relevance matrix built once: a search measures dozens of
+    candidates on the same part, and building the matrix was half of each measurement."""
+
+    data: Interactions
+    val: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        self.rel, self.n_rel = relevance_matrix(self.data, self.val)
+        self.users = np.flatnonzero(self.n_rel > 0)
+
+    def ndcg(self, model: Recommender, k: int) -> float:
+        if len(self.users) == 0:  # ranking_metrics says why
+            return float(ranking_metrics(model, self.data, self.val, k)[f"ndcg@{k}"])
+        top = top_k_items(model, self.users, k)
+        return float(top_metrics(top, self.rel, self.n_rel, self.users, self.data.n_items, k)[f"ndcg@{k}"])
+
+
+def ndcg(model: Recommender, data: Interactions, val: pd.DataFrame | Judged, k: int) -> float:
+    if isinstance(val, Judged):
+        return val.ndcg(model, k)
     return float(ranking_metrics(model, data, val, k)[f"ndcg@{k}"])
 
 
@@ -122,6 +143,7 @@ def search_params(name: str, given: dict[str, Any], fit: Callable[[dict], Recomm
     base = {**DEFAULT_PARAMS.get(name, {}), **given}
     space = {p: v for p, v in GRIDS.get(name, {}).items() if p not in given}
     trials: dict[str, float] = {}
+    judged = val if isinstance(val, Judged) else Judged(data, val)
     best: tuple[float, dict, Recommender] | None = None
     points = grid(space) if space else [{}]
     for i, point in enumerate(points):
@@ -129,7 +151,7 @@ def search_params(name: str, given: dict[str, Any], fit: Callable[[dict], Recomm
             break
         params = {**base, **point}
         model = fit(params)
-        score = ndcg(model, data, val, k)
+        score = ndcg(model, data, judged, k)
         trials[str(point)] = round(score, 5)
         log.info("  %s %s: validation ndcg@%d=%.4f", name, point or "(defaults)", k, score)
         if best is None or score > best[0]:
@@ -142,8 +164,13 @@ def search_blend(rows: Mapping[str, np.ndarray], data: Interactions, val: pd.Dat
                  how: str = "zscore", rounds: int = 2,
                  budget: SearchBudget = UNLIMITED) -> tuple[dict[str, float], float]:
     """Blend weights by coordinate search on validation rows; (weights > 0, val ndcg)."""
+    judged = val if isinstance(val, Judged) else Judged(data, val)
+    scaled = {n: rescale(r, how) for n, r in rows.items()}  # once, not per trial: blend(rows, w, how) is Σ w·rescale
+
     def score(w: dict[str, float]) -> float:
-        return ndcg(Precomputed(blend(rows, w, how)).fit(data), data, val, k)
+        parts = [v * scaled[n] for n, v in w.items() if v != 0.0]
+        total = sum(parts[1:], parts[0]) if parts else np.zeros_like(next(iter(scaled.values())))
+        return ndcg(Precomputed(total).fit(data), data, judged, k)
 
     single = {n: score({n: 1.0}) for n in rows}
     anchor = max(single, key=single.get)

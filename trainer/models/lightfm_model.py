@@ -55,6 +55,7 @@ class LightFMModel(Recommender):
         loss: str = "warp",
         learning_rate: float = 0.05,
         epochs: int = 30,
+        warm_epochs: int = 10,
         threads: int = 1,
         patience: int | None = None,
         val_fraction: float = 0.1,
@@ -70,6 +71,7 @@ class LightFMModel(Recommender):
         self.loss = loss
         self.learning_rate = learning_rate
         self.epochs = epochs
+        self.warm_epochs = warm_epochs
         self.threads = threads
         self.patience = patience
         self.val_fraction = val_fraction
@@ -135,6 +137,30 @@ class LightFMModel(Recommender):
                 if val is not None and bad >= self.patience:
                     break
         self.model_ = best if best is not None else model
+
+    def _fit_warm(self, data: Interactions, previous: "LightFMModel") -> None:
+        """Continue ``previous``'s model for ``warm_epochs`` when users, items and features are
+        the same (a run's refit on a superset of its validation data); from scratch otherwise
+        (LightFM's matrices cannot grow new rows)."""
+        users, items = self._features(data)
+        shape = lambda m: None if m is None else m.shape  # noqa: E731
+        same = (previous.model_ is not None and np.array_equal(previous._require().user_ids, data.user_ids)
+                and np.array_equal(previous._require().item_ids, data.item_ids)
+                and shape(users) == shape(previous.user_features_) and shape(items) == shape(previous.item_features_))
+        if not same:
+            self._fit(data)
+            return
+        self.user_features_, self.item_features_ = users, items
+        x = data.seen().tocoo()
+        keep = data.matrix.tocoo().data > 0
+        train = sp.coo_matrix((np.ones(int(keep.sum()), np.float32), (x.row[keep], x.col[keep])), shape=x.shape)
+        model = copy.deepcopy(previous.model_)
+        self.history_ = []
+        for epoch in range(self.warm_epochs):
+            t0 = time.perf_counter()
+            model.fit_partial(train, user_features=users, item_features=items, epochs=1, num_threads=self.threads)
+            self.history_.append({"epoch": epoch + 1, "seconds": time.perf_counter() - t0, "warm": True})
+        self.model_ = model
 
     def _val_precision(self, train: sp.csr_matrix, val: sp.csr_matrix, k: int = 10) -> float:
         users = np.flatnonzero(np.diff(val.indptr) > 0)

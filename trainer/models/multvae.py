@@ -58,8 +58,8 @@ class MultVAE(Recommender):
 
     def __init__(self, latent_dim: int = 200, hidden_dim: int = 0, dropout: float = 0.5, beta: float = 0.2,
                  epochs: int = 150, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
-                 ensemble: int = 1, device: str = "auto", threads: int | None = None, seed: int = 0,
-                 verbose: bool = False):
+                 ensemble: int = 1, warm_epochs: int = 20, device: str = "auto", threads: int | None = None,
+                 seed: int = 0, verbose: bool = False):
         if ensemble < 1:
             raise ValueError(f"multvae ensemble must be at least 1, got {ensemble}")
         self.latent_dim = latent_dim
@@ -71,6 +71,7 @@ class MultVAE(Recommender):
         self.lr = lr
         self.weight_decay = weight_decay
         self.ensemble = ensemble
+        self.warm_epochs = warm_epochs
         self.device = device
         self.threads = threads
         self.seed = seed
@@ -95,7 +96,38 @@ class MultVAE(Recommender):
         for member in range(self.ensemble):
             self.nets_.append(self._fit_one(data, self.seed + member))
 
+    def _fit_warm(self, data: Interactions, previous: "MultVAE") -> None:
+        """Start from ``previous``'s networks (item columns of the encoder and rows of the
+        decoder carried over by item id; new items start fresh) and train ``warm_epochs`` epochs
+        at the full KL weight. Users need nothing: a user is encoded from their row."""
+        from trainer.models._warm import carry_rows, index_map
+
+        new_pos, old_pos = index_map(previous._require().item_ids, data.item_ids)
+        self.nets_, self.history_ = [], []
+        for member, old in enumerate(previous.nets_[: self.ensemble]):
+            seed_everything(self.seed + member)
+            net = _build_net(data.n_items, self.latent_dim, self.hidden_dim)
+            fresh, prior = net.state_dict(), old.state_dict()
+            first_in = "encoder.0.weight" if self.hidden_dim else "encoder.weight"
+            last_out = "decoder.2" if self.hidden_dim else "decoder.1"
+            for key, value in prior.items():
+                if key == first_in:
+                    carry_rows(fresh[key], value, new_pos, old_pos, dim=1)
+                elif key.startswith(last_out):
+                    carry_rows(fresh[key], value, new_pos, old_pos, dim=0)
+                elif fresh[key].shape == value.shape:
+                    fresh[key].copy_(value)
+            net.load_state_dict(fresh)
+            self.nets_.append(self._train(net, data, self.seed + member, self.warm_epochs, anneal=False))
+        for member in range(len(self.nets_), self.ensemble):  # a larger ensemble than before: new members cold
+            self.nets_.append(self._fit_one(data, self.seed + member))
+
     def _fit_one(self, data: Interactions, seed: int):
+        seed_everything(seed)
+        net = _build_net(data.n_items, self.latent_dim, self.hidden_dim)
+        return self._train(net, data, seed, self.epochs, anneal=True)
+
+    def _train(self, net, data: Interactions, seed: int, epochs: int, anneal: bool):
         import torch
         from torch.nn import functional as F
 
@@ -106,14 +138,14 @@ class MultVAE(Recommender):
             active = np.flatnonzero(x.sum(dim=1).cpu().numpy() > 0)
             if len(active) == 0:
                 raise ValueError("multvae: no user has a positive interaction")
-            net = _build_net(data.n_items, self.latent_dim, self.hidden_dim).to(dev)
+            net = net.to(dev)
             opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-            anneal = max(1, self.epochs // 2)
-            with epoch_progress("multvae", self.epochs, self.verbose) as advance:
-                for epoch in range(self.epochs):
+            anneal_epochs = max(1, self.epochs // 2) if anneal else 0
+            with epoch_progress("multvae", epochs, self.verbose) as advance:
+                for epoch in range(epochs):
                     t0 = time.perf_counter()
                     net.train()
-                    weight = self.beta * min(1.0, epoch / anneal)
+                    weight = self.beta * (min(1.0, epoch / anneal_epochs) if anneal_epochs else 1.0)
                     total = 0.0
                     active = rng.permutation(active)
                     for start in range(0, len(active), self.batch_size):

@@ -111,6 +111,7 @@ class TwoTower(Recommender):
         batch_size: int = 512,
         epochs: int = 40,
         patience: int | None = 5,
+        warm_epochs: int = 5,
         val_fraction: float = 0.05,
         text_buckets: int = 4096,
         max_text_tokens: int = 32,
@@ -135,6 +136,7 @@ class TwoTower(Recommender):
         self.batch_size = batch_size
         self.epochs = epochs
         self.patience = patience
+        self.warm_epochs = warm_epochs
         self.val_fraction = val_fraction
         self.text_buckets = text_buckets
         self.max_text_tokens = max_text_tokens
@@ -168,6 +170,11 @@ class TwoTower(Recommender):
             "n_item_cat": len(ivocab),
         }
 
+    def _vocabularies(self, data: Interactions) -> tuple[dict, dict]:
+        utoks = user_tokens(data) if self.use_user_features else []
+        itoks = item_tokens(data) if self.use_item_features else []
+        return vocabulary(utoks), vocabulary(itoks)
+
     def _make_net(self, data: Interactions, inputs: dict[str, Any]):
         return _build_net(data.n_users, data.n_items, inputs["user_tok"], inputs["item_cat"], inputs["item_txt"],
                           inputs["n_user_tok"], inputs["n_item_cat"], self.text_buckets, self.embedding_dim,
@@ -175,6 +182,33 @@ class TwoTower(Recommender):
 
     # --- training ------------------------------------------------------------------------------
     def _fit(self, data: Interactions) -> None:
+        self._train(data, None, self.epochs)
+
+    def _fit_warm(self, data: Interactions, previous: "TwoTower") -> None:
+        """Start from ``previous``'s towers: id embeddings carried over by user and item id (new
+        ones start fresh), token tables when the vocabularies are the same, hashed words and the
+        MLPs as they are; then at most ``warm_epochs`` epochs, stopping early as a fit does."""
+        self._train(data, previous, self.warm_epochs)
+
+    def _carry(self, net, data: Interactions, previous: "TwoTower") -> None:
+        from trainer.models._warm import carry_rows, index_map
+
+        fresh, prior = net.state_dict(), previous.net_.state_dict()
+        same_tokens = self._vocabularies(data) == previous._vocabularies(previous._require())
+        for key, value in prior.items():
+            if key in ("u_tok", "i_cat", "i_txt"):
+                continue  # buffers: this data's features
+            if key == "user_id.weight":
+                carry_rows(fresh[key], value, *index_map(previous._require().user_ids, data.user_ids))
+            elif key == "item_id.weight":
+                carry_rows(fresh[key], value, *index_map(previous._require().item_ids, data.item_ids))
+            elif key.startswith(("user_tok.", "item_cat.")) and not same_tokens:
+                continue
+            elif fresh[key].shape == value.shape:
+                fresh[key].copy_(value)
+        net.load_state_dict(fresh)
+
+    def _train(self, data: Interactions, previous: "TwoTower | None", epochs: int) -> None:
         import torch
 
         with torch_threads(self.threads):
@@ -191,12 +225,15 @@ class TwoTower(Recommender):
             n_val = int(len(u) * self.val_fraction) if self.val_fraction > 0 and len(u) >= 20 else 0
             val_idx, tr_idx = order[:n_val], order[n_val:]
             self._inputs_ = self._inputs(data)
-            net = self._make_net(data, self._inputs_).to(dev)
+            net = self._make_net(data, self._inputs_)
+            if previous is not None:
+                self._carry(net, data, previous)
+            net = net.to(dev)
             opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             stopper = EarlyStopping(self.patience if n_val else None)
             self.history_ = []
-            with epoch_progress("two_tower", self.epochs, self.verbose) as advance:
-                for epoch in range(self.epochs):
+            with epoch_progress("two_tower", epochs, self.verbose) as advance:
+                for epoch in range(epochs):
                     t0 = time.perf_counter()
                     net.train()
                     perm = rng.permutation(tr_idx)
