@@ -117,3 +117,29 @@ def test_report_aa_is_not_significant():
                            treatment__clicks=250 - (i % 2))) for i in range(10)]
     vs = report({**exp.to_dict(), "status": "running"}, days)["arms"][1]["vs_control"]["ctr"]
     assert not vs["significant"] and vs["ci"][0] < 0 < vs["ci"][1]
+
+
+def _canary_report(champ_clicks: int, chall_clicks: int, n: int = 4000) -> dict:
+    from trainer.experiment_report import report
+
+    exp = Experiment.create("c", {"champion": 0.7, "challenger": 0.3}, kind="canary")
+    day = {"c.champion:impressions": n, "c.champion:clicks": champ_clicks,
+           "c.challenger:impressions": n, "c.challenger:clicks": chall_clicks}
+    return report({**exp.to_dict(), "status": "running"}, [("d1", day)])
+
+
+@pytest.mark.parametrize("champ, chall, new, last, action", [
+    (800, 120, 4000, False, "fail"),      # CTR 20% -> 3%: surely more than 5% worse
+    (400, 800, 4000, False, "widen"),     # better, enough new impressions
+    (400, 800, 100, False, "wait"),       # better, too few impressions since the last step
+    (400, 800, 4000, True, "promote"),    # last step, surely within 5%
+    (400, 392, 4000, True, "wait"),       # last step, not yet sure it is within 5%
+    (400, 392, 4000, False, "widen"),     # nothing fails: widen
+])
+def test_canary_verdicts(champ, chall, new, last, action):
+    from trainer.canary import judge
+
+    v = judge(_canary_report(champ, chall), margin=0.05, min_impressions=1000, new_impressions=new, last_step=last)
+    assert v.action == action, v.reason
+    if action == "fail":
+        assert v.metric == "ctr" and v.figures["ctr"]["lift_ci"][1] < -0.05
