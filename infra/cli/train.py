@@ -40,6 +40,9 @@ def train(
     cold: bool = typer.Option(None, "--include-cold-items/--no-cold-items",
                               help="Index catalog items that have no events."),
     progress: bool = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: on a terminal)."),
+    incremental: bool = typer.Option(False, "--incremental", help="Update the serving run with the events since "
+                                                                   "its snapshot offsets (warm start, its policy; "
+                                                                   "no search) instead of a full retrain."),
 ) -> None:
     """Train models on a dataset and save a run; prints the run directory on its last line.
 
@@ -56,6 +59,9 @@ def train(
         params = parse_params(param or [], names)
         source = _source(settings, interactions, fmt, do_replay, progress, items, profiles)
         typer.echo(source.report.describe(), err=True)
+        if incremental:
+            _incremental(source, settings, tag, promote, progress)
+            return
         result = train_run(source, settings, names, params, tag=tag, promote=promote, val_ratio=val_ratio,
                            refit=refit, k=k, seed=seed, verbose=progress)
     for name, values in result.metrics.get("validation", {}).items():
@@ -67,6 +73,22 @@ def train(
             typer.echo(f"warning: {w}", err=True)
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)
+    typer.echo(str(result.run_dir.resolve()))
+
+
+def _incremental(source, settings, tag, promote: bool, progress: bool) -> None:  # noqa: ANN001
+    from trainer.incremental import incremental_run
+
+    result = incremental_run(source, settings, tag=tag or "incremental", promote=promote, verbose=progress)
+    typer.echo(result.message)
+    if result.run_dir is None:
+        return
+    for name, how in result.metrics["incremental"]["models"].items():
+        typer.echo(f"{name}: {how} ({result.fit_seconds.get(name, 0):.1f} s)")
+    if result.promotion is not None:
+        typer.echo(result.promotion.describe())
+        for w in result.promotion.warnings:
+            typer.echo(f"warning: {w}", err=True)
     typer.echo(str(result.run_dir.resolve()))
 
 

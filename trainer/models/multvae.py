@@ -118,7 +118,8 @@ class MultVAE(Recommender):
                 elif fresh[key].shape == value.shape:
                     fresh[key].copy_(value)
             net.load_state_dict(fresh)
-            self.nets_.append(self._train(net, data, self.seed + member, self.warm_epochs, anneal=False))
+            self.nets_.append(self._train(net, data, self.seed + member, self.warm_epochs, anneal=False,
+                                          users=getattr(self, "focus_users_", None)))
         for member in range(len(self.nets_), self.ensemble):  # a larger ensemble than before: new members cold
             self.nets_.append(self._fit_one(data, self.seed + member))
 
@@ -127,7 +128,7 @@ class MultVAE(Recommender):
         net = _build_net(data.n_items, self.latent_dim, self.hidden_dim)
         return self._train(net, data, seed, self.epochs, anneal=True)
 
-    def _train(self, net, data: Interactions, seed: int, epochs: int, anneal: bool):
+    def _train(self, net, data: Interactions, seed: int, epochs: int, anneal: bool, users=None):
         import torch
         from torch.nn import functional as F
 
@@ -136,6 +137,8 @@ class MultVAE(Recommender):
             dev = pick_device(self.device)
             x = self._rows(data, np.arange(data.n_users)).to(dev)
             active = np.flatnonzero(x.sum(dim=1).cpu().numpy() > 0)
+            if users is not None:  # an update trains on the users its new events touch
+                active = np.intersect1d(active, users)
             if len(active) == 0:
                 raise ValueError("multvae: no user has a positive interaction")
             net = net.to(dev)

@@ -216,6 +216,9 @@ class TwoTower(Recommender):
             dev = pick_device(self.device)
             m = data.matrix.tocoo()
             keep = m.data > 0
+            focus = getattr(self, "focus_users_", None) if previous is not None else None
+            if focus is not None:  # an update trains on the users its new events touch
+                keep &= np.isin(m.row, focus)
             u, i = m.row[keep].astype(np.int64), m.col[keep].astype(np.int64)
             if len(u) == 0:
                 raise ValueError("two_tower: no positive interactions to learn from")
@@ -271,13 +274,14 @@ class TwoTower(Recommender):
 
         ue = net.users(u)
         if self.softmax == "in_batch":
-            logits = ue @ net.items(i).T / self.temperature
+            # the batch's distinct items are the classes: an item twice in a batch is one class (never
+            # a negative of itself), and the item tower and the logits are |distinct| wide, not |batch|
+            # (a large batch of a small catalogue costs little more than the catalogue)
+            uniq, target = torch.unique(i, return_inverse=True)
+            logits = ue @ net.items(uniq).T / self.temperature
             if self.logq_correction:
-                logits = logits - logq[i][None, :]
-            # duplicates of the same item in a batch are not negatives of each other
-            same = (i[:, None] == i[None, :]) & ~torch.eye(len(i), dtype=torch.bool, device=dev)
-            logits = logits.masked_fill(same, -1e9)
-            return F.cross_entropy(logits, torch.arange(len(i), device=dev))
+                logits = logits - logq[uniq][None, :]
+            return F.cross_entropy(logits, target)
         neg = torch.as_tensor(rng.integers(0, n_items, size=self.num_sampled), device=dev)
         pos = (ue * net.items(i)).sum(-1, keepdim=True) / self.temperature
         negl = ue @ net.items(neg).T / self.temperature
