@@ -35,22 +35,29 @@ log = logging.getLogger(__name__)
 
 
 def impression_events(request_id: str, user_id: str, strategy: str, items: Iterable[str], ts: datetime,
-                      propensities: Sequence[float] | None = None) -> list[Interaction]:
+                      propensities: Sequence[float] | None = None, experiment: bool = False) -> list[Interaction]:
     """The impression events of one served list, one per position (validated schema events).
     Each carries ``context.propensity``, the probability the serving policy put the item at that
-    position: 1 for a deterministic list (``propensities`` None), else the given value.
+    position: 1 for a deterministic list (``propensities`` None), else the given value. A list of
+    an experiment's arm (``experiment``) has the label ``{experiment}.{arm}`` as its strategy (the
+    stream counts the arm's feedback under it) and names both in ``context.experiment`` / ``arm``.
 
     >>> [(e.context.position, e.context.propensity) for e in impression_events("r", "u", "p", ["a", "b"],
     ...  datetime.now(timezone.utc), (1.0, 0.25))]
     [(0, 1.0), (1, 0.25)]
+    >>> c = impression_events("r", "u", "home-test.treatment", ["a"], datetime.now(timezone.utc), experiment=True)[0].context
+    >>> c.strategy, c.experiment, c.arm
+    ('home-test.treatment', 'home-test', 'treatment')
     """
+    name, _, arm = strategy.partition(".") if experiment else ("", "", "")
     items = list(items)
     probs = propensities if propensities is not None else (1.0,) * len(items)
     if len(probs) != len(items):
         raise ValueError(f"{len(items)} items but {len(probs)} propensities")
     return [
         Interaction(event_id=f"{request_id}-{pos}", type=EventType.impression, user_id=user_id, item_id=item, ts=ts,
-                    context=EventContext(request_id=request_id, strategy=strategy, position=pos, propensity=p))
+                    context=EventContext(request_id=request_id, strategy=strategy, position=pos, propensity=p,
+                                         experiment=name or None, arm=arm or None))
         for pos, (item, p) in enumerate(zip(items, probs))
     ]
 
@@ -181,16 +188,18 @@ class Broker:
 
     # --- impressions ------------------------------------------------------------------
     def queue_impressions(self, request_id: str, user_id: str, strategy: str, items: tuple[str, ...],
-                          propensities: tuple[float, ...] | None = None, choice_probability: float | None = None) -> None:
+                          propensities: tuple[float, ...] | None = None, choice_probability: float | None = None,
+                          experiment: bool = False) -> None:
         """Called on the request path: O(1), never waits, sheds when the queue is full.
         ``propensities``: per position, as ``CachedList.propensities`` (None: all 1);
         ``choice_probability``: the chance the list's policy was chosen for this request (a
-        bandit's arm), a factor of every position's propensity (applied in the flush)."""
+        bandit's arm), a factor of every position's propensity (applied in the flush);
+        ``experiment``: ``strategy`` is an experiment arm's label (``impression_events``)."""
         if len(self._impressions) >= self.max_pending:
             if self.metrics is not None:
                 self.metrics.impressions.labels("dropped").inc(len(items))
             return
-        self._impressions.append((request_id, user_id, strategy, items, propensities, choice_probability))
+        self._impressions.append((request_id, user_id, strategy, items, propensities, choice_probability, experiment))
 
     async def flush_impressions(self) -> int:
         """Hand what is queued to the impression producer; returns the number of events."""
@@ -228,11 +237,11 @@ class Broker:
     def _records(self, batch: list, ts: datetime) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of every impression of the batch; a list whose events do not validate
         (an id outside the schema's pattern) is counted as failed, never sent."""
-        for rid, user, strategy, items, propensities, chosen in batch:
+        for rid, user, strategy, items, propensities, chosen, experiment in batch:
             if chosen is not None:  # a bandit's list: its arm's chance times each position's
                 propensities = tuple(chosen * p for p in (propensities or (1.0,) * len(items)))
             try:
-                events = impression_events(rid, user, strategy, items, ts, propensities)
+                events = impression_events(rid, user, strategy, items, ts, propensities, experiment)
             except (ValidationError, ValueError) as exc:
                 log.debug("impressions of %s not sent: %s", rid, exc)
                 if self.metrics is not None:

@@ -271,7 +271,7 @@ class HomeService:
             chance = ARM_CHANCE.get()
             if chance is not None:
                 ARM_CHANCE.set(None)  # one request's: never the next one's, whatever task runs it
-            self.broker.queue_impressions(request_id, user, arm, items, propensities, chance)
+            self.broker.queue_impressions(request_id, user, arm, items, propensities, chance, in_experiment)
 
     async def interleave(self, q: HomeQuery, pick: Pick, request_id: str) -> bytes:
         """An interleaving experiment's list: both arms' lists (each computed and cached as any

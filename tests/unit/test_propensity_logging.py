@@ -56,3 +56,13 @@ def test_a_bandit_lists_propensities_include_the_arms_chance():
     records = list(broker._records(list(broker._impressions), datetime.now(timezone.utc)))
     got = [orjson.loads(v)["context"]["propensity"] for _, v in records]
     assert got == pytest.approx([0.8, 0.8, 0.5, 0.05])
+
+
+def test_an_experiment_arms_impressions_name_the_experiment_and_the_arm():
+    broker = Broker(Settings(kafka_bootstrap=None))
+    broker.queue_impressions("r-1", "u1", "home-test.treatment", ("a",), experiment=True)
+    broker.queue_impressions("r-2", "u1", "popularity", ("b",))
+    records = list(broker._records(list(broker._impressions), datetime.now(timezone.utc)))
+    ctx = [orjson.loads(v)["context"] for _, v in records]
+    assert [(c["strategy"], c.get("experiment"), c.get("arm")) for c in ctx] == [
+        ("home-test.treatment", "home-test", "treatment"), ("popularity", None, None)]
