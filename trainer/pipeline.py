@@ -156,6 +156,39 @@ def _fit_timed(name: str, params: dict[str, Any], data: Interactions, verbose: b
     return model
 
 
+#: A model whose validation fit took less than this is refitted from scratch even when the policy
+#: does not serve it (a closed form or a neighbour search: cheaper than keeping two kinds of fit).
+CHEAP_FIT_S = 3.0
+
+
+def _refit(name: str, params: dict[str, Any], data: Interactions, validation_fit: Any, policy: Policy | None,
+           verbose: bool, seconds: dict[str, float]) -> tuple[Any, str]:
+    """The model a run saves, fitted on all of ``data``, and how it was made.
+
+    - a model that can start warm (``trainer.models._warm``: Mult-VAE, two-tower) continues from
+      its validation fit for its ``warm_epochs`` (the data is a superset, in the same index space);
+    - a model the policy does not serve whose fit is costly keeps its validation fit, with all of
+      ``data`` attached (its scores read a user's whole row; ``recommend`` excludes everything seen);
+    - anything else is refitted from scratch."""
+    from trainer.models._warm import can_warm_start, warm_fit
+
+    if validation_fit is not None:
+        model = _build(name, params, verbose)
+        if can_warm_start(model, validation_fit):
+            t0 = time.perf_counter()
+            warm_fit(model, data, validation_fit)
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+            return model, "warm start from the validation fit"
+        served = policy is None or name in policy.models
+        if not served and seconds.get(name, 0.0) >= CHEAP_FIT_S:
+            validation_fit.data = data
+            return validation_fit, "validation fit kept (not in the policy), all data attached"
+    before = seconds.get(name, 0.0)
+    model = _fit_timed(name, params, data, verbose, seconds)
+    seconds[name] += before
+    return model, "refitted"
+
+
 # --- one training run ------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -214,11 +247,12 @@ def train_run(
         return _fit_timed(name, p, on, verbose, fit_seconds)
 
     final: dict[str, Any] = {}
+    refits: dict[str, str] = {}
     for name in models:
         if name in fitted and not refit:
             final[name] = fitted[name]
             continue
-        final[name] = fit(name, chosen[name], data)
+        final[name], refits[name] = _refit(name, chosen[name], data, fitted.get(name), policy, verbose, fit_seconds)
     if policy is None:
         scored_models = [n for n in models if n not in NOT_BLENDED]
         policy = Policy.single(scored_models[0]) if scored_models else Policy.popularity()
@@ -229,6 +263,8 @@ def train_run(
         "fit_seconds": {n: round(s, 3) for n, s in fit_seconds.items()},
         "policy": policy.name,
     }
+    if refits:
+        metrics["refit"] = refits
     if tuning:
         metrics["tuning"] = tuning
     metrics["score"] = run_score(metrics, settings.promote_metric)
@@ -359,8 +395,13 @@ def _choose_policy(fitted: dict[str, Any], train: Interactions, val: pd.DataFram
     signals, infos = OfflineSignals(train), item_infos(train)
     base = Policy(category_cap=settings.category_cap)
 
+    measured: dict[str, dict[str, Any]] = {}  # the chosen policy was measured by the λ search already
+
     def evaluate(p: Policy) -> dict[str, Any]:
-        return _clean(evaluate_policy(scorer, p, train, val, k, signals, infos))
+        key = json.dumps(p.with_(notes={}).to_dict(), sort_keys=True, default=str)
+        if key not in measured:
+            measured[key] = _clean(evaluate_policy(scorer, p, train, val, k, signals, infos))
+        return measured[key]
 
     blendable = [n for n in fitted if n not in NOT_BLENDED]
     if tune and blendable:
