@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     retrain_interval_s: float = 24 * 3600.0
     retrain_min_new_events: int = 10_000
     retrain_min_new_feedback: int = 1_000  # explicit feedbacks (rate, like, dislike) that trigger a retrain
+    # warm-start updates between full retrains (`streamrec train --incremental`, trainer/incremental.py): the
+    # scheduler updates the serving run every update_interval_s when events came in, or as soon as
+    # update_min_new_events arrived; 0 turns that trigger off (both 0: no updates, full retrains only)
+    update_interval_s: float = Field(600.0, ge=0)
+    update_min_new_events: int = Field(1_000, ge=0)
     keep_runs: int = 5
     retrain_max_delay_s: float = 600.0  # a due retrain waits while events are still arriving, at most this long
     scheduler_nice: int = 10  # the scheduler process's niceness: training yields the CPU to the worker and the API
