@@ -71,6 +71,10 @@ class BasketParams:
     # pmi log(lift) (positive part), jaccard C/(n_a + n_b - C); needs the run's item counts
     PAIR_NORM: str = "raw"
     POP_DAMPING: float = 0.0  # IDF-style damping: the link is further divided by n_b ** POP_DAMPING
+    # size-weighted co-occurrence: ANY pairs of a basket item a counted over the run's training
+    # baskets b holding a (at most COCOVER_BASKETS, latest first), each adding |b| ** -PAIR_SIZE_POWER
+    # (1: P(c in the rest | a shown) when the item shown is any item of the basket); 0: the stream's counts
+    PAIR_SIZE_POWER: float = 0.0
     PAIR_RESCALE: bool = True  # divide each pair list by its maximum (False: links add up as they are)
     COCOVER_RHO: float = 0.0  # conditional cover: each pick discounts the training baskets it is in by this share
     COCOVER_BASKETS: int = 2000  # training baskets the conditional cover reads per basket, split over its items (latest first)
