@@ -2,7 +2,11 @@
 
 A retrain is due when no run has been made yet, every ``retrain_interval_s``, and as soon
 as the counter ``Keys.new_events`` (kept by the stream worker) exceeds
-``retrain_min_new_events``. After a run the counter is decreased by the value read before
+``retrain_min_new_events``. Between retrains, a warm-start update of the serving run
+(``trainer.incremental``, what ``streamrec train --incremental`` does) is due every
+``update_interval_s`` when events were counted, or once ``update_min_new_events`` were; it
+goes through the same promotion gate. ``scheduler.json`` records the schedule and the last
+retrain and update. After a run the counter is decreased by the value read before
 it, so events that arrived during training still count towards the next one.
 
 Replay-then-read is ``trainer.data.sources.events_for_training``, the same call as
@@ -53,6 +57,29 @@ def due(now: float, last_run_at: float | None, new_events: int, interval_s: floa
         return f"interval of {interval_s:g} s elapsed"
     if new_events > min_new_events:
         return f"{new_events} new events (threshold {min_new_events})"
+    return None
+
+
+def update_due(now: float, last_at: float | None, new_events: int, interval_s: float,
+               min_new_events: int) -> str | None:
+    """Why a warm-start update of the serving run is due now, or None (``last_at``: the last
+    retrain or update; nothing counted since: nothing to update with).
+
+    >>> update_due(100.0, 90.0, 0, 50, 10) is None
+    True
+    >>> update_due(100.0, 90.0, 12, 50, 10)
+    '12 new events (update threshold 10)'
+    >>> update_due(100.0, 40.0, 3, 50, 10)
+    'update interval of 50 s elapsed, 3 new events'
+    >>> update_due(100.0, 40.0, 3, 0, 0) is None
+    True
+    """
+    if new_events <= 0 or last_at is None:
+        return None
+    if min_new_events and new_events >= min_new_events:
+        return f"{new_events} new events (update threshold {min_new_events})"
+    if interval_s and now - last_at >= interval_s:
+        return f"update interval of {interval_s:g} s elapsed, {new_events} new events"
     return None
 
 
@@ -181,6 +208,48 @@ class Scheduler:
         return (due(now, self.last_run_at(), n, s.retrain_interval_s, s.retrain_min_new_events)
                 or self.feedback_due() or self.alert_due())
 
+    def check_update(self, now: float | None = None) -> str | None:
+        """A warm-start update is due (``update_due``); only when a run serves and no retrain is."""
+        s = self.settings
+        from trainer.artifacts import current_run
+
+        if current_run(s.artifact_dir) is None:
+            return None
+        last = [t for t in (self.last_run_at(), self.state().get("last_update_at")) if t is not None]
+        now = time.time() if now is None else now
+        return update_due(now, max(last) if last else None, self._counted, s.update_interval_s,
+                          s.update_min_new_events)
+
+    def update(self, reason: str = "asked") -> Outcome:
+        """Replay, update the serving run with the new events (``trainer.incremental``), promote if better."""
+        from trainer.data.sources import events_for_training
+        from trainer.incremental import incremental_run
+
+        s = self.settings
+        try:
+            counted = self.new_events()
+        except StoreUnavailable:
+            counted = 0
+        log.info("update (%s): %d new events counted", reason, counted)
+        try:
+            loaded = events_for_training(s, say=log.info, skip_unchanged=True)
+        except (InvalidDataset, ServiceUnavailable) as exc:
+            self._save_state(last_update_attempt_at=time.time(), last_update_message=str(exc))
+            return Outcome(None, False, f"nothing to update with: {exc}")
+        if loaded.source is None:
+            self._consume(counted)
+            msg = "no new interactions in the log since the last run: nothing to update"
+            self._save_state(last_update_at=time.time(), last_update_message=msg)
+            return Outcome(None, False, msg)
+        result = incremental_run(loaded.source, s, tag="update", promote=True)
+        self._consume(counted)
+        promo = result.promotion
+        msg = promo.describe() if promo is not None else result.message
+        self._save_state(last_update_at=time.time(), last_update=result.run_dir.name if result.run_dir else None,
+                         last_update_message=msg, last_update_seconds=round(sum(result.fit_seconds.values()), 2))
+        log.info("update: %s", msg)
+        return Outcome(result.run_dir, bool(promo and promo.promoted), msg)
+
     # --- the monitor ---------------------------------------------------------------------------
     def look(self, now: float | None = None) -> None:
         """Run the monitor (trainer/alerts) when its interval has passed; a failure is logged."""
@@ -260,18 +329,25 @@ class Scheduler:
         s = self.settings
         poll = poll_s if poll_s is not None else max(1.0, min(30.0, s.retrain_interval_s / 10))
         backoff = 0.0
-        log.info("scheduler: models %s, every %g s or after %d new events", s.retrain_models,
-                 s.retrain_interval_s, s.retrain_min_new_events)
+        log.info("scheduler: models %s, every %g s or after %d new events; updates every %g s or after %d new "
+                 "events", s.retrain_models, s.retrain_interval_s, s.retrain_min_new_events, s.update_interval_s,
+                 s.update_min_new_events)
+        self._save_state(schedule={"retrain_interval_s": s.retrain_interval_s,
+                                   "retrain_min_new_events": s.retrain_min_new_events,
+                                   "update_interval_s": s.update_interval_s,
+                                   "update_min_new_events": s.update_min_new_events})
         gate = BusyGate(s.retrain_max_delay_s)
         while not stop.is_set():
             self.look()
-            reason = self.check()
+            reason, job = self.check(), self.retrain
+            if not reason:
+                reason, job = self.check_update(), self.update
             if reason and gate.postpone(self._counted, time.time()):
                 log.info("retrain due (%s) but events are still arriving: waiting for the stream to settle", reason)
                 reason = None
             if reason and time.time() >= backoff:
                 try:
-                    out = self.retrain(reason)
+                    out = job(reason)
                     backoff = 0.0
                     if out.run_dir is None:  # no data yet: look again after a poll or two
                         backoff = time.time() + poll
