@@ -165,24 +165,24 @@ def _refit(name: str, params: dict[str, Any], data: Interactions, validation_fit
            verbose: bool, seconds: dict[str, float]) -> tuple[Any, str]:
     """The model a run saves, fitted on all of ``data``, and how it was made.
 
-    - a model that can start warm (``trainer.models._warm``: Mult-VAE, two-tower) continues from
-      its validation fit for its ``warm_epochs`` (the data is a superset, in the same index space);
     - a model the policy does not serve whose fit is costly keeps its validation fit, with all of
       ``data`` attached (its scores read a user's whole row; ``recommend`` excludes everything seen);
+    - a model that can start warm (``trainer.models._warm``: Mult-VAE, two-tower, LightFM) continues
+      from its validation fit for its ``warm_epochs`` (the data is a superset, same index space);
     - anything else is refitted from scratch."""
     from trainer.models._warm import can_warm_start, warm_fit
 
     if validation_fit is not None:
+        served = policy is None or name in policy.models
+        if not served and seconds.get(name, 0.0) >= CHEAP_FIT_S:
+            validation_fit.data = data
+            return validation_fit, "validation fit kept (not in the policy), all data attached"
         model = _build(name, params, verbose)
         if can_warm_start(model, validation_fit):
             t0 = time.perf_counter()
             warm_fit(model, data, validation_fit)
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
             return model, "warm start from the validation fit"
-        served = policy is None or name in policy.models
-        if not served and seconds.get(name, 0.0) >= CHEAP_FIT_S:
-            validation_fit.data = data
-            return validation_fit, "validation fit kept (not in the policy), all data attached"
     before = seconds.get(name, 0.0)
     model = _fit_timed(name, params, data, verbose, seconds)
     seconds[name] += before
