@@ -9,6 +9,7 @@ defaults (searches included) is timed on the same data, as the product runs it.
     python benchmarks/training.py                      # ML-100K from ../shared/data/ml-100k
     python benchmarks/training.py --models ease rp3beta multvae --no-train
     python benchmarks/training.py --data path/to/ratings.dat --max-user 2999   # ML-1M users 1-2999
+    python benchmarks/training.py --synthetic-ml1m --no-models   # no ML-1M here: synthetic data of its size
 
 The device is the one ``trainer.device`` chooses (CUDA when a GPU is present); it is printed.
 """
@@ -87,22 +88,54 @@ def train_default(path: Path) -> dict:
                 "stopped_early": metrics.get("tuning", {}).get("stopped_early", [])}
 
 
+def synthetic_ml1m(path: Path, users: int = 3000, items: int = 3700, events: int = 490_000, seed: int = 0) -> Path:
+    """A MovieLens-1M-sized CSV (users 1-2999 hold about 490k ratings over ~3.7k films): item
+    popularity Zipf-like, user activity log-normal, each user's items drawn from one of 20 taste
+    groups 70 % of the time. It has ML-1M's shape, not its signal: figures on it are time and
+    memory, not quality."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    activity = rng.lognormal(0.0, 0.9, users)
+    per_user = np.maximum(20, np.round(activity / activity.sum() * events)).astype(int)
+    pop = 1.0 / np.arange(1, items + 1) ** 0.9
+    groups = rng.integers(0, 20, items)
+    rows_u, rows_i = [], []
+    for u, n in enumerate(per_user):
+        n = min(n, items // 2)
+        g = rng.integers(0, 20)
+        w = pop * np.where(groups == g, 6.0, 1.0)
+        rows_u.append(np.full(n, u + 1))
+        rows_i.append(rng.choice(items, size=n, replace=False, p=w / w.sum()) + 1)
+    u, i = np.concatenate(rows_u), np.concatenate(rows_i)
+    frame = pd.DataFrame({"user_id": u, "item_id": i, "timestamp": 978_300_000 + np.arange(len(u)),
+                          "type": "rate", "value": rng.integers(1, 6, len(u))})
+    frame.to_csv(path, index=False)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--models", nargs="+", default=MODELS)
     ap.add_argument("--max-user", type=int, default=None, help="keep numeric user ids up to this (ML-1M 1-2999)")
     ap.add_argument("--no-train", action="store_true", help="skip timing `streamrec train` with its defaults")
+    ap.add_argument("--no-models", action="store_true", help="skip the per-model fits (time `streamrec train` only)")
+    ap.add_argument("--synthetic-ml1m", action="store_true",
+                    help="synthetic data of MovieLens-1M's size (3000 users, 3700 items, ~490k ratings) instead of --data")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: fit one model in this process
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     if args.one:
         print(json.dumps(fit_one(args.one, args.data, args.max_user)))
         return
+    if args.synthetic_ml1m:
+        args.data = synthetic_ml1m(Path(tempfile.mkdtemp()) / "synthetic-ml1m.csv")
+        print(f"synthetic ML-1M-sized data: {args.data}", file=sys.stderr)
     if not args.data.exists():
         sys.exit(f"no dataset at {args.data}: MovieLens-100K is read from ../shared/data/ml-100k "
                  "(not in the repository); pass --data")
-    names = ["ease"] + [m for m in args.models if m != "ease"]  # the baseline first
+    names = [] if args.no_models else ["ease"] + [m for m in args.models if m != "ease"]  # the baseline first
     rows = []
     for name in names:
         cmd = [sys.executable, __file__, "--one", name, "--data", str(args.data)]
