@@ -1,6 +1,6 @@
 """Serving benchmark: requests/s and latency of the API, load generated from a separate process.
 
-    python benchmarks/serving.py [--users 6040 --items 3706 --interactions 200000] [--duration 8]
+    python benchmarks/serving.py [--users 6040 --items 3706 --interactions 200000] [--duration 8] [--processes 2]
 
 Starts an embedded broker + Redis, trains a run (two_tower + ease) on a synthetic catalog
 the size of MovieLens-1M (3,706 items, 6,040 users; power-law popularity, 18 categories,
@@ -15,6 +15,11 @@ users with a favourite category), seeds the Redis state the stream agents would 
 - uncached home (hybrid: two_tower + ease + popularity)                 wrk --latency -c1
 - similar items (item embedding -> FAISS)              wrk --latency -c1 (latency), -c4 (throughput)
 - bare FastAPI  (the same body from a constant)                         wrk -c32
+
+``--processes N`` (N > 1) then also runs ``streamrec api --workers N`` (N API processes on one
+port, the way replicas share an address) on the same Redis and run, and measures the cached home
+and the uncached default policy (-c4, then -c8) there, beside the one-process figures and the bare
+app of the same run.
 
 Needs ``wrk`` and ``hey`` (``apt-get install -y wrk hey``); without them a Python load
 generator (a separate process, raw keep-alive HTTP/1.1) is used instead: it is slower than
@@ -216,6 +221,34 @@ def lua_cycle(path: Path, template: str, n: int, start: int = 0) -> str:
     return str(path)
 
 
+def several_processes(n: int, env: dict, one: str, home: str, uncached_tpl: str, users: int, d: int, tmp: Path,
+                      procs: list) -> dict[str, dict]:
+    """N API processes on one port (``streamrec api --workers N``) against the same Redis and run:
+    the cached home and the uncached default policy, with one process's figures again beside them."""
+    from infra.stack import free_port
+
+    port = free_port()
+    procs.append(subprocess.Popen([sys.executable, "-m", "infra", "api", "--workers", str(n)],
+                                  env={**env, "STREAMREC_API_PORT": str(port)}, cwd=ROOT,
+                                  stdout=open(tmp / "api-n.log", "wb"), stderr=subprocess.STDOUT))
+    many = f"http://127.0.0.1:{port}"
+    wait_http(f"{many}/healthz")
+    home_n = home.replace(one, many)
+    import httpx
+
+    for _ in range(4 * n):  # every process computes the cached list once
+        httpx.get(home_n)
+    out = {}
+    out["cached home (1 process, again)"] = wrk(home, 32, d)
+    out[f"cached home ({n} processes)"] = wrk(home_n, 32, d)
+    # k = 20..29: lists no other scenario asked for (k must stay <= max_k); a new cache key per request
+    tpl = uncached_tpl.replace("k=1%d", "k=2%d")
+    out["uncached home (policy) c4 (1 process, again)"] = wrk(one, 4, d, lua_cycle(tmp / "u1.lua", tpl, users))
+    out[f"uncached home (policy) c4 ({n} processes)"] = wrk(many, 4, d, lua_cycle(tmp / "un.lua", tpl, users, users * 3))
+    out[f"uncached home (policy) c8 ({n} processes)"] = wrk(many, 8, d, lua_cycle(tmp / "un8.lua", tpl, users, users * 6))
+    return out
+
+
 # --- main --------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -227,6 +260,8 @@ def main() -> None:
     ap.add_argument("--artifacts", type=Path, default=None,
                     help="keep the trained run here and reuse it on the next call (same sizes)")
     ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="also measure N API processes on one port (streamrec api --workers N)")
     args = ap.parse_args()
 
     from infra.stack import EmbeddedStack, free_port
@@ -298,6 +333,8 @@ def main() -> None:
                 results["uncached home (policy)"] = py_load(api, [uncached_tpl % (u, 0) for u in range(args.users)], 1, d)
                 results["similar items"] = py_load(api, [similar_tpl % (i, 0) for i in range(args.items)], 1, d)
             metrics = httpx.get(f"{api}/metrics").text
+            if args.processes > 1 and have_wrk:
+                results.update(several_processes(args.processes, env, api, home, uncached_tpl, args.users, d, tmp, procs))
         finally:
             for p in procs:
                 p.terminate()
@@ -312,6 +349,14 @@ def main() -> None:
     if "cached home @500/s" in results:
         print(f"cached p99 at 500 req/s: {results['cached home @500/s']['p99_ms']:.1f} ms (target <= 10)")
     print(f"uncached p99 (the default policy): {results['uncached home (policy)']['p99_ms']:.1f} ms (target <= 30)")
+    if args.processes > 1 and f"cached home ({args.processes} processes)" in results:
+        n = args.processes
+        one_c = results["cached home (1 process, again)"]["rps"]
+        many_c = results[f"cached home ({n} processes)"]["rps"]
+        one_u = results["uncached home (policy) c4 (1 process, again)"]["rps"]
+        many_u = results[f"uncached home (policy) c4 ({n} processes)"]["rps"]
+        print(f"{n} processes vs 1 (same run): cached {many_c:.0f} vs {one_c:.0f} req/s ({many_c / one_c:.2f}x), "
+              f"uncached policy {many_u:.0f} vs {one_u:.0f} req/s ({many_u / one_u:.2f}x); {os.cpu_count()} cores")
     misses = re.search(r'streamrec_recs_cache_total\{result="miss"\} ([\d.e+]+)', metrics)
     print(f"API cache misses during the run: {misses.group(1) if misses else '?'}")
     if args.out:
