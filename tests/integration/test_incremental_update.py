@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from schemas.keys import Keys
-from tests.integration.support import Worker, produce_events, stream_settings, synthetic_events, uvicorn_thread, wait_until
-from tests.integration.test_served_equals_recommend import cli
+from tests.integration.support import produce_events, synthetic_events, uvicorn_thread, wait_until
+from tests.integration.test_served_equals_recommend import cli, stack  # noqa: F401 - the worker fixture
 
 pytestmark = pytest.mark.integration
 HOME = "/api/v1/recommendations/home"
@@ -19,17 +19,7 @@ MODELS = ["-m", "ease", "-m", "multvae", "-p", "multvae.epochs=20", "-p", "multv
           "-p", "multvae.warm_epochs=20"]
 
 
-@pytest.fixture
-def stack(services, tmp_path):
-    s = stream_settings(services, tmp_path, artifact_dir=tmp_path / "artifacts")
-    worker = Worker(s, tmp_path / "worker.log").start().ready()
-    try:
-        yield s
-    finally:
-        worker.stop()
-
-
-def test_new_events_update_the_serving_run_and_the_api_serves_the_new_item(stack, monkeypatch):
+def test_new_events_update_the_serving_run_and_the_api_serves_the_new_item(stack, monkeypatch):  # noqa: F811
     s = stack
     events, _ = synthetic_events(n_users=60, n_items=40, per_user=12, seed=5)
     produce_events(s, [{"event_id": f"e{n}", "type": "click", "user_id": r.user_id, "item_id": r.item_id,
