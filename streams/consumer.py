@@ -32,6 +32,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from schemas import topics
+from schemas.errors import StoreUnavailable
 from schemas.settings import Settings
 from schemas.kafka_security import aiokafka_options
 from streams import metrics
@@ -156,6 +157,19 @@ class InteractionsConsumer(mode.Service):
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
         await self.consumer.start()
 
+    async def _check_while_redis_away(self) -> None:
+        """The restarted-log check, waiting for Redis like the batch itself does (never skipped)."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.check_restarted_logs()
+            except StoreUnavailable as exc:
+                if self.should_stop:
+                    raise asyncio.CancelledError("worker stopping") from exc
+                log.warning("redis unavailable, checking the offset watermark again in %.1f s: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def check_restarted_logs(self) -> None:
         """A partition whose log ends below its offset watermark restarted (a recreated topic, or
         a broker with in-memory storage restarted while Redis kept its state): its new records
@@ -224,7 +238,7 @@ class InteractionsConsumer(mode.Service):
             async with self.busy:
                 try:
                     if self.unchecked:
-                        await self.check_restarted_logs()
+                        await self._check_while_redis_away()
                     await self._apply(batches)
                     self.failures.clear()
                 except asyncio.CancelledError:
