@@ -124,7 +124,8 @@ def incremental_run(source: Source, settings: Settings, tag: str | None = "incre
         if can_warm_start(model, previous):
             model.focus_users_ = touched  # the warm epochs read only the users the new events touch
             warm_fit(model, data, previous)
-            how[name] = f"warm start from {base.name} ({len(touched)} users touched)"
+            how[name] = (f"warm start from {base.name} ({len(touched)} users touched)"
+                         if getattr(model, "warm_started_", True) else "refitted (its matrices cannot grow new rows)")
         else:
             model.fit(data)
             how[name] = "rebuilt"

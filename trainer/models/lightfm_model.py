@@ -147,6 +147,7 @@ class LightFMModel(Recommender):
         same = (previous.model_ is not None and np.array_equal(previous._require().user_ids, data.user_ids)
                 and np.array_equal(previous._require().item_ids, data.item_ids)
                 and shape(users) == shape(previous.user_features_) and shape(items) == shape(previous.item_features_))
+        self.warm_started_ = bool(same)
         if not same:
             self._fit(data)
             return
