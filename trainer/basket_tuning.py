@@ -6,6 +6,8 @@ as the API serves it) on the same validation draws:
 
 - how pair counts become links: ``PAIR_NORM`` (raw, conditional, cosine, lift, pmi, jaccard),
   ``PAIR_RESCALE`` and the IDF-style ``POP_DAMPING`` of popular candidates;
+- the size-weighted co-occurrence ``PAIR_SIZE_POWER`` (``ranking.basket.sized``: each training
+  basket counts ``|b| ** -γ``, the Bayes conditional when the item shown is any of the basket's);
 - the conditional cover ``COCOVER_RHO`` (``ranking.basket.cocover``);
 - the popularity weight ``W_POPG`` and the pool size ``TOP_PAIRS``;
 - where baskets carry segments: ``W_SEG_PAIRS`` and ``W_POPP``.
@@ -41,6 +43,7 @@ COOCCURRENCE: dict[str, Any] = {
     "W_POPG": 1e-6, "W_COVERAGE": 0.0, "W_PL_BASE": 0.0, "W_PL_PER_BASK_PL": 0.0, "CAP_PER_GAMME": 0,
     "DIVERSIFY": False, "PAIR_QUOTA": 0, "COVERAGE_GREEDY": False, "TOP_PAIRS": 100, "TOP_POPP": 50,
     "TOP_POPG": 50, "PAIR_NORM": "raw", "PAIR_RESCALE": False, "POP_DAMPING": 0.0, "COCOVER_RHO": 0.0,
+    "PAIR_SIZE_POWER": 0.0,
 }
 
 #: The knobs searched, in the order of the descent, with their values. Where baskets carry
@@ -48,6 +51,7 @@ COOCCURRENCE: dict[str, Any] = {
 #: there).
 SEARCH: list[tuple[str, list[Any]]] = [
     ("PAIR_NORM", ["raw", "conditional", "cosine", "lift", "pmi", "jaccard"]),
+    ("PAIR_SIZE_POWER", [0.0, 0.5, 0.75, 1.0]),
     ("POP_DAMPING", [0.0, 0.1, 0.2, 0.35]),
     ("PAIR_RESCALE", [False, True]),
     ("COCOVER_RHO", [0.0, 0.1, 0.2, 0.35, 0.5, 0.7, 0.85]),
@@ -59,7 +63,7 @@ SEGMENT_SEARCH: list[tuple[str, list[Any]]] = [
     ("W_POPP", [0.0, 0.05, 0.2]),
 ]
 #: The second pass revisits only these (the first pass settles the rest).
-REFINE = ("PAIR_NORM", "POP_DAMPING", "COCOVER_RHO", "W_SEG_PAIRS")
+REFINE = ("PAIR_NORM", "PAIR_SIZE_POWER", "POP_DAMPING", "COCOVER_RHO", "W_SEG_PAIRS")
 
 Metrics = dict[int, tuple[float, float, float]]  # M -> (hit, recall, mrr)
 Scorer = Callable[[dict[str, Any]], Metrics]

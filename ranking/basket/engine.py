@@ -40,9 +40,10 @@ def resolve_segments(
 
 
 #: Knobs that act after scoring (on the pool's order): ``pool`` does not read them, so a
-#: tuner can score a pool once and try each of their values on it.
+#: tuner can score a pool once and try each of their values on it. (``COCOVER_BASKETS`` is
+#: not one: the size-weighted pairs, ``PAIR_SIZE_POWER``, read that many training baskets too.)
 SELECTION_KNOBS = frozenset({"CAP_PER_GAMME", "DIVERSIFY", "MMR_LAMBDA", "PAIR_QUOTA", "COVERAGE_GREEDY",
-                             "W_COVER_GREEDY", "COVER_SIZE_POWER", "COCOVER_RHO", "COCOVER_BASKETS"})
+                             "W_COVER_GREEDY", "COVER_SIZE_POWER", "COCOVER_RHO"})
 
 
 def complements(

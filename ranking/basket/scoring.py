@@ -21,6 +21,7 @@ import numpy as np
 
 from ranking.basket.segments import basket_vector
 from ranking.basket.signals import ANY, BasketSignals, Scores
+from ranking.basket.sized import sized_pairs
 from ranking.diversity import SimilarityRows
 from ranking.scores import rescale
 from schemas.basket_profiles import BasketParams
@@ -120,6 +121,16 @@ def link_weights(a: str, scores: Scores, sig: BasketSignals, p: BasketParams) ->
     return dict(zip(scores, np.round(w, 12).tolist()))
 
 
+def forward_pairs(a: str, seg: str, limit: int, sig: BasketSignals, p: BasketParams, n_items: int) -> Scores:
+    """The ``limit`` strongest pairs of basket item ``a`` in ``seg``: the stream's counts, or for
+    ``ANY`` with ``PAIR_SIZE_POWER`` > 0 and the run's baskets known, the size-weighted counts
+    (``ranking.basket.sized``; ``COCOVER_BASKETS`` training baskets per request, split over
+    the basket's items)."""
+    if p.PAIR_SIZE_POWER > 0 and seg == ANY and sig.index is not None:
+        return sized_pairs(sig.index, a, p.PAIR_SIZE_POWER, max(p.COCOVER_BASKETS // max(n_items, 1), 10), limit)
+    return top(sig.pairs.get(seg, {}).get(a, {}), limit)
+
+
 def pair_sources(segments: list[tuple[str, float]], p: BasketParams, n_items: int = 1
                  ) -> list[tuple[str, float, int]]:
     """(pair segment, weight, how many to read per basket item): the detected/explicit
@@ -164,7 +175,8 @@ def score_candidates(
     links: dict[str, set[str]] = {}
     best_via: dict[str, tuple[float, str]] = {}
     reads = [(seg, weight, limit, a) for seg, weight, limit in pair_sources(segments, p, len(items)) for a in items]
-    lists = [link_weights(a, top(src.get(seg, {}).get(a, {}), limit), sig, p)
+    lists = [link_weights(a, forward_pairs(a, seg, limit, sig, p, len(items)) if src is sig.pairs
+                          else top(src.get(seg, {}).get(a, {}), limit), sig, p)
              for seg, _, limit, a in reads for src in (sig.pairs, sig.pairs_rev if p.W_REV > 0 else {})]
     if p.PAIR_RESCALE:
         lists = normalised(lists)

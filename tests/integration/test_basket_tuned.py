@@ -96,6 +96,28 @@ async def test_a_fifty_item_basket_is_answered_from_bounded_reads(settings, redi
     assert body["profile"] == "tuned" and len(body["items"]) == 10 and not set(ids(body)) & set(items[:50])
 
 
+async def test_size_weighted_pairs_are_read_off_the_runs_baskets(settings, redis_client):
+    """PAIR_SIZE_POWER: i3 comes with i0 more often, but in large baskets; i1 in small ones."""
+    global BASKETS
+    filler = [f"x{j}" for j in range(8)]
+    policy = {"default": {**COOCCURRENCE, "PAIR_SIZE_POWER": 1.0}}
+    saved, BASKETS = BASKETS, [["i0", "i1"]] * 10 + [["i0", "i3", *filler]] * 15
+    try:
+        _, index = tuned_run(settings, policy)
+    finally:
+        BASKETS = saved
+    counts = {"i3": 15.0, "i1": 10.0, **{x: 15.0 for x in filler}}
+    redis_client.zadd(K.pairs("i0"), counts)
+    async with api_client(settings) as (_, c):
+        body = (await c.post(BASKET, json={"product_ids": ["i0"], "k": 3})).json()
+    assert body["profile"] == "tuned" and ids(body)[0] == "i1"
+    sig = BasketSignals(pairs={"ANY": {"i0": counts}}, index=index, item_count=index.counts(),
+                        n_baskets=float(index.n_baskets))
+    offline = complements(["i0"], sig, params_for(policy, 1), [], 3)
+    assert [x.item_id for x in offline] == ids(body)
+    assert [round(x.score, 6) for x in offline] == [i["score"] for i in body["items"]]
+
+
 def test_train_tunes_the_basket_policy_into_the_run(settings, monkeypatch, tmp_path):
     """`streamrec train` on events with basket ids: the run carries the tuned policy."""
     from typer.testing import CliRunner
