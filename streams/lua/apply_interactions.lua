@@ -113,7 +113,6 @@ local function segment(user, from_event)
   return segment_of[user]
 end
 
-local sessions_dirty = {}
 local function session(user)
   return sessions[user]
 end
@@ -390,7 +389,6 @@ for ri, r in ipairs(rows) do
       end
       if not s.t or ts >= s.t then
         s.i, s.t = item, ts
-        sessions_dirty[user] = true
       end
 
       -- basket pairs: purchase lines of one basket, both directions
