@@ -319,8 +319,11 @@ class HomeService:
         def build(pipe) -> None:
             for strategy, n in per_strategy.items():
                 pipe.hincrby(self.keys.stats_day(day), f"{strategy}:lists", n)
+            ttl = self.settings.user_state_ttl_s
             for (user, strategy), n in counts.items():
                 pipe.hincrby(self.keys.user_stats(user), f"{day}:{strategy}:lists", n)
+                if ttl:  # a user who only ever gets lists must not keep this hash for ever
+                    pipe.expire(self.keys.user_stats(user), ttl)
             for label, users in arm_users.items():  # an arm's exposure in users: a count, and who (for CUPED)
                 for key, add in ((self.keys.experiment_users(label), pipe.pfadd),
                                  (self.keys.experiment_members(label), pipe.sadd)):

@@ -56,6 +56,16 @@ async def test_popularity_minus_seen_then_cached(settings, redis_client):
     assert redis_client.ttl(key) > 0 and key in redis_client.smembers(K.recs_index("u1"))
 
 
+async def test_served_list_counts_expire_with_the_user_state(settings, redis_client):
+    """A user who only ever receives lists: their served-list counters expire like their other keys."""
+    seed(redis_client, {"a": 10, "b": 9})
+    async with api_client(settings) as (app, c):
+        await c.get(HOME, params={"user_id": "only-lists", "k": 2})
+        await app.state.runtime.home.flush_served_counts()
+    key = K.user_stats("only-lists")
+    assert redis_client.hgetall(key) and 0 < redis_client.ttl(key) <= settings.user_state_ttl_s
+
+
 async def test_invalidation_message_evicts_the_local_copy(settings, redis_client):
     seed(redis_client, {"a": 10, "b": 9})
     async with api_client(settings) as (app, c):
