@@ -1,6 +1,7 @@
 """The scheduler offline (no broker, no Redis): trains on the snapshot, survives a failing retrain."""
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -51,3 +52,19 @@ def test_a_failing_retrain_does_not_end_the_loop(offline, caplog, monkeypatch):
     assert calls == ["no run yet"]
     assert "retrain failed" in caplog.text
     assert list_runs(offline.artifact_dir) == []
+
+
+def test_update_warm_starts_from_the_serving_run_with_the_events_past_its_offsets(offline):
+    sched = Scheduler(offline.model_copy(update={"update_min_new_events": 5}))
+    base = sched.retrain("test").run_dir
+    sched._counted = 20  # what the worker's counter would say
+    assert sched.check_update() == "20 new events (update threshold 5)"
+    Snapshot(offline.snapshot_path()).append([rec(n) for n in range(60, 80)], "interactions", {0: 80})
+    out = sched.update("test")
+    metrics = json.loads((out.run_dir / "metrics.json").read_text())
+    assert metrics["incremental"] == {**metrics["incremental"], "base_run": base.name, "new_events": 20}
+    state = sched.state()
+    assert state["last_update"] == out.run_dir.name and state["last_update_message"] == out.message
+    assert out.run_dir.name.endswith("_update")
+    sched._counted = 3
+    assert sched.check_update() is None  # under the threshold, interval not elapsed
