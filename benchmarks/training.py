@@ -10,6 +10,7 @@ defaults (searches included) is timed on the same data, as the product runs it.
     python benchmarks/training.py --models ease rp3beta multvae --no-train
     python benchmarks/training.py --data path/to/ratings.dat --max-user 2999   # ML-1M users 1-2999
     python benchmarks/training.py --synthetic-ml1m --no-models   # no ML-1M here: synthetic data of its size
+    python benchmarks/training.py --profile fast       # STREAMREC_TRAIN_PROFILE=fast
 
 The device is the one ``trainer.device`` chooses (CUDA when a GPU is present); it is printed.
 """
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 MODELS = ["ease", "rp3beta", "itemknn", "lightfm", "multvae", "two_tower", "ncf"]
+PROFILE = "default"  # --profile: the training profile (STREAMREC_TRAIN_PROFILE) the figures are for
 
 
 def _dataset(path: Path, max_user: int | None):
@@ -50,12 +52,13 @@ def fit_one(name: str, path: Path, max_user: int | None) -> dict:
     from trainer.device import describe, pick_device
     from trainer.models import make_model
     from trainer.pipeline import _limit_threads
-    from trainer.tuning import DEFAULT_PARAMS, GRIDS
+    from trainer.tuning import profile
 
+    defaults, grids = profile(PROFILE)
     _limit_threads(1)
     data = _dataset(path, max_user)
-    params = dict(DEFAULT_PARAMS.get(name, {}))
-    for p, values in GRIDS.get(name, {}).items():  # the middle of the grid
+    params = dict(defaults.get(name, {}))
+    for p, values in grids.get(name, {}).items():  # the middle of the grid
         params.setdefault(p, values[len(values) // 2])
     model = make_model(name, **params)
     t0 = time.perf_counter()
@@ -74,7 +77,7 @@ def train_default(path: Path) -> dict:
     """``streamrec train`` with its defaults (searches included), timed from outside."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {"STREAMREC_ARTIFACT_DIR": f"{tmp}/artifacts", "STREAMREC_DATA_DIR": f"{tmp}/data",
-               "PATH": "/usr/bin:/bin"}
+               "STREAMREC_TRAIN_PROFILE": PROFILE, "PATH": "/usr/bin:/bin"}
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "infra", "train", "--interactions", str(path), "--no-progress"],
                              cwd=ROOT, env=env, capture_output=True, text=True)
@@ -120,12 +123,16 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=MODELS)
     ap.add_argument("--max-user", type=int, default=None, help="keep numeric user ids up to this (ML-1M 1-2999)")
     ap.add_argument("--no-train", action="store_true", help="skip timing `streamrec train` with its defaults")
+    ap.add_argument("--profile", choices=["default", "fast"], default="default",
+                    help="training profile (STREAMREC_TRAIN_PROFILE) of the fits and of `streamrec train`")
     ap.add_argument("--no-models", action="store_true", help="skip the per-model fits (time `streamrec train` only)")
     ap.add_argument("--synthetic-ml1m", action="store_true",
                     help="synthetic data of MovieLens-1M's size (3000 users, 3700 items, ~490k ratings) instead of --data")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: fit one model in this process
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     if args.one:
         print(json.dumps(fit_one(args.one, args.data, args.max_user)))
         return
@@ -138,7 +145,7 @@ def main() -> None:
     names = [] if args.no_models else ["ease"] + [m for m in args.models if m != "ease"]  # the baseline first
     rows = []
     for name in names:
-        cmd = [sys.executable, __file__, "--one", name, "--data", str(args.data)]
+        cmd = [sys.executable, __file__, "--one", name, "--data", str(args.data), "--profile", PROFILE]
         if args.max_user is not None:
             cmd += ["--max-user", str(args.max_user)]
         out = subprocess.run(cmd, capture_output=True, text=True)

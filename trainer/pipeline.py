@@ -162,13 +162,13 @@ CHEAP_FIT_S = 3.0
 
 
 def _refit(name: str, params: dict[str, Any], data: Interactions, validation_fit: Any, policy: Policy | None,
-           verbose: bool, seconds: dict[str, float]) -> tuple[Any, str]:
+           verbose: bool, seconds: dict[str, float], warm: bool = False) -> tuple[Any, str]:
     """The model a run saves, fitted on all of ``data``, and how it was made.
 
     - a model the policy does not serve whose fit is costly keeps its validation fit, with all of
       ``data`` attached (its scores read a user's whole row; ``recommend`` excludes everything seen);
-    - a model that can start warm (``trainer.models._warm``: Mult-VAE, two-tower, LightFM) continues
-      from its validation fit for its ``warm_epochs`` (the data is a superset, same index space);
+    - with ``warm`` (the ``fast`` profile), a model that can start warm (``trainer.models._warm``:
+      Mult-VAE, two-tower, LightFM) continues from its validation fit for its ``warm_epochs``;
     - anything else is refitted from scratch."""
     from trainer.models._warm import can_warm_start, warm_fit
 
@@ -178,7 +178,7 @@ def _refit(name: str, params: dict[str, Any], data: Interactions, validation_fit
             validation_fit.data = data
             return validation_fit, "validation fit kept (not in the policy), all data attached"
         model = _build(name, params, verbose)
-        if can_warm_start(model, validation_fit):
+        if warm and can_warm_start(model, validation_fit):
             t0 = time.perf_counter()
             warm_fit(model, data, validation_fit)
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
@@ -252,7 +252,8 @@ def train_run(
         if name in fitted and not refit:
             final[name] = fitted[name]
             continue
-        final[name], refits[name] = _refit(name, chosen[name], data, fitted.get(name), policy, verbose, fit_seconds)
+        final[name], refits[name] = _refit(name, chosen[name], data, fitted.get(name), policy, verbose, fit_seconds,
+                                           warm=settings.train_profile == "fast")
     if policy is None:
         scored_models = [n for n in models if n not in NOT_BLENDED]
         policy = Policy.single(scored_models[0]) if scored_models else Policy.popularity()
@@ -347,10 +348,11 @@ def select(data: Interactions, models: list[str], params: dict[str, dict[str, An
     the policy's figures are those of the lists it would serve. ``streamrec train`` and
     ``streamrec eval --policy`` both choose this way."""
     from trainer import evaluation, splits
-    from trainer.tuning import DEFAULT_PARAMS, SearchBudget, search_params
+    from trainer.tuning import SearchBudget, profile, search_params
 
     fit_seconds = {} if fit_seconds is None else fit_seconds
-    chosen = {n: ({**DEFAULT_PARAMS.get(n, {}), **params.get(n, {})} if tune else dict(params.get(n, {})))
+    defaults, _ = profile(settings.train_profile)
+    chosen = {n: ({**defaults.get(n, {}), **params.get(n, {})} if tune else dict(params.get(n, {})))
               for n in models}
     sel = Selection(chosen, None)
     if val_ratio <= 0:
@@ -368,7 +370,8 @@ def select(data: Interactions, models: list[str], params: dict[str, dict[str, An
     for name in models:
         if tune:
             chosen[name], model, trials = search_params(
-                name, params.get(name, {}), lambda p, n=name: fit(n, p, train), train, val_pairs, k, budget)
+                name, params.get(name, {}), lambda p, n=name: fit(n, p, train), train, val_pairs, k, budget,
+                settings.train_profile)
             if len(trials) > 1:
                 sel.tuning[name] = trials
         else:

@@ -67,3 +67,10 @@ def test_models_without_a_warm_start_are_fitted_from_scratch(old_and_new):
     assert not can_warm_start(make_model("ease"), before)
     after = warm_fit(make_model("ease", **FAST_PARAMS["ease"]), new, before)
     assert after.data is new and "i_new" in after.recommend(["u3"], k=30)[0][0]
+
+
+def test_two_tower_distinct_item_softmax_learns_the_tastes(old_and_new):
+    old, _ = old_and_new
+    model = make_model("two_tower", **{**FAST_PARAMS["two_tower"], "distinct_classes": True}).fit(old)
+    (items, _), = model.recommend(["u1"], k=5)
+    assert sum(int(i[1:]) < 15 for i in items) >= 4  # u1 is of the alpha group (items i0..i14)

@@ -52,3 +52,16 @@ def test_incremental_without_a_serving_run_says_what_to_do(env, tiny_csv):  # no
     result = invoke("train", "-i", tiny_csv, "--incremental", "--no-progress")
     assert result.exit_code != 0
     assert "no serving run" in result.output
+
+
+def test_the_fast_profile_refits_warm(env, tiny_csv, monkeypatch):  # noqa: F811
+    from schemas.settings import get_settings
+
+    monkeypatch.setenv("STREAMREC_TRAIN_PROFILE", "fast")
+    get_settings.cache_clear()
+    result = invoke("train", "-i", tiny_csv, *MODELS, *FAST, "--no-progress")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((Path(stdout_lines(result)[-1]) / "metrics.json").read_text())
+    assert metrics["refit"]["ease"] == "refitted"
+    assert metrics["refit"]["multvae"] in ("warm start from the validation fit",
+                                           "validation fit kept (not in the policy), all data attached")

@@ -112,6 +112,7 @@ class TwoTower(Recommender):
         epochs: int = 40,
         patience: int | None = 5,
         warm_epochs: int = 5,
+        distinct_classes: bool = False,
         val_fraction: float = 0.05,
         text_buckets: int = 4096,
         max_text_tokens: int = 32,
@@ -137,6 +138,7 @@ class TwoTower(Recommender):
         self.epochs = epochs
         self.patience = patience
         self.warm_epochs = warm_epochs
+        self.distinct_classes = distinct_classes
         self.val_fraction = val_fraction
         self.text_buckets = text_buckets
         self.max_text_tokens = max_text_tokens
@@ -273,8 +275,16 @@ class TwoTower(Recommender):
         from torch.nn import functional as F
 
         ue = net.users(u)
+        if self.softmax == "in_batch" and not self.distinct_classes:
+            logits = ue @ net.items(i).T / self.temperature
+            if self.logq_correction:
+                logits = logits - logq[i][None, :]
+            # duplicates of the same item in a batch are not negatives of each other
+            same = (i[:, None] == i[None, :]) & ~torch.eye(len(i), dtype=torch.bool, device=dev)
+            logits = logits.masked_fill(same, -1e9)
+            return F.cross_entropy(logits, torch.arange(len(i), device=dev))
         if self.softmax == "in_batch":
-            # the batch's distinct items are the classes: an item twice in a batch is one class (never
+            # distinct_classes: the batch's distinct items are the classes: an item twice in a batch is one class (never
             # a negative of itself), and the item tower and the logits are |distinct| wide, not |batch|
             # (a large batch of a small catalogue costs little more than the catalogue)
             uniq, target = torch.unique(i, return_inverse=True)
