@@ -39,7 +39,7 @@ from streams import metrics
 from streams.batch import DeadLetter, Record
 from streams.batching import BatchPolicy
 from streams.lag import LagTracker
-from streams.processor import InteractionProcessor
+from streams.processor import InteractionProcessor, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +171,13 @@ class InteractionsConsumer(mode.Service):
                 delay = min(delay * 2, 5.0)
 
     async def check_restarted_logs(self) -> None:
-        """A partition whose log ends below its offset watermark restarted (a recreated topic, or
-        a broker with in-memory storage restarted while Redis kept its state): its new records
-        would sit at or below the watermark and be taken for replays. Reset that watermark.
-        Some brokers (Tansu) report their last batch's base offset as the end, so an end at or
-        below the watermark is confirmed by fetching the watermark's own record first."""
+        """A partition whose log restarted (a recreated topic, or a broker with in-memory storage
+        restarted while Redis kept its state) has new records at offsets at or below its
+        watermark, which would be taken for replays. The watermark remembers the fingerprint of
+        the record it points at: when the broker no longer serves that record at that offset —
+        none there, or another one, even if new records already went past the old offset — the
+        log restarted, and its watermark is reset. (A watermark without a fingerprint, written by
+        an older worker, is judged by the log's end alone.)"""
         assert self.consumer is not None
         assigned = self.unchecked & self.consumer.assignment()
         state = self.processor().state
@@ -185,31 +187,38 @@ class InteractionsConsumer(mode.Service):
         if not suspects:
             return
         ends = await self.consumer.end_offsets(list(suspects))
-        suspects = {tp: mark for tp, mark in suspects.items() if ends[tp] <= mark}
-        served = await self._served(suspects) if suspects else set()
-        for tp, mark in suspects.items():
-            if tp not in served:
-                log.warning("interactions partition %d ends at offset %d, below its watermark %d: the log "
-                            "restarted; its watermark is reset", tp.partition, ends[tp], mark)
+        suspects = {tp: (mark, fp) for tp, (mark, fp) in suspects.items() if fp is not None or ends[tp] <= mark}
+        found = await self._records_at({tp: mark for tp, (mark, _) in suspects.items()}) if suspects else {}
+        for tp, (mark, fp) in suspects.items():
+            if tp not in found or (fp is not None and fingerprint(found[tp]) != fp):
+                log.warning("interactions partition %d no longer holds the record of its watermark (offset %d; "
+                            "the log ends at %d): the log restarted; its watermark is reset",
+                            tp.partition, mark, ends[tp])
                 await state.reset_watermark(tp.partition)
 
-    async def _served(self, marks: dict[TopicPartition, int]) -> set[TopicPartition]:
-        """The partitions whose record at the given offset the broker still serves."""
+    async def _records_at(self, marks: dict[TopicPartition, int]) -> dict[TopicPartition, bytes | None]:
+        """The value of the record at the given offset, for the partitions whose broker serves one."""
         probe = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
                                  enable_auto_commit=False, **aiokafka_options(self.settings))
         await probe.start()
-        served: set[TopicPartition] = set()
+        found: dict[TopicPartition, bytes | None] = {}
+        settled: set[TopicPartition] = set()  # found, or fetched past the offset without it
         try:
             probe.assign(list(marks))
             for tp, mark in marks.items():
                 probe.seek(tp, mark)
             deadline = time.monotonic() + 2.0
-            while len(served) < len(marks) and time.monotonic() < deadline:
+            while len(settled) < len(marks) and time.monotonic() < deadline:
                 got = await probe.getmany(timeout_ms=500, max_records=100)
-                served |= {tp for tp, msgs in got.items() if any(m.offset >= marks[tp] for m in msgs)}
+                for tp, msgs in got.items():
+                    for m in msgs:
+                        if m.offset == marks[tp]:
+                            found[tp] = m.value
+                        if m.offset >= marks[tp]:
+                            settled.add(tp)
         finally:
             await probe.stop()
-        return served
+        return found
 
     async def on_stop(self) -> None:
         if self.consumer is None:

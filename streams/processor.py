@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -144,6 +145,16 @@ class InteractionProcessor:
         return dead
 
 
-def positions(records: list[Record]) -> list[tuple[int, int]]:
-    """(partition, offset) of each record: the rows' places for the script's offset watermark."""
-    return [(r.partition, r.offset) for r in records]
+def positions(records: list[Record]) -> list[tuple[int, int, int]]:
+    """(partition, offset, fingerprint) of each record: the rows' places for the script's offset
+    watermark, and what tells the record at a watermark from another one at the same offset."""
+    return [(r.partition, r.offset, fingerprint(r.value)) for r in records]
+
+
+def fingerprint(value: bytes | None) -> int:
+    """CRC-32 of a record's value (the same record fetched again has the same one).
+
+    >>> fingerprint(b'{"a": 1}') == fingerprint(b'{"a": 1}'), fingerprint(None)
+    (True, 0)
+    """
+    return zlib.crc32(value or b"")

@@ -92,18 +92,20 @@ class StreamState:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return ApplyResult(int(new), int(dups), int(users), int(dropped))
 
-    async def watermarks(self) -> dict[int, int]:
-        """partition -> highest applied offset of the interactions topic (the offset watermark)."""
+    async def watermarks(self) -> dict[int, tuple[int, int | None]]:
+        """partition -> (highest applied offset of the interactions topic, the fingerprint of the
+        record at it; None for a watermark written before fingerprints were kept)."""
         try:
-            raw = await self.redis.hgetall(self._templates["watermark"])
+            raw = {_text(f): v for f, v in (await self.redis.hgetall(self._templates["watermark"])).items()}
         except rexc.RedisError as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
-        return {int(p): int(o) for p, o in raw.items()}
+        return {int(p): (int(o), int(raw[f"{p}:fp"]) if f"{p}:fp" in raw else None)
+                for p, o in raw.items() if ":" not in p}
 
     async def reset_watermark(self, partition: int) -> None:
         """Forget a partition's watermark: its log restarted, its offsets start again at 0."""
         try:
-            await self.redis.hdel(self._templates["watermark"], str(partition))
+            await self.redis.hdel(self._templates["watermark"], str(partition), f"{partition}:fp")
         except rexc.RedisError as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
 

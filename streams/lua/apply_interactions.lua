@@ -13,7 +13,9 @@
 -- Exactly once, in bounded memory (docs/streams.md, "Bounded state"):
 --   * a replay (the same records fetched again after a crash or a rebalance) is caught by the
 --     per-partition offset watermark (hash partition -> highest applied offset of the topic):
---     a row at or below it was applied. O(partitions), not a key per event;
+--     a row at or below it was applied. O(partitions), not a key per event. Beside each offset,
+--     `{partition}:fp` keeps the fingerprint (CRC-32 of the value) of the record at it, so a
+--     restarted log (new records at old offsets) is told apart from a replay (streams/consumer.py);
 --   * a client that sends one event twice (two records, two offsets) is caught by the event_id
 --     window: sets of the ids applied in the current and the previous window bucket;
 --   * upgrade path: a partition without a watermark yet (the first batch after the upgrade)
@@ -201,7 +203,7 @@ local comments = {}   -- JSON entries for K.comments, in row order
 -- which rows were applied before: replays by the offset watermark, re-sent events by the event_id
 -- window, and (upgrade path) legacy per-event markers on a partition that has no watermark yet
 local applied = {}      -- row index -> true
-local wm, wm_new = {}, {}  -- partition -> applied offset (read) / highest offset of this batch
+local wm, wm_new, wm_fp = {}, {}, {}  -- partition -> applied offset (read) / highest of this batch / its record's fingerprint
 do
   local parts, plist = {}, {}
   for i = 1, #positions do
@@ -218,7 +220,7 @@ do
     local w = wm[p]
     if w ~= nil and o <= w then applied[i] = true
     elseif w == nil then legacy[#legacy + 1] = i end
-    if not wm_new[p] or o > wm_new[p] then wm_new[p] = o end
+    if not wm_new[p] or o > wm_new[p] then wm_new[p] = o; wm_fp[p] = positions[i][3] end
   end
   local CH = 1000
   for i = 1, #legacy, CH do
@@ -590,7 +592,10 @@ end
 -- the bookkeeping last: the batch counts as applied only once every effect above is written
 for p, o in pairs(wm_new) do
   local w = wm[p]
-  if w == nil or o > w then redis.call('HSET', K.watermark, p, o) end
+  if w == nil or o > w then
+    if wm_fp[p] ~= nil then redis.call('HSET', K.watermark, p, o, p .. ':fp', wm_fp[p])
+    else redis.call('HSET', K.watermark, p, o) end
+  end
 end
 if cfg.eid_window > 0 then
   local ids = {}

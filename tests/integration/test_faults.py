@@ -93,3 +93,78 @@ def _ok(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+OUTAGE_S = 30  # the issue's outage: the broker stopped for 30 s mid-stream
+
+
+def _broker(port: int, log: Path) -> subprocess.Popen:
+    import asyncio
+
+    from infra.stack import broker_binary, broker_ready
+
+    url = f"tcp://127.0.0.1:{port}"
+    proc = spawn([broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                  "--storage-engine", "memory://tansu/"], log)
+    asyncio.run(broker_ready(f"127.0.0.1:{port}"))
+    return proc
+
+
+def test_the_broker_stopped_mid_stream_producers_get_503_and_nothing_is_lost(services, tmp_path):
+    """A broker of its own is stopped for OUTAGE_S while a producer keeps posting events: the API
+    answers 503 with Retry-After (the producer keeps those events and retries), and once the
+    broker is back — the embedded Tansu keeps topics in memory, so it comes back empty and the
+    topics are created again, as `streamrec up` does — the worker resumes: every accepted event is
+    counted exactly once."""
+    import asyncio
+
+    from streams.admin import ensure_topics
+    from tests.integration.support import uvicorn_thread
+
+    port = free_port()
+    broker = _broker(port, tmp_path / "broker.log")
+    s = stream_settings(services, tmp_path).model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}",
+                                                               "emit_impressions": False, "admin_key": "k"})
+    asyncio.run(ensure_topics(s))
+    k, r = Keys(s.redis_prefix), redis.Redis.from_url(s.redis_url)
+    events = [event("view", f"bu-{j % 50}", f"bi-{j % 20}") for j in range(600)]
+    pending, accepted, refused = list(events), 0, []
+    w = Worker(s, tmp_path / "worker.log").start().ready()
+    try:
+        with uvicorn_thread(s) as url, httpx.Client(base_url=url, timeout=10) as client:
+            def send(n: int) -> None:
+                nonlocal accepted
+                batch = pending[:n]
+                got = client.post("/api/v1/events", json=batch)
+                if got.status_code == 202:
+                    del pending[:n]
+                    accepted += len(batch)
+                else:
+                    assert got.status_code == 503, got.text
+                    refused.append(got.headers.get("Retry-After"))
+
+            for _ in range(10):
+                send(20)
+            wait_until(lambda: popsum(r, k) == accepted, 60)
+            broker.kill()  # the broker goes away mid-stream
+            broker.wait(10)
+            stopped = time.monotonic()
+            while time.monotonic() - stopped < OUTAGE_S:
+                send(20)
+                time.sleep(1)
+            assert refused and all(ra and int(ra) > 0 for ra in refused), refused
+            broker = _broker(port, tmp_path / "broker-2.log")
+            asyncio.run(ensure_topics(s))
+            deadline = time.monotonic() + 120
+            while pending and time.monotonic() < deadline:
+                send(50)
+                if pending:
+                    time.sleep(1)
+            assert not pending, f"{len(pending)} events still refused after the broker came back"
+            wait_until(lambda: popsum(r, k) >= len(events), 120)
+            time.sleep(2)  # nothing counted twice after the resume
+            assert popsum(r, k) == len(events) == accepted
+            assert w.alive
+    finally:
+        w.stop()
+        stop_process(broker)

@@ -66,7 +66,8 @@ def test_a_replayed_batch_counts_nothing_twice_and_no_key_per_event_is_kept(s: S
     again = apply(s, records(evs[20:], first_offset=20))
     assert (again.new, again.duplicates) == (20, 10)
     assert popsum(r, k) == 50
-    assert r.hgetall(k.watermark(s.topic(topics.INTERACTIONS))) == {b"0": b"49"}
+    mark = r.hgetall(k.watermark(s.topic(topics.INTERACTIONS)))
+    assert set(mark) == {b"0", b"0:fp"} and mark[b"0"] == b"49"  # the offset, and its record's fingerprint
     # bounded: no per-event marker, one window set of ids
     assert not list(r.scan_iter(f"{s.redis_prefix}dedupe:*"))
     assert len(list(r.scan_iter(f"{s.redis_prefix}eids:*"))) == 1
@@ -142,6 +143,25 @@ def test_a_restarted_log_below_the_watermark_resets_it_instead_of_dropping_new_e
     try:
         produce_events(s, [event("view", f"ru{j}", "ri") for j in range(40)])
         wait_until(lambda: r.zscore(k.pop_global, "ri") == 40, 60)
+        assert "the log restarted" in (tmp_path / "worker.log").read_text()
+    finally:
+        w.stop()
+
+
+def test_a_restarted_log_already_past_the_old_watermark_is_told_apart_by_the_records_fingerprint(services, tmp_path) -> None:  # noqa: ANN001
+    # the new log already holds more records than the old watermark when the worker looks (the
+    # broker came back and producers caught up first): the offset alone cannot tell, the
+    # fingerprint of the record at the watermark can
+    from tests.integration.support import Worker, produce_events, stream_settings, wait_until
+
+    s = stream_settings(services, tmp_path)
+    k, r = Keys(s.redis_prefix), redis.Redis.from_url(s.redis_url)
+    r.hset(k.watermark(s.topic(topics.INTERACTIONS)),
+           mapping={f: v for p in range(s.topic_partitions) for f, v in ((str(p), 2), (f"{p}:fp", 12345))})
+    produce_events(s, [event("view", f"fu{j}", "fi") for j in range(60)])  # ~15 a partition, past offset 2
+    w = Worker(s, tmp_path / "worker.log").start().ready()
+    try:
+        wait_until(lambda: r.zscore(k.pop_global, "fi") == 60, 60)
         assert "the log restarted" in (tmp_path / "worker.log").read_text()
     finally:
         w.stop()
