@@ -124,16 +124,16 @@ class MultVAE(Recommender):
             self.nets_.append(self._fit_one(data, self.seed + member))
 
     def _fit_one(self, data: Interactions, seed: int):
-        seed_everything(seed)
+        rng = seed_everything(seed)  # once: the initialisation and the training draws follow one stream
         net = _build_net(data.n_items, self.latent_dim, self.hidden_dim)
-        return self._train(net, data, seed, self.epochs, anneal=True)
+        return self._train(net, data, seed, self.epochs, anneal=True, rng=rng)
 
-    def _train(self, net, data: Interactions, seed: int, epochs: int, anneal: bool, users=None):
+    def _train(self, net, data: Interactions, seed: int, epochs: int, anneal: bool, users=None, rng=None):
         import torch
         from torch.nn import functional as F
 
         with torch_threads(self.threads):
-            rng = seed_everything(seed)
+            rng = seed_everything(seed) if rng is None else rng
             dev = pick_device(self.device)
             x = self._rows(data, np.arange(data.n_users)).to(dev)
             active = np.flatnonzero(x.sum(dim=1).cpu().numpy() > 0)
