@@ -68,6 +68,9 @@ async def health(rt: RuntimeDep) -> JSONResponse:
         "model": {"run_id": serving.run_id if serving else None, "policy": serving.policy.name if serving else None,
                   "age_s": model_age_s, "validation_score": serving.run.metrics.get("score") if serving else None},
         "last_retrain": {k: scheduler.get(k) for k in ("last_run", "last_run_at", "last_message") if k in scheduler},
+        # the scheduler's warm-start updates (`streamrec train --incremental`) between full retrains
+        "last_update": {k: scheduler.get(k) for k in ("last_update", "last_update_at", "last_update_message",
+                                                      "last_update_seconds") if k in scheduler},
         "last_promotion": last_promotion,
         "alerts": [a.model_dump(mode="json") for a in alerts],
     }

@@ -164,13 +164,20 @@ async def test_monitoring_health_names_what_is_failing(settings, redis_client, t
 
     art = tmp_path / "artifacts"
     train_tiny_run(art, ("ease",))
-    s = settings.model_copy(update={"artifact_dir": art, "emit_impressions": False})
+    s = settings.model_copy(update={"artifact_dir": art, "emit_impressions": False, "data_dir": tmp_path / "data"})
+    from trainer.scheduler import STATE
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / STATE).write_text(json.dumps({"last_run": "run_a", "last_run_at": 1.0, "last_update": "run_b_update",
+                                                       "last_update_at": 2.0, "last_update_seconds": 3.5}))
     async with api_client(s) as (_, c):
         ok = await c.get("/api/v1/monitoring/health")
         assert ok.status_code == 200, ok.json()
         body = ok.json()
         assert body["status"] == "ok" and body["failing"] == [] and body["redis"] and body["broker"]
         assert body["model"]["run_id"] and body["model"]["age_s"] >= 0
+        assert body["last_retrain"]["last_run"] == "run_a"  # the scheduler's full retrains, and its updates
+        assert body["last_update"] == {"last_update": "run_b_update", "last_update_at": 2.0, "last_update_seconds": 3.5}
         # a worker far behind, and an open CTR alert: 503, each named
         keys = Keys(settings.redis_prefix)
         redis_client.hset(keys.worker_lag, "w1", json.dumps({"records_behind": 50_000, "events_per_s": 100.0,
