@@ -59,6 +59,7 @@ async def test_popularity_minus_seen_then_cached(settings, redis_client):
 async def test_served_list_counts_expire_with_the_user_state(settings, redis_client):
     """A user who only ever receives lists: their served-list counters expire like their other keys."""
     seed(redis_client, {"a": 10, "b": 9})
+    settings = settings.model_copy(update={"user_state_ttl_s": 3600})  # opt-in
     async with api_client(settings) as (app, c):
         await c.get(HOME, params={"user_id": "only-lists", "k": 2})
         await app.state.runtime.home.flush_served_counts()
