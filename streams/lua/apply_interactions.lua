@@ -17,7 +17,9 @@
 --     `{partition}:fp` keeps the fingerprint (CRC-32 of the value) of the record at it, so a
 --     restarted log (new records at old offsets) is told apart from a replay (streams/consumer.py);
 --   * a client that sends one event twice (two records, two offsets) is caught by the event_id
---     window: sets of the ids applied in the current and the previous window bucket;
+--     window: sets of the ids applied in the current and the previous window bucket. Impressions
+--     are not in the window: the API derives their ids from the request (never re-sent by a
+--     client), they are the bulk of the traffic, and their replays are the watermark's job;
 --   * upgrade path: a partition without a watermark yet (the first batch after the upgrade)
 --     also reads the legacy per-event markers (sr:dedupe:{event_id}) of the old worker.
 -- The watermark and the window are written last, so a script that fails half-way (Redis does not
@@ -237,7 +239,7 @@ do
       if redis.call('EXISTS', bk) == 1 then
         local idx = {}
         for i = 1, #rows do
-          if not applied[i] then idx[#idx + 1] = i end
+          if not applied[i] and rows[i][2] ~= 'impression' then idx[#idx + 1] = i end
         end
         for i = 1, #idx, CH do
           local ids = {}
@@ -344,10 +346,10 @@ for ri, r in ipairs(rows) do
   if markers[eid] or applied[ri] then
     dups = dups + 1
   elseif gone and ts <= gone then
-    markers[eid] = true
+    markers[eid] = typ
     dropped = dropped + 1
   else
-    markers[eid] = true
+    markers[eid] = typ
     touched[user] = true
     new = new + 1
     local seg = segment(user, r[7])
@@ -599,7 +601,9 @@ for p, o in pairs(wm_new) do
 end
 if cfg.eid_window > 0 then
   local ids = {}
-  for eid in pairs(markers) do ids[#ids + 1] = eid end
+  for eid, typ in pairs(markers) do
+    if typ ~= 'impression' then ids[#ids + 1] = eid end
+  end
   if #ids > 0 then
     local bk = key(K.event_ids, math.floor(cfg.now / cfg.eid_window))
     chunked('SADD', bk, ids)

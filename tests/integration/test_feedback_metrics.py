@@ -16,6 +16,7 @@ from schemas.keys import Keys
 from schemas.settings import Settings
 from streams.batch import Record, decode_interactions, utc_day
 from streams.config import StreamConfig
+from streams.processor import positions
 from streams.state import StreamState
 from tests.integration.support import event
 
@@ -24,8 +25,8 @@ pytestmark = pytest.mark.integration
 WINDOW = 300.0
 
 
-def apply(s: Settings, events: list[dict], now: float) -> tuple[int, int]:
-    recs = [Record(json.dumps(e).encode(), "interactions", 0, j) for j, e in enumerate(events)]
+def apply(s: Settings, events: list[dict], now: float, first_offset: int = 0) -> tuple[int, int]:
+    recs = [Record(json.dumps(e).encode(), "interactions", 0, first_offset + j) for j, e in enumerate(events)]
     cfg = StreamConfig.from_settings(s)
     decoded = decode_interactions(recs, cfg.strengths)
     assert not decoded.dead, [d.reason for d in decoded.dead]
@@ -33,7 +34,9 @@ def apply(s: Settings, events: list[dict], now: float) -> tuple[int, int]:
     async def go() -> tuple[int, int]:
         client = aioredis.Redis.from_url(s.redis_url)
         try:
-            got = await StreamState(client, s).apply_interactions(decoded.rows, cfg, now)
+            # the records' positions, as the worker passes them: replays are the watermark's job
+            got = await StreamState(client, s).apply_interactions(decoded.rows, cfg, now,
+                                                                  positions=positions(decoded.sources))
         finally:
             await client.aclose()
         return got.new, got.duplicates
@@ -99,7 +102,7 @@ def test_feedback_counters_per_day_and_arm_exactly_once(s: Settings) -> None:
                                        "rating": 5, "type": "rate", "text": "great course"}
 
     # positive feedback the next batch on the same user-item and day still counts once
-    assert apply(s, [event("like", "u1", "i1", now + 20)], now)[0] == 1
+    assert apply(s, [event("like", "u1", "i1", now + 20)], now, first_offset=len(events))[0] == 1
     assert float(r.hget(k.stats_day(day), "hybrid:positive")) == 1
 
 

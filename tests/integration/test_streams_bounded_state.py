@@ -88,6 +88,18 @@ def test_an_event_sent_twice_counts_once_within_the_window_and_partitions_are_in
     assert apply(s, records([e], partition=2, first_offset=0), later).new == 1
 
 
+def test_impressions_stay_out_of_the_event_id_window_and_their_replays_are_caught_by_the_watermark(
+        s: Settings) -> None:
+    r = redis.Redis.from_url(s.redis_url)
+    imps = [event("impression", f"u{j}", "i1", strategy="hybrid") for j in range(5)]
+    assert apply(s, records(imps)).new == 5
+    # the bulk of the traffic costs no window entry: the API derives their ids, clients never re-send them
+    assert not list(r.scan_iter(f"{s.redis_prefix}eids:*"))
+    # a replay of the same records is still counted once
+    again = apply(s, records(imps))
+    assert (again.new, again.duplicates) == (0, 5)
+
+
 def test_legacy_dedupe_markers_are_honoured_on_a_partitions_first_batch(s: Settings) -> None:
     k, r = Keys(s.redis_prefix), redis.Redis.from_url(s.redis_url)
     evs = [event("view", "u1", f"i{j}") for j in range(4)]
