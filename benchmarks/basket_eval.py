@@ -73,7 +73,7 @@ def diversity_contrast(model, test, cfg: EvalConfig, profiles: dict[str, dict], 
     return out
 
 
-def run_dataset(name: str, seeds: list[int], n_samples: int, val_samples: int) -> tuple[pd.DataFrame, list[dict]]:
+def run_dataset(name: str, seeds: list[int], n_samples: int, val_samples: int | None) -> tuple[pd.DataFrame, list[dict]]:
     """Where every basket has a time, the held-out baskets are the latest (as ``eval-basket``
     does) and the policy is tuned once on the rest; the seeds draw the items shown. Otherwise
     each seed draws its own held-out baskets and the policy is tuned again on each training set."""
@@ -141,7 +141,8 @@ def main() -> None:
     ap.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: " + ", ".join(DATASETS))
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--n-samples", type=int, default=2000, help="held-out baskets per seed")
-    ap.add_argument("--val-samples", type=int, default=500, help="validation baskets of the tuning")
+    ap.add_argument("--val-samples", type=int, default=None,
+                    help="validation baskets of the tuning (default: as eval-basket, scaled to the data)")
     ap.add_argument("--out", type=Path, help="write every row and the tuning reports as JSON")
     args = ap.parse_args()
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]

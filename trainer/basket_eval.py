@@ -52,7 +52,7 @@ class EvalConfig:
     top_k: int = 200  # pair list length kept per item (the policy reads at most TOP_PAIRS of it)
     holdout: str = "auto"  # auto: the latest baskets when every basket has a time, else random; random
     tune: bool = False  # tune the policy on validation baskets carved from the training ones
-    val_samples: int = 500  # validation baskets of the tuning
+    val_samples: int | None = None  # validation baskets of the tuning (None: scaled to the data)
 
 
 @dataclass

@@ -141,7 +141,7 @@ def load_policy(run_dir: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
-def tune_and_save(run_dir: Path, events: pd.DataFrame, seed: int = 0, n_val: int = 500) -> dict | None:
+def tune_and_save(run_dir: Path, events: pd.DataFrame, seed: int = 0, n_val: int | None = None) -> dict | None:
     """Tune the basket policy on the run's baskets (``trainer.basket_tuning``) and write it
     with the baskets it reads (``basket_policy.json``, ``basket_index.npz``); None (nothing
     written) when there are too few baskets to tune on."""

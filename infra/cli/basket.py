@@ -24,7 +24,9 @@ def eval_basket(
                                 help="Basket profile (default: STREAMREC_BASKET_PROFILE, 'tuned': tune on these baskets)."),
     tune: bool = typer.Option(False, "--tune", help="Tune the policy on validation baskets carved from the "
                                                     "training ones (implied by --profile tuned)."),
-    val_samples: int = typer.Option(500, "--val-samples", min=10, help="Validation baskets of the tuning."),
+    val_samples: int = typer.Option(None, "--val-samples", min=10,
+                                     help="Validation baskets of the tuning (default: 500, on a catalog of at most "
+                                          "5,000 items up to a quarter of the training baskets, at most 1,500)."),
     holdout: str = typer.Option("auto", "--holdout", help="auto (latest baskets when timed, else random) | random"),
     profiles_file: Path = typer.Option(None, "--profiles-file", help="Profile JSON (default: the shipped one)."),
     catalog: Path = typer.Option(None, "--catalog", exists=True, dir_okay=False,

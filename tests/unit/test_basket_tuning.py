@@ -112,3 +112,21 @@ def test_link_normalisations_order_candidates_differently():
     assert order["raw"] == order["conditional"] == ["pop", "rare"]
     assert order["lift"] == order["pmi"] == order["cosine"] == order["jaccard"] == ["rare", "pop"]
     assert np.isfinite([c.score for c in complements(["a"], sig, BasketParams(**{**base, "POP_DAMPING": 0.35}), [], 2)]).all()
+
+
+def test_validation_grows_with_the_data_on_small_catalogs_only():
+    """500 baskets by default; a small catalog takes up to a quarter of its 2+-item baskets
+    (at most 1,500); a large one keeps 500; an explicit size is kept as asked."""
+    from trainer.basket_tuning import validation_size
+
+    def make(n, n_items, singles=0):
+        return ([Basket(f"b{i}", [f"i{i % n_items}", f"i{(i + 1) % n_items}"]) for i in range(n)]
+                + [Basket(f"s{i}", ["i0"]) for i in range(singles)])
+
+    assert validation_size(make(1000, 100)) == 500  # a quarter is 250: the default holds
+    assert validation_size(make(4000, 100, singles=3000)) == 1000  # singles do not count
+    assert validation_size(make(20000, 100)) == 1500
+    assert validation_size(make(20000, 6000)) == 500  # a large catalog keeps its time
+    assert validation_size(make(20000, 100), 300) == 300
+    res = tune_policy(baskets(3000, timed=False), {}, "none", seed=1)
+    assert res.n_val == 750 and res.holdout == "random, seed 1"
