@@ -32,6 +32,7 @@ import numpy as np
 
 from ranking.basket import ItemMeta
 from ranking.basket.engine import SELECTION_KNOBS
+from ranking.basket.sized import SizedMemo
 from schemas.basket_profiles import TUNED, BasketParams
 from trainer.data.baskets import Basket
 
@@ -243,6 +244,7 @@ def tune_policy(train: list[Basket], meta: dict[str, ItemMeta], segment_mode: st
     if not fit or not val:
         raise ValueError(f"too few baskets to tune on ({len(train)}; need 8 or more of 2+ items)")
     stats = learn_stats(fit, top_k=top_k, meta=meta)
+    stats.index.memo = SizedMemo()  # the size-weighted lists of a basket item, across configurations
     model = Model(stats.signals, stats=stats)
     plan = draws(val, ms, seed, set(stats.index.pos))
     has_segments = segment_mode != "none" and bool(stats.signals.pop_seg)

@@ -46,6 +46,9 @@ class BasketIndex:
     item_ptr: np.ndarray = field(default=None)  # (items + 1,) offsets into item_baskets
     item_baskets: np.ndarray = field(default=None)  # basket rows, ascending
     pos: Mapping[str, int] = field(default=None)
+    #: Where a caller keeps what is read off these baskets again and again (the tuner's
+    #: ``ranking.basket.sized.SizedMemo``); None, as served: nothing kept.
+    memo: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.basket_ptr = np.asarray(self.basket_ptr, dtype=np.int64)

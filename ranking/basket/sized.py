@@ -25,16 +25,60 @@ The work is bounded as the conditional cover's (``ranking.basket.cocover``): at 
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from ranking.basket.cocover import BasketIndex, _gather
+
+
+class SizedMemo:
+    """The last ``size`` size-weighted pair lists, by (item, γ, limit, top_n): a tuner scores the
+    same basket items under a hundred configurations, and the lists depend on none of the other
+    knobs. Set as ``BasketIndex.memo``; the lists are shared, never to be changed by a caller.
+
+    >>> idx = BasketIndex.from_baskets([["milk", "jam"], ["milk", "veg"]])
+    >>> idx.memo = SizedMemo(size=1)
+    >>> sized_pairs(idx, "milk", 1.0, 10) is sized_pairs(idx, "milk", 1.0, 10), len(idx.memo)
+    (True, 1)
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._lists: OrderedDict[tuple, dict[str, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def get(self, key: tuple) -> dict[str, float] | None:
+        got = self._lists.get(key)
+        if got is not None:
+            self._lists.move_to_end(key)
+        return got
+
+    def put(self, key: tuple, value: dict[str, float]) -> None:
+        self._lists[key] = value
+        if len(self._lists) > self.size:
+            self._lists.popitem(last=False)
 
 
 def sized_pairs(index: BasketIndex, item: str, power: float, limit: int, top_n: int | None = None
                 ) -> dict[str, float]:
     """``{c: Σ_b |b| ** -power}`` over the latest ``limit`` training baskets b holding ``item``
     (``item`` itself left out), the ``top_n`` best first (ties by item id); empty when the
-    run does not know ``item``."""
+    run does not know ``item``. Kept in ``index.memo`` when the index has one."""
+    memo = index.memo
+    if memo is None:
+        return _sized_pairs(index, item, power, limit, top_n)
+    key = (item, power, limit, top_n)
+    got = memo.get(key)
+    if got is None:
+        got = _sized_pairs(index, item, power, limit, top_n)
+        memo.put(key, got)
+    return got
+
+
+def _sized_pairs(index: BasketIndex, item: str, power: float, limit: int, top_n: int | None) -> dict[str, float]:
     rows = index.baskets_of(item, limit)
     if not len(rows):
         return {}

@@ -44,3 +44,16 @@ def test_reads_at_most_the_budget_of_baskets_the_latest():
 def test_the_tuner_searches_it_from_plain_cooccurrence():
     assert COOCCURRENCE["PAIR_SIZE_POWER"] == 0.0
     assert dict(SEARCH)["PAIR_SIZE_POWER"][0] == 0.0 and "PAIR_SIZE_POWER" in REFINE
+
+
+def test_the_tuners_memo_gives_the_same_lists_and_keeps_the_latest_few():
+    from ranking.basket.sized import SizedMemo
+
+    plain, kept = BasketIndex.from_baskets(BASKETS), BasketIndex.from_baskets(BASKETS)
+    kept.memo = SizedMemo(size=3)
+    for _ in range(2):
+        for item in ("milk", "jam", "veg", "bread"):
+            for power, limit, top_n in ((0.5, 100, None), (1.0, 2, 5)):
+                assert sized_pairs(kept, item, power, limit, top_n) == sized_pairs(plain, item, power, limit, top_n)
+    assert len(kept.memo) == 3 and kept.memo.get(("bread", 1.0, 2, 5)) is not None
+    assert kept.memo.get(("milk", 0.5, 100, None)) is None  # the oldest went first
