@@ -183,6 +183,92 @@ class EmbeddedStack:
         self.stop()
 
 
+@dataclass
+class EmbeddedRedisCluster:
+    """A real Redis Cluster of ``masters`` redis-server processes on loopback (no replicas):
+    each started with ``--cluster-enabled yes``, the 16384 slots split evenly with CLUSTER
+    ADDSLOTS, joined with CLUSTER MEET, ready once every node says ``cluster_state:ok``
+    (what ``redis-cli --cluster create ... --cluster-replicas 0`` does). docs/redis-cluster.md.
+    """
+
+    data_dir: Path
+    masters: int = 3
+    ports: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def redis_url(self) -> str:
+        """Any one node: the cluster client discovers the others."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self, timeout: float = 30.0) -> "EmbeddedRedisCluster":
+        import redis
+
+        self.data_dir = Path(self.data_dir).resolve()
+        self.ports = self.ports or [_free_cluster_port() for _ in range(self.masters)]
+        try:
+            for port in self.ports:
+                ndir = self.data_dir / f"redis-cluster-{port}"
+                ndir.mkdir(parents=True, exist_ok=True)
+                self.procs.append(spawn(
+                    [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(ndir),
+                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                     "--cluster-node-timeout", "5000", "--save", "", "--appendonly", "no",
+                     "--protected-mode", "no"],
+                    self.data_dir / "logs" / f"redis-cluster-{port}.log"))
+            for port in self.ports:
+                redis_ready(f"redis://127.0.0.1:{port}/0")
+            nodes = [redis.Redis(port=p, socket_timeout=5) for p in self.ports]
+            step = -(-16384 // len(nodes))
+            for i, node in enumerate(nodes):
+                node.execute_command("CLUSTER ADDSLOTS", *range(i * step, min(16384, (i + 1) * step)))
+            for node in nodes[1:]:
+                node.execute_command("CLUSTER MEET", "127.0.0.1", self.ports[0])
+            deadline = time.monotonic() + timeout
+            while not all(_cluster_ok(n, len(nodes)) for n in nodes):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"redis cluster on {self.ports} not ready in {timeout:.0f} s")
+                time.sleep(0.1)
+            for node in nodes:
+                node.close()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("embedded redis cluster up: %s", self.ports)
+        return self
+
+    def stop(self) -> None:
+        while self.procs:
+            stop_process(self.procs.pop())
+
+    def __enter__(self) -> "EmbeddedRedisCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    import random
+
+    while True:
+        port = random.randint(20000, 50000)
+        if not _port_open(port) and not _port_open(port + 10000):
+            try:
+                for p in (port, port + 10000):
+                    with socket.socket() as s:
+                        s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+            return port
+
+
+def _cluster_ok(node, masters: int) -> bool:  # noqa: ANN001 - a redis.Redis
+    info = node.execute_command("CLUSTER INFO")  # parsed into a dict by redis-py
+    return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == masters
+
+
 def python_exe() -> str:
     return sys.executable
 

@@ -55,6 +55,15 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         yield Services(stack.kafka_bootstrap, stack.redis_url, "embedded", stack)
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real three-master Redis Cluster (redis-server --cluster-enabled yes, infra.stack), any node's URL."""
+    from infra.stack import EmbeddedRedisCluster
+
+    with EmbeddedRedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.redis_url
+
+
 @pytest.fixture
 def settings(services: Services, tmp_path: Path) -> Settings:
     """Settings for one test: its own topic prefix, consumer group and data dir; Redis flushed."""
