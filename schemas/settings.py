@@ -10,9 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.keys import KeyPrefix
 from schemas.security import ApiKeySpec
 
 DEFAULT_STRENGTHS: dict[str, float] = {
@@ -42,6 +43,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None  # None: `streamrec up` starts an embedded redis-server
     topic_prefix: str = ""
     redis_prefix: str = "sr:"
+    # Redis Cluster (docs/redis-cluster.md): REDIS_URL names any one node; keys then carry hash tags
+    # (``Settings.redis_prefix`` becomes a ``KeyPrefix`` that says so) and the worker applies a batch per slot group
+    redis_cluster: bool = False
     topic_partitions: int = 4
     # Kafka TLS / SASL for every client (schemas/kafka_security.py); PLAINTEXT: none
     kafka_security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
@@ -119,6 +123,11 @@ class Settings(BaseSettings):
     api_keys: list[ApiKeySpec] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)  # origins allowed to call the API from a browser
     cache_ttl_s: int = 3600
+    # single flight across API replicas (inference/cache.py ReplicaFlight): on a Redis-cache miss one process
+    # computes a list under a Redis lock (expiring after lock_s), the others wait up to wait_s for it, then compute
+    single_flight_replicas: bool = True
+    single_flight_lock_s: float = Field(5.0, gt=0)
+    single_flight_wait_s: float = Field(0.5, ge=0)
     default_strategy: str = "policy"  # the serving run's policy; popularity while no run serves
     max_k: int = 100
     redis_timeout_s: float = 0.3
@@ -220,6 +229,13 @@ class Settings(BaseSettings):
     # with no reranker promoted yet: rerank with the packaged MiniLM and its untrained head (its order is noise:
     # off by default, the first stage serves until `streamrec train-reranker` promotes one)
     rerank_untuned: bool = False
+
+    @model_validator(mode="after")
+    def _key_layout(self) -> "Settings":
+        # every Keys(settings.redis_prefix) then builds the cluster layout, with no flag to pass around
+        if self.redis_cluster and not getattr(self.redis_prefix, "hash_tags", False):
+            self.redis_prefix = KeyPrefix(self.redis_prefix, hash_tags=True)
+        return self
 
     def snapshot_path(self) -> Path:
         return self.snapshot_dir or self.data_dir / "snapshot"
