@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     keep_runs: int = 5
     retrain_max_delay_s: float = 600.0  # a due retrain waits while events are still arriving, at most this long
     scheduler_nice: int = 10  # the scheduler process's niceness: training yields the CPU to the worker and the API
+    # Linux SCHED_IDLE for the scheduler (and the threads it starts): it runs only on CPU time the worker and the API
+    # leave idle, and a waking request thread preempts it at once (a niced process still holds a core for a slice)
+    scheduler_idle_cpu: bool = True
     # what `streamrec train` and the scheduler fit and blend by default: the mix that served NDCG@10 >= 0.49 on
     # MovieLens-100K (a user-based VAE, an item-based EASE and RP3beta, the feature-aware two-tower and LightFM);
     # about a minute on the demo, ~10 min on ML-100K on 2 cores. Add "ncf" or "content" (needs a catalog).
