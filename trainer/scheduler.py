@@ -372,10 +372,22 @@ def main() -> None:
     for noisy in ("faiss", "aiokafka"):  # CPU probes and subscription changes on every retrain
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = get_settings()
-    # retraining is batch work: on a machine it shares with the worker and the API (``streamrec
-    # up``), it yields the CPU to them rather than stretching their latency
-    os.nice(max(0, settings.scheduler_nice))
+    yield_cpu(settings)
     run_scheduler(settings)
+
+
+def yield_cpu(settings: Settings) -> str:
+    """Retraining is batch work: on a machine it shares with the worker and the API (``streamrec
+    up``), it yields the CPU to them rather than stretching their latency. Called before torch
+    starts its thread pool, so every training thread inherits it. Returns what was applied."""
+    os.nice(max(0, settings.scheduler_nice))
+    if settings.scheduler_idle_cpu and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return "idle"
+        except OSError as exc:  # a container may forbid it: the niceness still holds
+            log.warning("SCHED_IDLE refused (%s): training runs at niceness %d", exc, settings.scheduler_nice)
+    return "nice"
 
 
 if __name__ == "__main__":

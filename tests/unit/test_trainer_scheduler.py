@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +71,16 @@ def test_update_warm_starts_from_the_serving_run_with_the_events_past_its_offset
     assert out.run_dir.name.endswith("_update")
     sched._counted = 3
     assert sched.check_update() is None  # under the threshold, interval not elapsed
+
+
+def test_the_scheduler_process_yields_the_cpu_to_serving() -> None:
+    """In a child process (the policy sticks to the process): SCHED_IDLE where Linux allows it,
+    the niceness either way, inherited by threads started afterwards (torch's pool)."""
+    code = ("import os, threading; from schemas.settings import Settings; from trainer.scheduler import yield_cpu;"
+            "got = yield_cpu(Settings(scheduler_nice=5)); seen = [];"
+            "t = threading.Thread(target=lambda: seen.append(os.sched_getscheduler(0))); t.start(); t.join();"
+            "print(got, os.nice(0), seen[0] == getattr(os, 'SCHED_IDLE', -1))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout.split()
+    assert int(out[1]) >= 5
+    assert out[0] in ("idle", "nice") and (out[2] == "True") == (out[0] == "idle")
