@@ -13,20 +13,6 @@ from trainer.data.rows import flatten
 from trainer.data.snapshot import Snapshot
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    from schemas.settings import get_settings
-
-    for var in ("STREAMREC_KAFKA_BOOTSTRAP", "STREAMREC_REDIS_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("STREAMREC_ARTIFACT_DIR", str(tmp_path / "artifacts"))
-    monkeypatch.setenv("STREAMREC_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("STREAMREC_SEARCH_INDEX_ON_TRAIN", "false")
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
-
-
 def _train(tmp_path) -> str:
     rows = ["user_id,item_id,timestamp,type"]
     for u in range(30):

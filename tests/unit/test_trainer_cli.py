@@ -17,23 +17,6 @@ FAST = ["epochs=2", "patience=null"]
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Settings from a clean environment: artifacts and data under the test's folder."""
-    from schemas.settings import get_settings
-
-    for var in ("STREAMREC_KAFKA_BOOTSTRAP", "STREAMREC_REDIS_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("STREAMREC_ARTIFACT_DIR", str(tmp_path / "artifacts"))
-    monkeypatch.setenv("STREAMREC_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("STREAMREC_TRAIN_THREADS", "1")
-    # the search index built with a run (MiniLM) is tested once, in test_train_builds_the_search_index_with_the_run
-    monkeypatch.setenv("STREAMREC_SEARCH_INDEX_ON_TRAIN", "false")
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
-
-
-@pytest.fixture
 def tiny_csv(tmp_path) -> Path:
     """40 users in two taste groups over 30 items; users of a group share their items."""
     rows = ["user_id,item_id,timestamp,type"]
