@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -26,32 +25,18 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-BARE = '''
-import sys
-from fastapi import FastAPI
-from fastapi.responses import Response
-import uvicorn
-BODY = open(sys.argv[2], "rb").read()
-app = FastAPI()
+sys.path.insert(0, str(ROOT))
 
-@app.get("/bare")
-async def bare():
-    return Response(BODY, media_type="application/json")
-
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
-'''
+from benchmarks.serving import BARE_APP, hey_at_rate, wait_http, wrk  # noqa: E402 - after the path
 
 
 def wrk_rps(url: str, seconds: int) -> float:
-    out = subprocess.run(["wrk", "-t1", "-c32", f"-d{seconds}s", url], capture_output=True, text=True).stdout
-    m = re.search(r"Requests/sec:\s*([\d.]+)", out)
-    return float(m.group(1)) if m else 0.0
+    return wrk(url, 32, seconds)["rps"]
 
 
 def hey_p99_ms(url: str, seconds: int) -> float:
-    out = subprocess.run(["hey", "-z", f"{seconds}s", "-c", "10", "-q", "50", url], capture_output=True, text=True).stdout
-    m = re.search(r"99% in ([\d.]+) secs", out)
-    return float(m.group(1)) * 1000 if m else float("nan")
+    """p99 at 500 req/s (hey -c10 -q50), as the serving check measures it."""
+    return hey_at_rate(url, 500, seconds)["p99_ms"]
 
 
 def pick_cost_us(n: int = 200_000) -> tuple[float, float, float, float]:
@@ -102,15 +87,9 @@ def main() -> None:
     bare = None
     try:
         api = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                if (data / "stack.json").exists() and httpx.get(f"{api}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
+        try:
+            wait_http(f"{api}/healthz", timeout=180)
+        except TimeoutError:
             sys.exit(f"stack not healthy: {(data / 'up.log').read_text()[-2000:]}")
         time.sleep(5)
         admin = {"X-Admin-Key": "bench"}
@@ -121,7 +100,7 @@ def main() -> None:
         assert "experiment" not in httpx.get(url).json() or httpx.get(url).json()["experiment"] is None
         body = httpx.get(url).content
         (data / "body.json").write_bytes(body)
-        (data / "bare.py").write_text(BARE)
+        (data / "bare.py").write_text(BARE_APP)
         bport = port + 1000
         bare = subprocess.Popen([sys.executable, str(data / "bare.py"), str(bport), str(data / "body.json")])
         time.sleep(3)
