@@ -174,6 +174,7 @@ class RerankingInfo(BaseModel):
     trained_at: str | None = None
     promoted_at: str | None = None
     note: str | None = None
+    backend: str | None = None  # what scores: "onnx int8" (the run's ONNX export) or "torch fp32"
     rerank_top_n: int
     search_index: dict[str, Any] | None = None
 
