@@ -160,9 +160,9 @@ class Settings(BaseSettings):
     # warm-start updates between full retrains (`streamrec train --incremental`, trainer/incremental.py): the
     # scheduler updates the serving run every update_interval_s when events came in, or as soon as
     # update_min_new_events arrived; 0 turns that trigger off (both 0: no updates, full retrains only)
-    # `fast`: the cheaper training defaults of trainer.tuning.FAST_PARAMS (a quarter of the time on ML-100K; the
-    # served blend measured 0.4899 / 0.4853 against 0.4908 with `default`, under served-quality's 0.49)
-    train_profile: str = Field("default", pattern="^(default|fast)$")
+    # `default`: the budgeted models and grids of trainer.tuning (DEFAULT_PARAMS, GRIDS); `fast`: cheaper still
+    # (FAST_PARAMS: smaller Mult-VAE, warm refits); `full`: the slower set before the budget (FULL_PARAMS)
+    train_profile: str = Field("default", pattern="^(default|fast|full)$")
     update_interval_s: float = Field(600.0, ge=0)
     update_min_new_events: int = Field(1_000, ge=0)
     keep_runs: int = 5
