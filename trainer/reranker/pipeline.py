@@ -23,9 +23,10 @@ from schemas.settings import Settings
 from trainer.reranker import store
 from trainer.reranker.evaluate import evaluate_scores, predict, ranking_metrics
 from trainer.reranker.finetune import FineTuneParams, fine_tune
+from trainer.reranker.onnx_backend import export_onnx
 from trainer.reranker.pairs import EXPLICIT, balance_warning, build_pairs, check_enough, split_by_query
 from trainer.reranker.report import write_plots, write_report
-from trainer.text_models import BASE_NAME, load_cross_encoder
+from trainer.text_models import BASE_NAME, backend_name, load_cross_encoder, load_reranker
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +91,25 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
     model = load_cross_encoder(start_dir, settings.hf_offline, dev, max_len)
     before = predict(model, val)
     serving_scores = None
-    if serving_dir is not None and (start_dir is None or Path(start_dir).resolve() != (serving_dir / "model").resolve()):
-        serving_scores = predict(load_cross_encoder(serving_dir / "model", settings.hf_offline, dev, max_len), val)
-    elif serving_dir is not None:
-        serving_scores = before
+    if serving_dir is not None:  # scored as the API serves it (its ONNX export when it has one)
+        serving_scores = predict(_served(settings, serving_dir / "model"), val)
 
     t0 = time.perf_counter()
     fine_tune(model, train, params, device=dev, progress=progress)
     train_seconds = time.perf_counter() - t0
-    after = predict(model, val)
+
+    run_dir = store.new_run_dir(settings.artifact_dir)
+    run_dir.mkdir(parents=True)
+    model.save_pretrained(str(run_dir / "model"))
+    export = _export(model, run_dir / "model", settings, warnings, say)
+    # what is served is what is evaluated: the new reranker's scores come from the backend the API will load
+    served = _served(settings, run_dir / "model")
+    after = predict(served, val)
+    backend = {"served": backend_name(served), "max_length": getattr(served, "max_length", max_len), **export}
+    if backend["served"] != "torch fp32":
+        fp32 = predict(model, val)  # the same weights in torch fp32: what the int8 export costs
+        backend["torch_fp32"] = evaluate_scores(val, fp32, weight=settings.rerank_weight)
+        backend["max_abs_score_diff"] = float(abs(fp32 - after).max()) if len(after) else 0.0
 
     wt = settings.rerank_weight  # the lists are reordered as serving reorders them
     columns = {"first_stage": ranking_metrics(val, None), "before": evaluate_scores(val, before, weight=wt)}
@@ -112,15 +123,13 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
         reason = reason.replace("promoted:", "would be promoted (--no-promote):") if decision else reason
         decision = False
 
-    run_dir = store.new_run_dir(settings.artifact_dir)
-    run_dir.mkdir(parents=True)
-    model.save_pretrained(str(run_dir / "model"))
     split = pd.concat([train.assign(split="train"), val.assign(split="val")], ignore_index=True)
     split.to_parquet(run_dir / "pairs.parquet", index=False)
     trained_at = datetime.now(timezone.utc).isoformat()
     report = {
         "run_id": run_dir.name, "start_from": start_name, "device": dev, "params": params.to_dict(), "rerank_weight": wt,
-        "train_seconds": train_seconds, "trained_at": trained_at, "columns": list(columns), **columns,
+        "train_seconds": train_seconds, "trained_at": trained_at, "backend": backend, "columns": list(columns),
+        **columns,
         "data": {"pairs": len(pairs), "feedbacks": len(explicit), "positive": int((pairs["label"] > 0.5).sum()),
                  "negative": int((pairs["label"] <= 0.5).sum()), "queries": int(pairs["query"].nunique()),
                  "train_pairs": len(train), "val_pairs": len(val), "val_queries": int(val["query"].nunique()),
@@ -133,7 +142,7 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
     info = {"run_id": run_dir.name, "model": "cross-encoder", "base": BASE_NAME, "started_from": start_name,
             "feedbacks": len(explicit), "pairs": len(pairs), "metrics": columns["after"],
             "first_stage": columns["first_stage"], "trained_at": trained_at, "promoted": False,
-            "params": params.to_dict()}
+            "params": params.to_dict(), "backend": backend["served"], "max_length": backend["max_length"]}
     (run_dir / "info.json").write_text(json.dumps(info, indent=2, default=float))
     (run_dir / "COMPLETE").write_text(trained_at)
     if decision:
@@ -141,6 +150,29 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
         store.mark_promoted(run_dir, True)
     say(reason)
     return RerankerResult(run_dir, report, decision, warnings)
+
+
+def _served(settings: Settings, model_dir: Path):
+    return load_reranker(model_dir, settings.rerank_backend, settings.rerank_threads, settings.rerank_max_length,
+                         settings.hf_offline)
+
+
+def _export(model, model_dir: Path, settings: Settings, warnings: list[str], say: Callable[[str], None]) -> dict:
+    """The int8 ONNX export beside the torch weights (none when the torch backend is forced).
+    A failed export costs the run its fast backend, not the training: it serves with torch."""
+    if settings.rerank_backend == "torch":
+        return {"onnx": None}
+    t0 = time.perf_counter()
+    try:
+        path = export_onnx(model, model_dir)
+    except (RuntimeError, ValueError, OSError, ImportError) as exc:
+        if settings.rerank_backend == "onnx":
+            raise ArtifactError(f"the reranker's ONNX export failed ({exc}); STREAMREC_RERANK_BACKEND=onnx needs it")
+        msg = f"ONNX export failed ({exc}): this run serves with torch fp32"
+        warnings.append(msg)
+        say(f"warning: {msg}")
+        return {"onnx": None}
+    return {"onnx": str(path.relative_to(model_dir.parent)), "export_seconds": time.perf_counter() - t0}
 
 
 def events_and_texts(settings: Settings, events_file: Path | None = None, items_file: Path | None = None,

@@ -31,6 +31,14 @@ def format_report(report: dict) -> str:
              f"{'metric':<10} " + " ".join(f"{c:>12}" for c in report["columns"])]
     for m in METRICS:
         lines.append(f"{m:<10} " + " ".join(f"{_fmt(report[c].get(m)):>12}" for c in report["columns"]))
+    b = report.get("backend") or {}
+    if b:
+        line = f"evaluated as served: {b.get('served')}, max length {b.get('max_length')}"
+        if b.get("torch_fp32"):
+            fp32 = b["torch_fp32"]
+            line += (f"; the same weights in torch fp32: ndcg@10 {_fmt(fp32.get('ndcg@10'))}, auc_roc "
+                     f"{_fmt(fp32.get('auc_roc'))}, max |score diff| {b.get('max_abs_score_diff', 0):.4f}")
+        lines += ["", line]
     lines += ["", report["decision"]]
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")

@@ -1,0 +1,139 @@
+"""The reranker's ONNX backend on a tiny BERT (2 layers, width 32, the packaged MiniLM's
+tokenizer, random weights): its scores match torch's, the loader picks the export when it
+is there, and the API's search service falls back to torch when a run has none."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from schemas.errors import ArtifactError
+
+QUERY = "heat transfer in hypersonic flow"
+TEXTS = ["heat transfer to a flat plate at hypersonic speeds",
+         "boundary layer transition on a cone",
+         "buckling of thin cylindrical shells under axial compression",
+         "an experimental study of the laminar wake behind a blunt body " * 8,  # past max_length: truncated
+         "shock waves", "slender wings in supersonic flow at incidence"]
+PAIRS = [(QUERY, t) for t in TEXTS] + [("buckling of shells", t) for t in TEXTS]
+MAX_LENGTH = 24
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A saved cross-encoder folder like a reranker run's ``model/``, without an export."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from trainer.text_models import base_model_path, offline
+
+    offline()
+    tok = AutoTokenizer.from_pretrained(str(base_model_path()), local_files_only=True)
+    torch.manual_seed(0)
+    # a wide initialisation spreads the scores over (0, 1), so a difference between backends shows
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=1, initializer_range=0.3)
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    BertForSequenceClassification(config).save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out
+
+
+def _exported(tiny_model_dir, tmp_path, quantize: bool):
+    import shutil
+
+    from trainer.reranker.onnx_backend import export_onnx
+    from trainer.text_models import load_cross_encoder
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    torch_model = load_cross_encoder(model_dir, max_length=MAX_LENGTH)
+    export_onnx(torch_model, model_dir, quantize=quantize)
+    return model_dir, torch_model
+
+
+def test_onnx_fp32_graph_gives_torch_scores(tiny_model_dir, tmp_path):
+    """Same tokenizer, truncation, graph and activation: fp32 ONNX equals torch."""
+    from trainer.reranker.onnx_backend import OnnxCrossEncoder
+
+    model_dir, torch_model = _exported(tiny_model_dir, tmp_path, quantize=False)
+    onnx_model = OnnxCrossEncoder(model_dir, threads=1)
+    assert onnx_model.max_length == MAX_LENGTH and onnx_model.backend == "onnx fp32"
+    expected = torch_model.predict(PAIRS, batch_size=5, show_progress_bar=False)
+    got = onnx_model.predict(PAIRS, batch_size=5)
+    assert got.shape == (len(PAIRS),)
+    assert np.ptp(expected) > 0.1  # the scores differ between pairs: the comparison means something
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert onnx_model.predict([]).shape == (0,)
+
+
+def test_onnx_int8_scores_within_tolerance_and_the_loader_prefers_it(tiny_model_dir, tmp_path):
+    from trainer.reranker.onnx_backend import OnnxCrossEncoder, read_meta
+    from trainer.text_models import backend_name, load_reranker
+
+    model_dir, torch_model = _exported(tiny_model_dir, tmp_path, quantize=True)
+    meta = read_meta(model_dir)
+    assert meta["max_length"] == MAX_LENGTH and "int8" in meta["quantization"]
+    served = load_reranker(model_dir, "auto", threads=1, max_length=256)  # the export's max length wins
+    assert isinstance(served, OnnxCrossEncoder) and backend_name(served) == "onnx int8"
+    assert served.max_length == MAX_LENGTH
+    expected = torch_model.predict(PAIRS, batch_size=len(PAIRS), show_progress_bar=False)
+    got = served.predict(PAIRS, batch_size=len(PAIRS))
+    assert np.abs(got - expected).max() < 0.05
+    assert np.corrcoef(got, expected)[0, 1] > 0.98
+    forced = load_reranker(model_dir, "torch", max_length=256)
+    assert backend_name(forced) == "torch fp32" and forced.max_seq_length == MAX_LENGTH
+
+
+def test_the_loader_falls_back_to_torch_without_an_export(tiny_model_dir):
+    from trainer.text_models import backend_name, load_reranker
+
+    model = load_reranker(tiny_model_dir, "auto", max_length=MAX_LENGTH)
+    assert backend_name(model) == "torch fp32"
+    with pytest.raises(ArtifactError, match="no ONNX export"):
+        load_reranker(tiny_model_dir, "onnx")
+    with pytest.raises(ValueError, match="backend"):
+        load_reranker(tiny_model_dir, "tensorrt")
+
+
+class _HashEncoder:
+    """A bi-encoder stand-in for the search index (its vectors do not matter here)."""
+
+    def encode(self, texts, **_):
+        rng = np.random.default_rng(0)
+        v = rng.normal(size=(len(texts), 8)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("exported", [False, True])
+def test_the_api_search_service_serves_the_export_else_torch(tiny_model_dir, tmp_path, exported):
+    """``SearchService`` loads the promoted run's ONNX export when it has one, torch otherwise;
+    ``/api/v1/reranking/info`` says which."""
+    import shutil
+
+    from inference.search import SearchService
+    from schemas.settings import Settings
+    from trainer.reranker import store
+    from trainer.reranker.onnx_backend import export_onnx
+    from trainer.text_index import build_text_index, new_index_dir, point_current, search_root
+    from trainer.text_models import load_cross_encoder
+
+    artifacts = tmp_path / "artifacts"
+    index_dir = build_text_index({f"d{n}": t for n, t in enumerate(TEXTS)}, new_index_dir(artifacts), _HashEncoder())
+    point_current(search_root(artifacts), index_dir)
+    run = store.new_run_dir(artifacts)
+    shutil.copytree(tiny_model_dir, run / "model")
+    if exported:
+        export_onnx(load_cross_encoder(run / "model", max_length=MAX_LENGTH), run / "model")
+    (run / "info.json").write_text(json.dumps({"run_id": run.name, "model": "cross-encoder"}))
+    (run / "COMPLETE").write_text("now")
+    store.promote(artifacts, run)
+
+    svc = SearchService(Settings(artifact_dir=artifacts, rerank_threads=1, rerank_max_length=MAX_LENGTH))
+    svc._encoder = _HashEncoder()  # our own service's cache of the bi-encoder: no MiniLM load in a unit test
+    svc.loaded = svc._load()
+    assert svc.info()["backend"] == ("onnx int8" if exported else "torch fp32")
+    ranked = [(f"d{n}", 1.0 - n / 10) for n in range(len(TEXTS))]
+    out = SearchService.rerank_sync(svc.loaded, QUERY, ranked, top_n=4, weight=1.0)
+    assert [r.reranker_score is not None for r in out] == [True] * 4 + [False] * (len(TEXTS) - 4)
