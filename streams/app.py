@@ -25,7 +25,6 @@ import socket
 from typing import Awaitable, Callable
 
 import faust
-import redis.asyncio as aioredis
 
 from schemas import topics
 from schemas.catalog import CatalogItem, ModelUpdate, UserProfile
@@ -39,7 +38,7 @@ from streams.consumer import InteractionsConsumer
 from streams.forget import forget_user
 from streams.lag import LagTracker
 from streams.processor import ConfigWatcher, InteractionProcessor
-from streams.state import StreamState
+from streams.state import StreamState, make_client
 
 log = logging.getLogger(__name__)
 USER_ID = re.compile(ID_PATTERN)
@@ -152,10 +151,7 @@ def build_app(settings: Settings) -> faust.App:
     def state() -> StreamState:
         # created lazily, inside the worker's event loop
         if "state" not in shared:
-            client = aioredis.Redis.from_url(
-                settings.redis_url or "redis://127.0.0.1:6379/0", socket_timeout=10, socket_connect_timeout=5
-            )
-            shared["state"] = StreamState(client, settings)
+            shared["state"] = StreamState(make_client(settings), settings)
         return shared["state"]  # type: ignore[return-value]
 
     async def send_dead(dead: list[DeadLetter]) -> None:

@@ -41,9 +41,10 @@ async def forget_user(client: aioredis.Redis, keys: Keys, user: str, guard_s: in
 
 
 async def _forget(client: aioredis.Redis, keys: Keys, user: str, guard_s: int, now: float) -> int:
+    group = keys.user_group(user)  # cluster mode: the slot group whose batch script reads the marker
     async with client.pipeline(transaction=True) as pipe:
-        pipe.set(keys.forgotten(Keys.user_digest(user)), repr(now), ex=guard_s)
-        pipe.set(keys.forgotten_any, "1", ex=guard_s)
+        pipe.set(keys.forgotten(Keys.user_digest(user), group), repr(now), ex=guard_s)
+        pipe.set(keys.forgotten_any_in(group), "1", ex=guard_s)
         await pipe.execute()
     doomed = list(keys.user_keys(user))
     doomed += [_text(k) for k in await client.smembers(keys.recs_index(user))]

@@ -16,9 +16,21 @@ from schemas.catalog import CatalogItem, UserProfile
 from schemas.errors import ScriptRejected, StoreUnavailable
 from schemas.keys import Keys
 from schemas.settings import Settings
+from streams.cluster import ClusterApplier
 from streams.config import StreamConfig
 
 _SCRIPT = resources.files("streams").joinpath("lua/apply_interactions.lua").read_text()
+
+
+def make_client(settings: Settings, socket_timeout: float = 10, socket_connect_timeout: float = 5,
+                **options) -> aioredis.Redis:
+    """The worker side's Redis client: a ``RedisCluster`` when ``Settings.redis_cluster`` is on
+    (the URL names any one node), else a plain client. Every worker-side client comes from here."""
+    if settings.redis_cluster:
+        return aioredis.RedisCluster.from_url(settings.redis_url or "redis://127.0.0.1:6379/0", socket_timeout=socket_timeout,
+                                              socket_connect_timeout=socket_connect_timeout, **options)
+    return aioredis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0", socket_timeout=socket_timeout,
+                                   socket_connect_timeout=socket_connect_timeout, **options)
 
 
 @dataclass(frozen=True)
@@ -63,10 +75,15 @@ class StreamState:
         # the offset watermark of the interactions topic this worker reads (prefix included)
         self._templates["watermark"] = self.keys.watermark(settings.topic(topics.INTERACTIONS))
         self._script = client.register_script(_SCRIPT)
+        self.cluster = (ClusterApplier(client, self.keys, settings.bandit_policy, settings.topic(topics.INTERACTIONS),
+                                       _SCRIPT) if settings.redis_cluster else None)
 
     def script_config(self, cfg: StreamConfig, now: float) -> bytes:
+        return orjson.dumps(self.script_doc(cfg, now))
+
+    def script_doc(self, cfg: StreamConfig, now: float) -> dict:
         s = self.settings
-        return orjson.dumps({
+        return {
             "keys": self._templates, "now": now, "hl": cfg.half_life_s, "renorm": s.trend_renorm_half_lives,
             "gap": cfg.session_gap_s,
             "window": cfg.reward_window_s, "imp_ttl": max(1, int(2 * cfg.reward_window_s) + 60),
@@ -75,17 +92,20 @@ class StreamState:
             "user_ttl": s.user_state_ttl_s, "session_bucket_s": max(60, int(cfg.session_gap_s)),
             "basket_ttl": s.basket_ttl_s, "basket_max": s.basket_max_items,
             "positive_ttl": 3 * 86400, "comments_max": s.feedback_comments_max,
-        })
+        }
 
     async def apply_interactions(self, rows: list[list], cfg: StreamConfig, now: float | None = None,
                                  positions: list[tuple[int, int]] | None = None) -> ApplyResult:
         """Deduplicate and apply one batch atomically (one script call). ``positions``: the
         (partition, offset) of each row's record, for the offset watermark (exactly-once on
         replays); without them only the event_id window deduplicates."""
-        args = [self.script_config(cfg, time.time() if now is None else now), orjson.dumps(rows),
-                orjson.dumps(positions or [])]
+        now = time.time() if now is None else now
         try:
-            new, dups, users, dropped = await self._script(keys=[], args=args)
+            if self.cluster is not None:  # per slot group, then per target slot (streams/cluster.py)
+                new, dups, users, dropped = await self.cluster.apply(self.script_doc(cfg, now), rows, positions or [])
+            else:
+                args = [self.script_config(cfg, now), orjson.dumps(rows), orjson.dumps(positions or [])]
+                new, dups, users, dropped = await self._script(keys=[], args=args)
         except rexc.ResponseError as exc:
             raise ScriptRejected(str(exc)) from exc
         except rexc.RedisError as exc:
@@ -96,16 +116,28 @@ class StreamState:
         """partition -> (highest applied offset of the interactions topic, the fingerprint of the
         record at it; None for a watermark written before fingerprints were kept)."""
         try:
-            raw = {_text(f): v for f, v in (await self.redis.hgetall(self._templates["watermark"])).items()}
+            hashes = [await self.redis.hgetall(k) for k in await self._watermark_keys()]
         except rexc.RedisError as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
-        return {int(p): (int(o), int(raw[f"{p}:fp"]) if f"{p}:fp" in raw else None)
-                for p, o in raw.items() if ":" not in p}
+        out: dict[int, tuple[int, int | None]] = {}
+        for h in hashes:  # one hash on a single node; one per slot group on a cluster: the highest wins
+            raw = {_text(f): v for f, v in h.items()}
+            for p, o in raw.items():
+                if ":" not in p and (int(p) not in out or int(o) > out[int(p)][0]):
+                    out[int(p)] = (int(o), int(raw[f"{p}:fp"]) if f"{p}:fp" in raw else None)
+        return out
+
+    async def _watermark_keys(self) -> list[str]:
+        if self.cluster is None:
+            return [self._templates["watermark"]]
+        pattern = self.keys.watermark(self.settings.topic(topics.INTERACTIONS), "*")
+        return sorted({_text(k) async for k in self.redis.scan_iter(match=pattern, count=1000)})
 
     async def reset_watermark(self, partition: int) -> None:
         """Forget a partition's watermark: its log restarted, its offsets start again at 0."""
         try:
-            await self.redis.hdel(self._templates["watermark"], str(partition), f"{partition}:fp")
+            for key in await self._watermark_keys():
+                await self.redis.hdel(key, str(partition), f"{partition}:fp")
         except rexc.RedisError as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
 

@@ -30,7 +30,15 @@
 -- in the user's session entry), so a steady stream costs no EXPIRE per event. A forgotten user's
 -- events dated before the forget are dropped (streams/forget.py).
 --
--- Returns {new, duplicates, invalidated users, forgotten rows dropped}.
+-- Redis Cluster (cfg.cluster, streams/cluster.py, docs/redis-cluster.md): one call per slot group,
+-- every row's user in that slot; the working state keys carry the group's hash tag. What is local
+-- (the users' keys, sessions, impressions, the watermark and event_id window of the group) is
+-- written here; the effects on other slots (popularity, trending, co-occurrences, bandit and day
+-- counters, comments) are returned and stored in the group's outbox under cfg.seq in the same
+-- call, so they are applied to their slots exactly once even if the worker dies in between.
+--
+-- Returns {new, duplicates, invalidated users, forgotten rows dropped} (and, in cluster mode,
+-- the JSON of the effects on other slots).
 
 local cfg = cjson.decode(ARGV[1])
 local rows = cjson.decode(ARGV[2])
@@ -51,8 +59,12 @@ end
 -- Forward decay: an event at time ts adds strength * 2^((ts - epoch) / hl). The ranking is the
 -- same as exponential decay at any "now", whatever the order events arrive in; when the weights
 -- grow large (or the half-life changes) every score is rescaled once and the epoch moved.
+local epoch, hl
+if cfg.cluster then
+  epoch, hl = cfg.epoch, cfg.hl  -- the trending slot's epoch, read by the caller (rescaled there if it moved)
+else
 local meta = redis.call('HMGET', K.trend_meta, 'epoch', 'hl')
-local epoch, hl = tonumber(meta[1]), tonumber(meta[2])
+epoch, hl = tonumber(meta[1]), tonumber(meta[2])
 if not epoch then
   epoch, hl = cfg.now, cfg.hl
   redis.call('HSET', K.trend_meta, 'epoch', num(epoch), 'hl', num(hl))
@@ -63,6 +75,7 @@ elseif hl ~= cfg.hl or (cfg.now - epoch) / hl > cfg.renorm then
   end
   epoch, hl = cfg.now, cfg.hl
   redis.call('HSET', K.trend_meta, 'epoch', num(epoch), 'hl', num(hl))
+end
 end
 
 local function add(t, k, v)
@@ -96,7 +109,13 @@ local sess_now, sess_before = key(K.sessions_bucket, sbucket), key(K.sessions_bu
 local read_before = redis.call('EXISTS', sess_before) == 1
 for i = 1, #user_list, CHUNK do
   local part = {unpack(user_list, i, math.min(i + CHUNK - 1, #user_list))}
-  local segs = redis.call('HMGET', K.user_segments, unpack(part))
+  local segs
+  if cfg.cluster then  -- the segment from each user's own profile hash (same slot as the user)
+    segs = {}
+    for j, user in ipairs(part) do segs[j] = redis.call('HGET', key(K.user_profile, user), 'segment') end
+  else
+    segs = redis.call('HMGET', K.user_segments, unpack(part))
+  end
   local sess = redis.call('HMGET', sess_now, unpack(part))
   local older = read_before and redis.call('HMGET', sess_before, unpack(part)) or {}
   for j, user in ipairs(part) do
@@ -221,7 +240,7 @@ do
     local p, o = tostring(positions[i][1]), positions[i][2]
     local w = wm[p]
     if w ~= nil and o <= w then applied[i] = true
-    elseif w == nil then legacy[#legacy + 1] = i end
+    elseif w == nil and not cfg.cluster then legacy[#legacy + 1] = i end
     if not wm_new[p] or o > wm_new[p] then wm_new[p] = o; wm_fp[p] = positions[i][3] end
   end
   local CH = 1000
@@ -430,6 +449,7 @@ for ri, r in ipairs(rows) do
 end
 
 -- --------------------------------------------------------------------------- writes
+if not cfg.cluster then
 for item, v in pairs(pop) do redis.call('ZINCRBY', K.pop_global, num(v), item) end
 for seg, items in pairs(segpop) do
   local k = key(K.pop_seg, seg)
@@ -454,6 +474,7 @@ end
 -- long the stream runs (a list whose members only grew in score cannot have grown in length)
 for k in pairs(grown) do
   redis.call('ZREMRANGEBYRANK', k, 0, -(cfg.top_n + 1))
+end
 end
 
 local function chunked(cmd, k, list)
@@ -521,8 +542,10 @@ for b, fields in pairs(imps_dirty) do
   end
   redis.call('EXPIRE', k, cfg.imp_ttl)
 end
+if not cfg.cluster then
 for arm, n in pairs(pulls) do redis.call('HINCRBY', K.bandit, arm .. ':pulls', n) end
 for arm, v in pairs(rewards) do redis.call('HINCRBYFLOAT', K.bandit, arm .. ':rewards', num(v)) end
+end
 for day, types in pairs(day_types) do
   local fields = sub(day_stats, day)
   for typ, n in pairs(types) do fields['type:' .. typ] = n end
@@ -547,6 +570,7 @@ for day, found in pairs(positives) do
     redis.call('EXPIRE', k, cfg.positive_ttl)
   end
 end
+if not cfg.cluster then
 for day, fields in pairs(day_float) do
   local k = key(K.stats_day, day)
   for f, v in pairs(fields) do redis.call('HINCRBYFLOAT', k, f, num(v)) end
@@ -559,14 +583,17 @@ for day, fields in pairs(day_stats) do
   local k = key(K.stats_day, day)
   for f, n in pairs(fields) do redis.call('HINCRBY', k, f, n) end
 end
+end
 for user, fields in pairs(user_stats) do
   local k = key(K.user_stats, user)
   for f, n in pairs(fields) do
     if redis.call('HINCRBY', k, f, n) == n then sub(created, user).stats = true end
   end
 end
+if not cfg.cluster then
 if interactions > 0 then redis.call('INCRBY', K.new_events, interactions) end
 if explicit > 0 then redis.call('INCRBY', K.new_feedback, explicit) end
+end
 
 -- cache invalidation: drop every cached list of the users touched, then tell the API processes
 local users = {}
@@ -611,4 +638,13 @@ if cfg.eid_window > 0 then
   end
 end
 
+if cfg.cluster then
+  -- the effects on other slots, kept in the outbox with the rest of this call's writes
+  local out = {pop = pop, seg = segpop, trend = trend, epoch = epoch, pairs = pairs_inc, pulls = pulls,
+               rewards = rewards, day = day_stats, dayf = day_float, comments = comments,
+               ne = interactions, nf = explicit}
+  local doc = cjson.encode(out)
+  if new > 0 then redis.call('HSET', cfg.outbox, cfg.seq, doc) end
+  return {new, dups, #users, dropped, doc}
+end
 return {new, dups, #users, dropped}

@@ -37,15 +37,24 @@ def stream_settings(services, tmp_path: Path, **overrides) -> Settings:  # noqa:
     """Settings of their own: topic prefix, consumer group and Redis key prefix, so a worker
     shared by a module's tests needs no flush (which would race with it)."""
     tag = uuid.uuid4().hex[:8]
-    s = Settings(
-        kafka_bootstrap=services.kafka_bootstrap, redis_url=services.redis_url, topic_prefix=f"s{tag}.",
-        redis_prefix=f"s{tag}:", worker_id=f"streams-test-{tag}", data_dir=tmp_path / "data",
-        worker_metrics_port=free_port(), **overrides,
-    )
+    s = Settings(**{
+        "kafka_bootstrap": services.kafka_bootstrap, "redis_url": services.redis_url, "topic_prefix": f"s{tag}.",
+        "redis_prefix": f"s{tag}:", "worker_id": f"streams-test-{tag}", "data_dir": tmp_path / "data",
+        "worker_metrics_port": free_port(), **overrides,
+    })
     from streams.admin import ensure_topics
 
     asyncio.run(ensure_topics(s))
     return s
+
+
+def sync_redis(settings: Settings, **options) -> redis.Redis:  # noqa: ANN003
+    """A test's own client of the settings' Redis: a ``RedisCluster`` in cluster mode."""
+    if settings.redis_cluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(settings.redis_url, **options)
+    return redis.Redis.from_url(settings.redis_url, **options)
 
 
 def _env_value(v: object) -> str:
@@ -55,7 +64,7 @@ def _env_value(v: object) -> str:
 class Worker:
     """One ``python -m streams`` child; ``ready()`` waits until it consumes every partition."""
 
-    FIELDS = ("kafka_bootstrap", "redis_url", "topic_prefix", "redis_prefix", "worker_id", "data_dir",
+    FIELDS = ("kafka_bootstrap", "redis_url", "redis_cluster", "topic_prefix", "redis_prefix", "worker_id", "data_dir",
               "worker_metrics_port", "pairs_top_n", "trend_half_life_s", "session_gap_s",
               "bandit_reward_window_s", "config_refresh_s", "batch_size", "recent_max")
 
@@ -72,7 +81,7 @@ class Worker:
         """A catalog record reaches Redis: the group is joined and the agents run."""
         probe = f"probe-{uuid.uuid4().hex[:6]}"
         key = Keys(self.settings.redis_prefix).item(probe)
-        r = redis.Redis.from_url(self.settings.redis_url)
+        r = sync_redis(self.settings)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.alive, f"worker exited:\n{self.log.read_text()[-3000:]}"

@@ -10,7 +10,7 @@ import redis
 from schemas.keys import Keys
 from streams.batch import utc_day
 from tests.integration.support import (
-    Worker, event, produce, produce_events, read_dlq, stream_settings, wait_until,
+    Worker, event, produce, produce_events, read_dlq, stream_settings, sync_redis, wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -20,11 +20,14 @@ def popsum(r: redis.Redis, k: Keys) -> float:
     return sum(s for _, s in r.zrange(k.pop_global, 0, -1, withscores=True))
 
 
-def test_sigkill_mid_stream_then_restart_counts_every_event_exactly_once(services, tmp_path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("store", ["single", "cluster"])
+def test_sigkill_mid_stream_then_restart_counts_every_event_exactly_once(services, tmp_path, request, store) -> None:  # noqa: ANN001
     # small batches so that the kill lands between many committed and uncommitted ones
-    s = stream_settings(services, tmp_path, batch_size=200)
+    # cluster: a three-master Redis Cluster, the batch applied per slot group then per target slot
+    on = {"redis_url": request.getfixturevalue("redis_cluster_url"), "redis_cluster": True} if store == "cluster" else {}
+    s = stream_settings(services, tmp_path, batch_size=200, **on)
     k = Keys(s.redis_prefix)
-    r = redis.Redis.from_url(s.redis_url)
+    r = sync_redis(s)
     n = 12_000
     events = [event("view", f"xu-{j % 700}", f"xi-{j % 300}") for j in range(n)]
     # feedback mixed in (docs/feedback.md): its per-arm counters must be exact too
