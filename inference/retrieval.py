@@ -18,6 +18,7 @@ import orjson
 
 from ranking.filters import ItemInfo
 from ranking.signals import UserSignals
+from inference.cluster_reads import home_reads
 from inference.store import RedisStore
 from schemas.errors import StoreUnavailable
 from schemas.keys import RecsId
@@ -111,8 +112,11 @@ async def fetch_home(store: RedisStore, user: str, n: int, full: bool = True, re
     args = HomeArgs(n=n, recent_n=recent_n, pairs_of=pairs_of, pairs_n=pairs_n, trend_n=trend_n,
                     full=1 if full else 0, want_cached=1 if recs else 0, recs0=recs0, recs_a=recs_a, recs_b=recs_b,
                     seg_a=seg_a, seg_b=seg_b, pairs_a=pairs_a, pairs_b=pairs_b)
-    script = store.script(HOME_LUA)
-    res = await store.call(lambda c: script(keys=k.home_script(user), args=args, client=c))
+    if store.cluster:  # the same reads, as pipelines: the keys live in several hash slots
+        res = await store.call(lambda c: home_reads(c, k.home_script(user), args))
+    else:
+        script = store.script(HOME_LUA)
+        res = await store.call(lambda c: script(keys=k.home_script(user), args=args, client=c))
     version = _int(res[0]) or 0
     if res[1] is not None and res[1] is not False:
         return version, res[1], None

@@ -23,17 +23,20 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def make_client(settings: Settings) -> aioredis.Redis:
+def make_client(settings: Settings, **overrides: Any) -> aioredis.Redis:
+    """The API side's Redis client: a ``RedisCluster`` when ``Settings.redis_cluster`` is on (the
+    URL names any one node; docs/redis-cluster.md), else a plain client. Every API client comes from here."""
     if not settings.redis_url:
         raise StoreUnavailable("no Redis configured (STREAMREC_REDIS_URL)")
-    return aioredis.Redis.from_url(
-        settings.redis_url,
+    options: dict[str, Any] = dict(
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
-        health_check_interval=0,
-        retry_on_timeout=False,
         max_connections=1024,  # a burst of misses must not look like an outage (which trips the breaker)
     )
+    options.update(overrides)
+    if settings.redis_cluster:
+        return aioredis.RedisCluster.from_url(settings.redis_url, **options)
+    return aioredis.Redis.from_url(settings.redis_url, health_check_interval=0, retry_on_timeout=False, **options)
 
 
 class RedisStore:
@@ -41,6 +44,7 @@ class RedisStore:
         self.settings = settings
         self.keys = Keys(settings.redis_prefix)
         self.client = make_client(settings)
+        self.cluster = settings.redis_cluster  # multi-slot reads go as pipelines (inference/cluster_reads.py)
         self.breaker_s = breaker_s
         self._open_until = 0.0
         self.last_error: str | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from inference.cluster_reads import basket_reads
 from ranking.basket.scoring import pair_sources
 from ranking.basket.signals import BasketSignals, ItemMeta
 from schemas.basket_profiles import BasketParams
@@ -78,7 +79,10 @@ async def fetch_signals(store, keys: Keys, basket: list[str], segments: list[tup
     """One script call; ``store`` is the API's ``RedisStore`` (errors → ``StoreUnavailable``)."""
     steps = plan(keys, basket, segments, p)
     arg = orjson.dumps({"lists": [[s[4], s[3]] for s in steps], "item": keys.item_template, "basket": basket})
-    raw = await store.call(lambda c: c.eval(FETCH_LUA, 0, arg))
+    if store.cluster:  # the same reads, as pipelines: the keys live in several hash slots
+        raw = await store.call(lambda c: basket_reads(c, [[s[4], s[3]] for s in steps], keys.item_template, basket))
+    else:
+        raw = await store.call(lambda c: c.eval(FETCH_LUA, 0, arg))
     return assemble(steps, orjson.loads(raw))
 
 
