@@ -190,6 +190,67 @@ class LocalCache:
             self._flights.pop(key, None)
 
 
+class ReplicaFlight:
+    """Single flight across API processes: on a Redis-cache miss one replica computes a list while
+    the others wait briefly for it to appear in the Redis cache (``LocalCache.single_flight`` already
+    makes it one computation per process).
+
+    The leader is whoever takes the list's lock: redis-py's ``Lock`` (SET NX PX with a random
+    token; released by a script that checks the token), expiring after ``lock_s`` if its holder
+    dies. The others poll the list's cache key for at most ``wait_s``, then compute anyway: a lock
+    never hangs or fails a request, and a Redis error just means computing without it. Only the
+    miss path meets it; a cached list is served from the process, with no Redis round trip.
+    """
+
+    def __init__(self, store: Any, lock_s: float = 5.0, wait_s: float = 0.5):
+        self.store, self.lock_s, self.wait_s = store, lock_s, wait_s
+
+    async def run(self, cache_key: str, lock_key: str, compute: Callable[[], Awaitable[Any]],
+                  publish: Callable[[Any], Awaitable[None]], read: Callable[[bytes], Any]) -> tuple[Any, bool]:
+        """(value, computed by another replica). ``publish(value)`` stores it under ``cache_key``;
+        the lock is released once it is there, in the background (the leader's answer does not wait)."""
+        from redis.exceptions import LockError
+
+        from schemas.errors import StoreUnavailable
+
+        lock = self.store.client.lock(lock_key, timeout=self.lock_s, blocking=False)
+        try:
+            leader = bool(await self.store.call(lambda _c: lock.acquire(blocking=False)))
+        except (StoreUnavailable, LockError):
+            leader = None  # no lock to be had: compute, as without replicas
+        if leader is False:
+            deadline = time.monotonic() + self.wait_s
+            delay = 0.005
+            while time.monotonic() < deadline:
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 0.05)
+                try:
+                    raw = await self.store.call(lambda c: c.get(cache_key))
+                except StoreUnavailable:
+                    break
+                if raw is not None:
+                    return read(raw), True
+        value = await compute()
+
+        async def publish_then_release() -> None:
+            try:
+                await publish(value)
+            finally:
+                if leader:
+                    try:
+                        await self.store.call(lambda _c: lock.release())
+                    except (StoreUnavailable, LockError):
+                        pass  # expired meanwhile, or Redis away: it expires on its own
+
+        task = asyncio.get_running_loop().create_task(publish_then_release())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        return value, False
+
+
+_background: set[asyncio.Task] = set()  # publications in flight (a task needs a reference to live)
+
+
 async def listen_invalidations(redis_factory: Callable[[], Any], channel: str, cache: LocalCache,
                                stop: asyncio.Event, retry_s: float = 0.5, silence_s: float = 3.0) -> None:
     """Keep a subscription to ``channel`` and apply its messages to ``cache`` until ``stop``.

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from inference.bandit import BanditChooser
 from inference.broker import Broker
-from inference.cache import CachedList, LocalCache
+from inference.cache import CachedList, LocalCache, ReplicaFlight
 from inference.experiments import ExperimentBook, Pick, arm_variant, serving_pick
 from inference.metrics import ApiMetrics
 from inference.models import ModelRegistry
@@ -76,6 +76,7 @@ class HomeService:
         self._arm_users: dict[str, set[str]] = {}  # experiment arm label -> users served since the last flush
         self.experiments = ExperimentBook(store, store.keys, models, settings.experiment_refresh_s, settings)
         self._shadows: set[asyncio.Task] = set()  # shadow computations in flight (inference/experiments.py)
+        self.flight = ReplicaFlight(store, settings.single_flight_lock_s, settings.single_flight_wait_s)
 
     # --- experiments (inference/experiments.py) ----------------------------------------------
     async def pick(self, user_id: str, strategy: str | None) -> Pick | None:
@@ -226,20 +227,38 @@ class HomeService:
                 return entry, True
         except StoreUnavailable:
             ctx = self.degraded_context(q.user_id)
-        self.metrics.miss.inc()
         serving = self.models.run_for(q.run)
-        payload = await rank_home(q, ctx, serving, self.catalog, None if ctx.degraded else self.store,
-                                  self.settings, self.snapshot.items)
-        entry = CachedList.from_payload(payload)
+
+        async def compute() -> CachedList:
+            self.metrics.miss.inc()
+            payload = await rank_home(q, ctx, serving, self.catalog, None if ctx.degraded else self.store,
+                                      self.settings, self.snapshot.items)
+            return CachedList.from_payload(payload)
+
         if ctx.degraded:
+            entry = await compute()
             self.metrics.degraded.inc()
-        elif cacheable and token == self.local.token(q.user_id):
+            return entry, False
+        redis_key = self.keys.recs_key(key, ctx.cache_version)
+        if cacheable and self.settings.single_flight_replicas:
+            # one computation across replicas: the others wait for this list in the Redis cache
+            entry, elsewhere = await self.flight.run(
+                redis_key, self.keys.recs_lock(redis_key), compute,
+                lambda e: self._store_redis(q.user_id, redis_key, e, token), CachedList.from_redis)
+            if token == self.local.token(q.user_id):
+                self.local.put(key, entry, token)
+            if elsewhere:
+                self.metrics.hit_redis.inc()
+            return entry, elsewhere
+        entry = await compute()
+        if cacheable and token == self.local.token(q.user_id):
             self.local.put(key, entry, token)
-            asyncio.get_running_loop().create_task(self._store_redis(
-                q.user_id, self.keys.recs_key(key, ctx.cache_version), entry))
+            asyncio.get_running_loop().create_task(self._store_redis(q.user_id, redis_key, entry))
         return entry, False
 
-    async def _store_redis(self, user: str, key: str, entry: CachedList) -> None:
+    async def _store_redis(self, user: str, key: str, entry: CachedList, token: tuple[int, int] | None = None) -> None:
+        if token is not None and token != self.local.token(user):
+            return  # the user's lists were invalidated while this one was computed: it is stale
         idx = self.keys.recs_index(user)
         ttl = self.settings.cache_ttl_s
         try:
