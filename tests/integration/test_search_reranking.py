@@ -184,12 +184,17 @@ async def test_train_reranker_refuses_small_feedback_then_trains_promotes_and_re
     assert len(rep["plots"]) == 5
     assert sorted(p.name for p in (result.run_dir / "plots").glob("*.png")) == sorted(rep["plots"])
     assert "ndcg@10" in (result.run_dir / "report.txt").read_text()
+    # the run carries its int8 ONNX export, and the "after" column was scored by it, as the API serves it
+    assert (result.run_dir / "model" / "onnx" / "model.int8.onnx").exists()
+    assert rep["backend"]["served"] == "onnx int8" and rep["backend"]["max_length"] == s.rerank_max_length
+    assert "ndcg@10" in rep["backend"]["torch_fp32"] and rep["backend"]["max_abs_score_diff"] < 0.05
+    assert "evaluated as served: onnx int8" in (result.run_dir / "report.txt").read_text()
     async with api_client(s) as (app, c):
         reload = (await c.post("/admin/reload")).json()
         info = (await c.get("/api/v1/reranking/info")).json()
         got = (await c.post(SEARCH, json={"query_text": "wing lift", "k": 3})).json()
     assert reload["search"]["reranker"] == result.run_dir.name
-    assert info["reranker"] == result.run_dir.name and info["feedbacks"] == 36
+    assert info["reranker"] == result.run_dir.name and info["feedbacks"] == 36 and info["backend"] == "onnx int8"
     assert info["metrics"]["ndcg@10"] == pytest.approx(rep["after"]["ndcg@10"])
     assert got["reranker"] == result.run_dir.name
 
