@@ -10,6 +10,12 @@ Non-linear and user-based, it blends well with the item-item models (EASE).
 ``ensemble = n`` trains ``n`` networks from seeds ``seed … seed+n-1`` and averages their
 per-user standardised scores: the single networks differ noticeably from seed to seed on a
 dataset as small as MovieLens-100K, and their average is better than any of them.
+
+Training reads each batch as sparse rows: the encoder's first layer sums the weight rows of
+the items a user has (``embedding_bag``) and dropout draws one coin per interaction, not one
+per item of the catalogue. The maths are the dense model's (a zero input contributes nothing
+and stays zero under dropout), at a fraction of the cost: on MovieLens-100K (6 % dense) the
+dense first layer and its 1.6M dropout coins per batch were two thirds of a step.
 """
 from __future__ import annotations
 
@@ -22,35 +28,107 @@ import numpy as np
 from trainer.base import Recommender
 from trainer.data.interactions import Interactions
 from trainer.device import pick_device
-from trainer.models._training import epoch_progress, seed_everything, torch_threads
+from trainer.models._training import adam, dropout, epoch_progress, seed_everything, torch_threads
 
 log = logging.getLogger("streamrec.trainer.multvae")
 
+#: Users scored per dense block (``_score_users``): bounds memory on large catalogues.
+SCORE_BLOCK = 2048
+
 
 def _build_net(n_items: int, latent: int, hidden: int):
+    import torch
     from torch import nn
+
+    class ItemInput(nn.Module):
+        """The first layer, item-major (``weight[item]`` is an item's row) so that a sparse
+        row reads the rows of its items; initialised as ``nn.Linear(n_items, width)``."""
+
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            bound = 1.0 / np.sqrt(n_items)
+            self.weight = nn.Parameter(torch.empty(n_items, width).uniform_(-bound, bound))
+            self.bias = nn.Parameter(torch.empty(width).uniform_(-bound, bound))
+
+        def forward(self, x):  # dense rows (scoring)
+            return torch.addmm(self.bias, x, self.weight)
+
+        def sparse(self, items, offsets, values):  # training batches
+            from torch.nn import functional as F
+
+            return F.embedding_bag(items, self.weight, offsets, mode="sum", per_sample_weights=values) + self.bias
 
     class MultVAE(nn.Module):
         def __init__(self) -> None:
             super().__init__()
+            self.items = ItemInput(hidden or 2 * latent)
+            self.encoder = nn.Sequential(nn.Tanh(), nn.Linear(hidden, 2 * latent)) if hidden else nn.Identity()
             if hidden:
-                self.encoder = nn.Sequential(nn.Linear(n_items, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent))
                 self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, n_items))
             else:
-                self.encoder = nn.Linear(n_items, 2 * latent)
                 self.decoder = nn.Sequential(nn.Tanh(), nn.Linear(latent, n_items))
 
-        def forward(self, x, dropout: float = 0.0, sample: bool = False):
-            import torch
-            from torch.nn import functional as F
-
-            h = F.dropout(F.normalize(x, dim=-1), dropout, training=dropout > 0)
-            mu, logvar = self.encoder(h).chunk(2, dim=-1)
+        def _code(self, first, sample: bool):
+            mu, logvar = self.encoder(first).chunk(2, dim=-1)
             z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
             kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1))
             return self.decoder(z), kl, mu
 
+        def forward(self, x):
+            """Dense rows, no noise: (logits, kl, mu)."""
+            from torch.nn import functional as F
+
+            return self._code(self.items(F.normalize(x, dim=-1)), sample=False)
+
+        def forward_sparse(self, batch, rate: float):
+            """A training batch (``SparseRows``), with input dropout and a sampled code."""
+            values = dropout(batch.norm_values, rate)
+            return self._code(self.items.sparse(batch.items, batch.offsets, values), sample=True)
+
     return MultVAE()
+
+
+class SparseRows:
+    """Rows ``users`` of a binary CSR matrix as torch index tensors: the items, where each row
+    starts, each value already L2-normalised by its row (``1/sqrt(row length)``), and the
+    row of each entry (for the loss, which sums log-probabilities over a user's items)."""
+
+    def __init__(self, matrix, users: np.ndarray, device) -> None:
+        import torch
+
+        sub = matrix[users]
+        lengths = np.diff(sub.indptr)
+        self.n = len(users)
+        self.items = torch.as_tensor(sub.indices.astype(np.int64), device=device)
+        self.offsets = torch.as_tensor(sub.indptr[:-1].astype(np.int64), device=device)
+        rows = np.repeat(np.arange(self.n), lengths)
+        self.rows = torch.as_tensor(rows, device=device)
+        norm = 1.0 / np.sqrt(np.maximum(lengths, 1)).astype(np.float32)
+        self.norm_values = torch.as_tensor(norm[rows], device=device)
+
+
+def _binary(matrix):
+    m = matrix.tocsr().astype(np.float32)
+    m.data = (m.data > 0).astype(np.float32)
+    m.eliminate_zeros()
+    m.sort_indices()
+    return m
+
+
+def _from_dense_layout(weights: dict[str, Any], hidden: int) -> dict[str, Any]:
+    """A run saved before the sparse first layer (``encoder.weight`` item-minor, ``nn.Linear``
+    names) in today's layout."""
+    if "items.weight" in weights:
+        return weights
+    first = "encoder.0" if hidden else "encoder"
+    out = {"items.weight": np.ascontiguousarray(np.asarray(weights[f"{first}.weight"]).T),
+           "items.bias": weights[f"{first}.bias"]}
+    for key, value in weights.items():
+        if key.startswith("encoder.2."):
+            out["encoder.1." + key.removeprefix("encoder.2.")] = value
+        elif key.startswith("decoder."):
+            out[key] = value
+    return out
 
 
 class MultVAE(Recommender):
@@ -87,9 +165,7 @@ class MultVAE(Recommender):
     def _rows(self, data: Interactions, uidx: np.ndarray):
         import torch
 
-        m = data.matrix[uidx].copy()
-        m.data = (m.data > 0).astype(np.float32)
-        return torch.as_tensor(m.toarray(), dtype=torch.float32)
+        return torch.as_tensor(_binary(data.matrix[uidx]).toarray(), dtype=torch.float32)
 
     def _fit(self, data: Interactions) -> None:
         self.nets_, self.history_ = [], []
@@ -97,23 +173,20 @@ class MultVAE(Recommender):
             self.nets_.append(self._fit_one(data, self.seed + member))
 
     def _fit_warm(self, data: Interactions, previous: "MultVAE") -> None:
-        """Start from ``previous``'s networks (item columns of the encoder and rows of the
-        decoder carried over by item id; new items start fresh) and train ``warm_epochs`` epochs
+        """Start from ``previous``'s networks (item rows of the first layer and of the decoder's
+        output carried over by item id; new items start fresh) and train ``warm_epochs`` epochs
         at the full KL weight. Users need nothing: a user is encoded from their row."""
         from trainer.models._warm import carry_rows, index_map
 
         new_pos, old_pos = index_map(previous._require().item_ids, data.item_ids)
         self.nets_, self.history_ = [], []
+        last_out = "decoder.2" if self.hidden_dim else "decoder.1"
         for member, old in enumerate(previous.nets_[: self.ensemble]):
             seed_everything(self.seed + member)
             net = _build_net(data.n_items, self.latent_dim, self.hidden_dim)
             fresh, prior = net.state_dict(), old.state_dict()
-            first_in = "encoder.0.weight" if self.hidden_dim else "encoder.weight"
-            last_out = "decoder.2" if self.hidden_dim else "decoder.1"
             for key, value in prior.items():
-                if key == first_in:
-                    carry_rows(fresh[key], value, new_pos, old_pos, dim=1)
-                elif key.startswith(last_out):
+                if key.startswith("items.weight") or key.startswith(last_out):
                     carry_rows(fresh[key], value, new_pos, old_pos, dim=0)
                 elif fresh[key].shape == value.shape:
                     fresh[key].copy_(value)
@@ -135,14 +208,14 @@ class MultVAE(Recommender):
         with torch_threads(self.threads):
             rng = seed_everything(seed) if rng is None else rng
             dev = pick_device(self.device)
-            x = self._rows(data, np.arange(data.n_users)).to(dev)
-            active = np.flatnonzero(x.sum(dim=1).cpu().numpy() > 0)
+            matrix = _binary(data.matrix)
+            active = np.flatnonzero(np.diff(matrix.indptr) > 0)
             if users is not None:  # an update trains on the users its new events touch
                 active = np.intersect1d(active, users)
             if len(active) == 0:
                 raise ValueError("multvae: no user has a positive interaction")
             net = net.to(dev)
-            opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            opt = adam(net.parameters(), self.lr, self.weight_decay, dev)
             anneal_epochs = max(1, self.epochs // 2) if anneal else 0
             with epoch_progress("multvae", epochs, self.verbose) as advance:
                 for epoch in range(epochs):
@@ -152,13 +225,15 @@ class MultVAE(Recommender):
                     total = 0.0
                     active = rng.permutation(active)
                     for start in range(0, len(active), self.batch_size):
-                        b = x[torch.as_tensor(active[start : start + self.batch_size])]
-                        logits, kl, _ = net(b, self.dropout, sample=True)
-                        loss = -(F.log_softmax(logits, dim=-1) * b).sum(dim=-1).mean() + weight * kl
+                        batch = SparseRows(matrix, active[start : start + self.batch_size], dev)
+                        logits, kl, _ = net.forward_sparse(batch, self.dropout)
+                        # the multinomial log-likelihood of a binary row: its items' log-probabilities
+                        picked = F.log_softmax(logits, dim=-1)[batch.rows, batch.items]
+                        loss = -picked.sum() / batch.n + weight * kl
                         opt.zero_grad()
                         loss.backward()
                         opt.step()
-                        total += float(loss.detach()) * len(b)
+                        total += float(loss.detach()) * batch.n
                     entry = {"member": seed - self.seed, "epoch": epoch + 1, "train_loss": total / max(len(active), 1),
                              "seconds": time.perf_counter() - t0}
                     self.history_.append(entry)
@@ -171,12 +246,16 @@ class MultVAE(Recommender):
 
         from ranking.scores import rescale
 
-        x = self._rows(self._require(), uidx)
-        with torch.no_grad():
-            logits = [net(x)[0].numpy() for net in self.nets_]
-        if len(logits) == 1:
-            return logits[0]
-        return np.mean([rescale(s) for s in logits], axis=0).astype(np.float32)
+        blocks = []
+        for start in range(0, len(uidx), SCORE_BLOCK):
+            x = self._rows(self._require(), uidx[start : start + SCORE_BLOCK])
+            with torch.no_grad():
+                logits = [net(x)[0].numpy() for net in self.nets_]
+            blocks.append(logits[0] if len(logits) == 1
+                          else np.mean([rescale(s) for s in logits], axis=0).astype(np.float32))
+        if not blocks:
+            return np.zeros((0, self._require().n_items), dtype=np.float32)
+        return np.vstack(blocks)
 
     def item_embeddings(self) -> np.ndarray:
         return np.hstack([net.decoder[-1].weight.detach().numpy() for net in self.nets_])
@@ -198,6 +277,7 @@ class MultVAE(Recommender):
         self.nets_ = []
         for weights in state["weights"]:
             net = _build_net(self._require().n_items, self.latent_dim, self.hidden_dim)
-            net.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
+            weights = _from_dense_layout(weights, self.hidden_dim)
+            net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in weights.items()})
             self.nets_.append(net.eval())
         self.history_ = state.get("history", [])

@@ -25,7 +25,8 @@ from trainer.base import Recommender
 from trainer.data.interactions import Interactions
 from trainer.device import pick_device
 from trainer.models._features import item_text, item_tokens, user_tokens, vocabulary, words
-from trainer.models._training import EarlyStopping, epoch_progress, seed_everything, torch_threads
+from trainer.models._training import (EarlyStopping, adam, epoch_progress, fast_dropout_module, seed_everything,
+                                      torch_threads)
 
 log = logging.getLogger("streamrec.trainer.two_tower")
 
@@ -62,7 +63,7 @@ def _build_net(n_users, n_items, user_tok, item_cat, item_txt, n_user_tok, n_ite
         blocks: list[nn.Module] = []
         width = width_in
         for size in layers[:-1]:
-            blocks += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+            blocks += [nn.Linear(width, size), nn.ReLU(), fast_dropout_module(dropout)]
             width = size
         blocks.append(nn.Linear(width, layers[-1]))
         return nn.Sequential(*blocks)
@@ -234,7 +235,7 @@ class TwoTower(Recommender):
             if previous is not None:
                 self._carry(net, data, previous)
             net = net.to(dev)
-            opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            opt = adam(net.parameters(), self.lr, self.weight_decay, dev)
             stopper = EarlyStopping(self.patience if n_val else None)
             self.history_ = []
             with epoch_progress("two_tower", epochs, self.verbose) as advance:
