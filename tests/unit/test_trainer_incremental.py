@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_trainer_cli import env, invoke, stdout_lines, tiny_csv  # noqa: F401 - fixtures
+from tests.unit.test_trainer_cli import invoke, stdout_lines, tiny_csv  # noqa: F401 - fixtures (env: conftest)
 
 FAST = ["-p", "multvae.epochs=3", "-p", "two_tower.epochs=2", "-p", "patience=null"]
 MODELS = ["-m", "ease", "-m", "multvae", "-m", "two_tower"]
@@ -54,11 +54,7 @@ def test_incremental_without_a_serving_run_says_what_to_do(env, tiny_csv):  # no
     assert "no serving run" in result.output
 
 
-def test_the_fast_profile_refits_warm(env, tiny_csv, monkeypatch):  # noqa: F811
-    from schemas.settings import get_settings
-
-    monkeypatch.setenv("STREAMREC_TRAIN_PROFILE", "fast")
-    get_settings.cache_clear()
+def test_the_default_profile_refits_warm(env, tiny_csv):  # noqa: F811
     result = invoke("train", "-i", tiny_csv, *MODELS, *FAST, "--no-progress")
     assert result.exit_code == 0, result.output
     metrics = json.loads((Path(stdout_lines(result)[-1]) / "metrics.json").read_text())
