@@ -167,7 +167,7 @@ def _refit(name: str, params: dict[str, Any], data: Interactions, validation_fit
 
     - a model the policy does not serve whose fit is costly keeps its validation fit, with all of
       ``data`` attached (its scores read a user's whole row; ``recommend`` excludes everything seen);
-    - with ``warm`` (the ``fast`` profile), a model that can start warm (``trainer.models._warm``:
+    - with ``warm`` (every profile but ``full``), a model that can start warm (``trainer.models._warm``:
       Mult-VAE, two-tower, LightFM) continues from its validation fit for its ``warm_epochs``;
     - anything else is refitted from scratch."""
     from trainer.models._warm import can_warm_start, warm_fit
@@ -253,7 +253,7 @@ def train_run(
             final[name] = fitted[name]
             continue
         final[name], refits[name] = _refit(name, chosen[name], data, fitted.get(name), policy, verbose, fit_seconds,
-                                           warm=settings.train_profile == "fast")
+                                           warm=settings.train_profile != "full")
     if policy is None:
         scored_models = [n for n in models if n not in NOT_BLENDED]
         policy = Policy.single(scored_models[0]) if scored_models else Policy.popularity()
