@@ -218,8 +218,10 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion constant: 1 / (rrf_k + rank)
     search_index_on_train: bool = True  # `streamrec train` (re)builds the search index when the catalogue's texts changed
     rerank_top_n: int = Field(20, ge=1, le=500)  # how many first-stage results the cross-encoder rescores
-    rerank_max_length: int = Field(256, ge=16, le=512)  # tokens of (query, item text) the cross-encoder reads
-    # (a trained reranker serves at the max length it was trained and exported at: its run records it)
+    # tokens of (query, item text) the cross-encoder is trained on and reads; a run serves at the one it was trained
+    # and exported at (its model/onnx/export.json). 64: the Cranfield fine-tunes learn more per CPU second than at
+    # 128 or 256, and 20 pairs cost a quarter of 256's (docs/search-reranking.md)
+    rerank_max_length: int = Field(64, ge=16, le=512)
     # the reranker's backend: auto = the run's int8 ONNX export when it has one, else torch fp32; onnx / torch force one
     rerank_backend: str = Field("auto", pattern="^(auto|onnx|torch)$")
     rerank_threads: int = Field(2, ge=1)  # intra-op threads of the ONNX reranker session (the API's scoring thread)
