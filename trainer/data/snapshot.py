@@ -95,14 +95,14 @@ class Snapshot:
     # --- writing -----------------------------------------------------------------------------
     def append(
         self,
-        records: list[dict[str, Any]],
+        records: "list[dict[str, Any]] | pa.Table",
         topic: str,
         offsets: dict[int, int],
         skipped: dict[str, int] | None = None,
         restart: bool = False,
         topic_id: str | None = None,
     ) -> str | None:
-        """Write ``records`` as a new part, then commit ``offsets`` (next offset per partition)
+        """Write ``records`` (dicts, or an Arrow table in the kind's schema) as a new part, then commit ``offsets`` (next offset per partition)
         and the skipped counts in one manifest replace. Returns the part's name (None when
         there were no records, in which case only the offsets move).
 
@@ -129,12 +129,12 @@ class Snapshot:
                 {"topic": topic, "at": datetime.now(timezone.utc).isoformat(), "parts_dropped": len(dropped)})
         part = None
         if records:
+            table = records if isinstance(records, pa.Table) else pa.Table.from_pylist(records, schema=self.schema)
             part = self._next_part_name(man)
-            table = pa.Table.from_pylist(records, schema=self.schema)
-            pq.write_table(table, self.path / part)
+            pq.write_table(table.select(self.schema.names).cast(self.schema), self.path / part)
             man["parts"].append(part)
             man.setdefault("part_topics", {})[part] = topic
-            man["rows"] = int(man["rows"]) + len(records)
+            man["rows"] = int(man["rows"]) + table.num_rows
         topic_offsets = man["offsets"].setdefault(topic, {})
         for p, o in offsets.items():
             topic_offsets[str(p)] = max(int(o), int(topic_offsets.get(str(p), 0)))
