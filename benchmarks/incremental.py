@@ -8,6 +8,16 @@ the update's per-model seconds, and whether the gate promoted it.
 
     python benchmarks/incremental.py                 # ML-100K from ../shared/data/ml-100k
     python benchmarks/incremental.py --new 5000 --data path/to/u.data
+    python benchmarks/incremental.py --freshness     # + a full retrain on all the data; model freshness
+
+``--freshness`` answers: how long until an item that first appears among the new ratings is in
+the lists the champion policy serves, under each schedule? It also retrains from scratch on all
+the data (the full-retrain schedule), then serves every user the policy's home list
+(``trainer.policy_eval.policy_lists``, the API's ranking path, signals from all the ratings) from
+the run before, the update and the full retrain, and counts the new items in those lists. The
+time from an item's first event is the schedule's trigger (the settings: at most its interval,
+sooner once its event count arrives), plus the scheduler's poll, plus the run's measured
+training and gate. The API's reload on ``model-updates`` is not timed here: see the freshness check.
 """
 from __future__ import annotations
 
@@ -33,10 +43,56 @@ def _train(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     return seconds, out.stdout
 
 
+def _served_new_items(run: Path, all_csv: Path, new_items: set[str], k: int = 10) -> tuple[int, int]:
+    """(new items in at least one user's served list, lists that hold a new item) for ``run``."""
+    sys.path.insert(0, str(ROOT))
+    from schemas.settings import Settings
+    from trainer.artifacts import load_run
+    from trainer.base import normalize_rows
+    from trainer.candidates import PolicyScorer
+    from trainer.data.sources import load_source
+    from trainer.pipeline import dataset_from_source
+    from trainer.policy_eval import item_infos, policy_lists
+    from trainer.signals import OfflineSignals
+
+    data = dataset_from_source(load_source(all_csv), Settings())
+    loaded = load_run(run)
+    scorer = PolicyScorer(loaded.models, loaded.item_ids, {n: normalize_rows(e) for n, e in loaded.embeddings.items()})
+    lists = policy_lists(scorer, loaded.policy, OfflineSignals(data), [str(u) for u in data.user_ids], k,
+                         item_infos(data))
+    shown = [{str(i) for i, _ in home.items} & new_items for home in lists.values()]
+    return len(set().union(*shown)), sum(1 for s in shown if s)
+
+
+def _freshness(env: dict[str, str], all_csv: Path, new_items: set[str], runs: dict[str, tuple[Path, float]]) -> None:
+    sys.path.insert(0, str(ROOT))
+    from schemas.settings import Settings
+
+    s = Settings()
+    poll = max(1.0, min(30.0, s.retrain_interval_s / 10))
+    print(f"\nmodel freshness: {len(new_items)} items first seen among the new ratings")
+    print("| schedule | trigger after an item's first event (settings) | run (train + gate, measured) "
+          "| new items in served lists | lists holding one |")
+    print("|---|---|---:|---:|---:|")
+    trigger = {
+        "no run yet (serving the run before)": "—",
+        "warm-start update": f"≤ {s.update_interval_s:g} s, or once {s.update_min_new_events} events arrived; "
+                             f"+ ≤ {poll:g} s poll",
+        "full retrain": f"≤ {s.retrain_interval_s:g} s, or {s.retrain_min_new_events} events / "
+                        f"{s.retrain_min_new_feedback} feedbacks; + ≤ {poll:g} s poll",
+    }
+    for name, (run, seconds) in runs.items():
+        items, lists = _served_new_items(run, all_csv, new_items)
+        took = f"{seconds:.1f} s" if seconds else "—"
+        print(f"| {name} | {trigger[name]} | {took} | {items} of {len(new_items)} | {lists} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--new", type=int, default=10_000, help="newest ratings that arrive after the full run")
+    ap.add_argument("--freshness", action="store_true",
+                    help="also retrain from scratch on all the data and count new items in served lists")
     args = ap.parse_args()
     if not args.data.exists():
         sys.exit(f"no dataset at {args.data}: MovieLens-100K is read from ../shared/data/ml-100k "
@@ -53,7 +109,8 @@ def main() -> None:
         ev[cols].to_csv(full, index=False)
         env = {"STREAMREC_ARTIFACT_DIR": f"{tmp}/artifacts", "STREAMREC_DATA_DIR": f"{tmp}/data",
                "STREAMREC_SEARCH_INDEX_ON_TRAIN": "false", "PATH": "/usr/bin:/bin"}
-        full_s, _ = _train(["--interactions", str(old), "--promote"], env)
+        full_s, out = _train(["--interactions", str(old), "--promote"], env)
+        base_run = Path(out.strip().splitlines()[-1])
         print(f"full retrain (defaults, {len(ev) - args.new} ratings): {full_s:.1f} s", flush=True)
         inc_s, out = _train(["--interactions", str(full), "--incremental", "--promote"], env)
         run = Path(out.strip().splitlines()[-1])
@@ -65,6 +122,14 @@ def main() -> None:
         for name, how in metrics["incremental"]["models"].items():
             print(f"  {name}: {how}, {metrics['fit_seconds'][name]:.1f} s")
         print("  " + "\n  ".join(line for line in out.splitlines() if "promot" in line.lower() or "refus" in line.lower()))
+        if args.freshness:
+            again_s, out = _train(["--interactions", str(full)], env)
+            print(f"full retrain on all {len(ev)} ratings: {again_s:.1f} s", flush=True)
+            fresh = set(ev.iloc[len(ev) - args.new:]["item_id"].astype(str)) - set(
+                ev.iloc[: len(ev) - args.new]["item_id"].astype(str))
+            _freshness(env, full, fresh, {"no run yet (serving the run before)": (base_run, 0.0),
+                                          "warm-start update": (run, inc_s),
+                                          "full retrain": (Path(out.strip().splitlines()[-1]), again_s)})
 
 
 if __name__ == "__main__":
