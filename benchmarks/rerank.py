@@ -3,27 +3,36 @@
     python benchmarks/rerank.py                 # both tables
     python benchmarks/rerank.py --speed         # p50/p99 of reranking 10/20/50 candidates, search end to end
     python benchmarks/rerank.py --quality       # NDCG@10 on held-out Cranfield queries
+    python benchmarks/rerank.py --speed --reranker artifacts/reranker/current   # a trained run's weights
 
-Speed: the cross-encoder (MiniLM-L6, the served one) scores (query, abstract) pairs of
-Cranfield at the served max length, on ``--threads`` torch threads; fp32 as served, and
-int8 dynamic quantisation (``torch.ao.quantization.quantize_dynamic`` of the Linear layers)
-with its score difference to fp32. Search end to end is ``SearchService.search_sync``, the
-API's own code (query embedding, FAISS, bm25s, RRF, reranking of the top 20), with the first
-stage alone as the baseline of the same run.
+Speed: the product's reranker (``trainer.text_models.load_reranker``, what the API loads)
+scores (query, abstract) pairs of Cranfield, torch fp32 and the run's int8 ONNX export
+(ONNX Runtime, ``--threads`` intra-op threads) of the same weights, at the export's max
+length (the served one). Each call's inputs go through both backends in turn, so a change
+of load on the shared machine hits both; torch takes part in the first ``--torch-repeats``
+calls only (it is several times slower). Without ``--reranker``, the packaged base is
+exported the way ``train-reranker`` exports a run (the speed of a pass does not depend on
+the weights' values). Search end to end is ``SearchService.search_sync``, the API's own code
+(query embedding, FAISS, bm25s, RRF, the top 20 reranked by the ONNX export), with the first
+stage alone as the baseline of the same run. The 1-minute load average is printed: a p99
+taken at a load above the core count says more about the neighbours than the reranker.
 
 Quality: every query's first-stage list (RRF of the bi-encoder and BM25) is shown; the
 feedback of users is simulated on it from the judgments (seeded; a judged-relevant document
 is liked, the others disliked, each shown document with probability ``--feedback-rate``);
 ``trainer.reranker`` builds the pairs (the same code as ``streamrec train-reranker``) of 80%
-of the queries (split by query) and fine-tunes the cross-encoder from the packaged MiniLM;
-NDCG@10 (gains 5 - grade over every judged document) is reported on the other 20% for BM25,
-the bi-encoder, the fused first stage, the untuned and the fine-tuned cross-encoder
-reranking the fused top 20.
+of the queries (split by query) and fine-tunes the cross-encoder from the packaged MiniLM,
+saves it and exports it to int8 ONNX as a run; NDCG@10 (gains 5 - grade over every judged
+document) is reported on the other 20% for BM25, the bi-encoder, the fused first stage, the
+untuned cross-encoder, and the fine-tuned one through both backends (torch fp32 and the ONNX
+int8 export that serves), alone and fused with the first stage at ``--rerank-weight``.
+``--reranker RUN_DIR`` skips the fine-tuning and compares the backends of a saved run.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -57,79 +66,99 @@ def load_index(docs: dict[str, str], cache: Path | None):
 
 
 # --- speed ------------------------------------------------------------------------------------
-def time_calls(fn, repeats: int) -> list[float]:
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+def reranker_dir(args, max_length: int) -> tuple[Path, str]:
+    """A reranker run's model folder with its ONNX export: ``--reranker RUN_DIR``, else the
+    packaged base (untrained head: the speed of a pass does not depend on the weights' values)
+    saved and exported to a temporary folder the way ``train-reranker`` exports a run."""
+    from trainer.reranker.onnx_backend import export_onnx, has_onnx
+    from trainer.text_models import load_cross_encoder
+
+    if args.reranker:
+        model_dir = Path(args.reranker) / "model"
+        if not has_onnx(model_dir):
+            sys.exit(f"{args.reranker} has no ONNX export (model/onnx/): train it with this version of train-reranker")
+        return model_dir, f"reranker run {Path(args.reranker).name}"
+    model_dir = Path(tempfile.mkdtemp()) / "model"
+    ce = load_cross_encoder(None, max_length=max_length)
+    ce.save_pretrained(str(model_dir))
+    t0 = time.perf_counter()
+    export_onnx(ce, model_dir)
+    print(f"exported the base to int8 ONNX in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return model_dir, f"packaged base, untrained head, exported at max_length {max_length}"
 
 
-def speed(args, cran, index) -> None:
+def speed(args, cran, index) -> dict:
+    """p50/p99 of reranking n candidates through the product's reranker (``load_reranker``, as
+    the API loads it), torch fp32 and ONNX int8 of the same weights, each query's inputs
+    scored by both in turn (so load changes hit both); then search end to end."""
     import torch
 
     from inference.search import Loaded, SearchQuery, SearchService
     from schemas.settings import Settings
-    from trainer.text_models import load_cross_encoder
+    from trainer.text_models import load_reranker
 
-    settings = Settings(rerank_top_n=20)
-    ce = load_cross_encoder(Path(args.reranker) / "model" if args.reranker else None, max_length=settings.rerank_max_length)
-    qids = list(cran.queries)[: args.repeats]
+    settings = Settings(rerank_top_n=20, rerank_threads=args.threads)
+    model_dir, source = reranker_dir(args, args.max_length)
+    backends = {"torch fp32": load_reranker(model_dir, "torch", args.threads, args.max_length),
+                "onnx int8": load_reranker(model_dir, "onnx", args.threads, args.max_length)}
+    max_length = backends["onnx int8"].max_length
+    qids = list(cran.queries)
     first, _ = index.first_stage(cran.queries[qids[0]], 100)
     docs = [index.text_of(i) for i, _ in first]
-    rows = []
+    titles = [d.split(". ")[0] for d in docs]  # about the length of a catalogue item's title + short text
+    rows, checks, loads = [], [], [os.getloadavg()[0]]
+    cases = [(n, docs, "abstracts") for n in (10, 20, 50)] + [(20, titles, "titles")]
+    for n, texts, kind in cases:
+        samples: dict[str, list[float]] = {b: [] for b in backends}
+        scores: dict[str, list[np.ndarray]] = {b: [] for b in backends}
+        for r in range(args.repeats):
+            pairs = [(cran.queries[qids[r % len(qids)]], t) for t in texts[:n]]
+            for name, model in backends.items():
+                if name == "torch fp32" and r >= args.torch_repeats:
+                    continue
+                if r == 0:
+                    model.predict(pairs, batch_size=n, show_progress_bar=False)  # warm-up
+                t0 = time.perf_counter()
+                out = model.predict(pairs, batch_size=n, show_progress_bar=False)
+                samples[name].append(time.perf_counter() - t0)
+                if r < args.torch_repeats:
+                    scores[name].append(np.asarray(out, dtype=np.float64))
+        for name in backends:
+            rows.append((name, n, kind, len(samples[name]), pct(samples[name], 50), pct(samples[name], 99)))
+        a, b = scores["torch fp32"], scores["onnx int8"]
+        diff = max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+        top5 = np.mean([len(set(np.argsort(-x)[:5]) & set(np.argsort(-y)[:5])) for x, y in zip(a, b)])
+        checks.append((n, kind, diff, top5))
+        loads.append(os.getloadavg()[0])
 
-    def bench(model, label: str) -> dict[int, np.ndarray]:
-        out = {}
-        for n in (10, 20, 50):
-            samples = []
-            for q in qids:
-                pairs = [(cran.queries[q], d) for d in docs[:n]]
-                samples += time_calls(lambda: model.predict(pairs, batch_size=n, show_progress_bar=False), 1)
-            rows.append((label, n, pct(samples, 50), pct(samples, 99)))
-            out[n] = np.asarray(model.predict([(cran.queries[qids[0]], d) for d in docs[:n]], batch_size=n,
-                                              show_progress_bar=False))
-        return out
-
-    fp32 = bench(ce, "torch fp32")
-    int8_model = torch.ao.quantization.quantize_dynamic(load_cross_encoder(
-        Path(args.reranker) / "model" if args.reranker else None, max_length=settings.rerank_max_length),
-        {torch.nn.Linear}, dtype=torch.qint8)
-    int8 = bench(int8_model, "torch int8 (dynamic)")
-    short = [d.split(". ")[0] for d in docs]  # titles only: the length of a catalogue's item texts
-
-    def bench_short(model, label):
-        samples = []
-        for q in qids:
-            pairs = [(cran.queries[q], d) for d in short[:20]]
-            samples += time_calls(lambda: model.predict(pairs, batch_size=20, show_progress_bar=False), 1)
-        rows.append((label, 20, pct(samples, 50), pct(samples, 99)))
-
-    bench_short(ce, "torch fp32, titles")
-    bench_short(int8_model, "torch int8, titles")
-
-    # search end to end: the API's code path, first stage alone as the baseline
+    # search end to end: the API's code path with the served reranker, the first stage alone as the baseline
     svc = SearchService(settings)
-    loaded = Loaded(index=index, cross_encoder=ce)
-    for label, rerank in (("search, first stage only", False), ("search + rerank top 20", True)):
-        samples = []
-        for q in qids:
-            sq = SearchQuery(cran.queries[q], k=10, use_reranker=rerank)
-            samples += time_calls(lambda: svc.search_sync(loaded, sq), 1)
-        rows.append((label, 20 if rerank else 0, pct(samples, 50), pct(samples, 99)))
+    loaded = Loaded(index=index, cross_encoder=backends["onnx int8"])
+    e2e = {"search, first stage only": [], "search + rerank top 20 (onnx int8)": []}
+    for label in e2e:  # warm-up
+        svc.search_sync(loaded, SearchQuery(cran.queries[qids[0]], k=10, use_reranker="rerank" in label))
+    for r in range(args.repeats):
+        for label in e2e:
+            sq = SearchQuery(cran.queries[qids[r % len(qids)]], k=10, use_reranker="rerank" in label)
+            t0 = time.perf_counter()
+            svc.search_sync(loaded, sq)
+            e2e[label].append(time.perf_counter() - t0)
+    for label, samples in e2e.items():
+        rows.append((label, 20 if "rerank" in label else 0, "abstracts", len(samples), pct(samples, 50),
+                     pct(samples, 99)))
+    loads.append(os.getloadavg()[0])
 
-    print(f"\nspeed: {torch.get_num_threads()} torch threads, {len(qids)} queries x 1 call each "
-          f"(p99 of {len(qids)} samples), max_length {settings.rerank_max_length}, Cranfield abstracts "
-          f"(~200 tokens) unless 'titles'")
-    print(f"{'what':<28} {'candidates':>10} {'p50 ms':>9} {'p99 ms':>9}")
-    for label, n, p50, p99 in rows:
-        print(f"{label:<28} {n:>10} {p50:>9.1f} {p99:>9.1f}")
-    for n in (10, 20, 50):
-        diff = np.abs(fp32[n] - int8[n])
-        same_top = len(set(np.argsort(-fp32[n])[:5]) & set(np.argsort(-int8[n])[:5]))
-        print(f"int8 vs fp32, {n} candidates: max |score diff| {diff.max():.4f}, top-5 overlap {same_top}/5")
+    print(f"\nspeed: {source}; max_length {max_length} (the export's, as served); {args.threads} threads "
+          f"(torch: {torch.get_num_threads()}, onnxruntime intra-op: {args.threads}); one call per query, "
+          f"torch and onnx on the same inputs in turn; load average (1 min) {' -> '.join(f'{x:.1f}' for x in loads)}")
+    print(f"{'what':<36} {'candidates':>10} {'texts':>10} {'calls':>6} {'p50 ms':>9} {'p99 ms':>9}")
+    for label, n, kind, calls, p50, p99 in rows:
+        print(f"{label:<36} {n:>10} {kind:>10} {calls:>6} {p50:>9.1f} {p99:>9.1f}")
+    for n, kind, diff, top5 in checks:
+        print(f"onnx int8 vs torch fp32, {n} {kind}: max |score diff| {diff:.4f}, mean top-5 overlap {top5:.1f}/5")
+    return {"rows": [dict(zip(("what", "candidates", "texts", "calls", "p50_ms", "p99_ms"), r)) for r in rows],
+            "checks": [dict(zip(("candidates", "texts", "max_abs_diff", "top5_overlap"), c)) for c in checks],
+            "load": loads, "max_length": max_length, "source": source}
 
 
 # --- quality ----------------------------------------------------------------------------------
@@ -147,7 +176,8 @@ def quality(args, cran, index) -> dict:
     from trainer.reranker.cranfield import simulate_feedback
     from trainer.reranker.finetune import FineTuneParams, fine_tune
     from trainer.reranker.pairs import build_pairs, split_by_query
-    from trainer.text_models import load_cross_encoder
+    from trainer.reranker.onnx_backend import export_onnx
+    from trainer.text_models import load_cross_encoder, load_reranker
 
     torch.manual_seed(args.seed)
     qids = [q for q in cran.queries if cran.gains.get(q)][: args.limit_queries or None]
@@ -184,30 +214,43 @@ def quality(args, cran, index) -> dict:
     for name in ("bm25", "dense", "fused"):
         table[name] = float(np.mean([ndcg_of([i if isinstance(i, str) else i[0] for i in lists[q][name]],
                                              cran.gains[q]) for q in test_ids]))
-    ce = load_cross_encoder(None, max_length=args.max_length)
-    t0 = time.perf_counter()
-    table["cross-encoder, untuned"] = rerank_ndcg(scores_of(ce, test_ids))
-    params = FineTuneParams(epochs=args.epochs, batch_size=16, learning_rate=args.lr, seed=args.seed)
-    t1 = time.perf_counter()
-    fine_tune(ce, pairs, params, progress=args.progress)
-    train_s = time.perf_counter() - t1
-    tuned = scores_of(ce, test_ids)
-    table["cross-encoder, fine-tuned"] = rerank_ndcg(tuned)
     w = args.rerank_weight
-    table[f"fine-tuned, fused w={w}"] = rerank_ndcg(tuned, w)
-    if args.cache:  # the held-out scores, to study the fusion weight without fine-tuning again
-        (args.cache / f"heldout_scores_seed{args.seed}.json").write_text(json.dumps(tuned))
+    t0 = time.perf_counter()
+    if args.reranker:  # an existing run's weights: compare its backends, no fine-tuning
+        model_dir = Path(args.reranker) / "model"
+        trained = f"reranker run {Path(args.reranker).name} (not fine-tuned here)"
+    else:
+        ce = load_cross_encoder(None, max_length=args.max_length)
+        table["cross-encoder, untuned"] = rerank_ndcg(scores_of(ce, test_ids))
+        params = FineTuneParams(epochs=args.epochs, batch_size=16, learning_rate=args.lr, seed=args.seed)
+        t1 = time.perf_counter()
+        fine_tune(ce, pairs, params, progress=args.progress)
+        train_s = time.perf_counter() - t1
+        trained = (f"fine-tuned on {len(pairs)} feedbacks of {len(train_ids)} queries, {args.epochs} epoch(s), batch 16, "
+                   f"lr {args.lr}, max_length {args.max_length}, {train_s:.0f} s on {torch.get_num_threads()} threads")
+        model_dir = (args.save_model or Path(tempfile.mkdtemp())) / "model"
+        ce.save_pretrained(str(model_dir))  # as train-reranker saves a run: torch weights, then the int8 export
+        export_onnx(ce, model_dir)
+        del ce
+    # the same weights through both backends the API can serve (trainer.text_models.load_reranker)
+    for backend, label in (("torch", "torch fp32"), ("onnx", "onnx int8")):
+        tuned = scores_of(load_reranker(model_dir, backend, args.threads, args.max_length), test_ids)
+        table[f"fine-tuned, {label}"] = rerank_ndcg(tuned)
+        table[f"fine-tuned, {label}, fused w={w}"] = rerank_ndcg(tuned, w)
+        if args.cache:  # the held-out scores, to study the fusion weight without fine-tuning again
+            (args.cache / f"heldout_scores_seed{args.seed}_{backend}.json").write_text(json.dumps(tuned))
     base = table["fused"]
     labels = {"bm25": "BM25 (bm25s)", "dense": "bi-encoder (MiniLM + FAISS)", "fused": "fused first stage (RRF)",
-              "cross-encoder, untuned": "cross-encoder, untuned", "cross-encoder, fine-tuned": "cross-encoder, fine-tuned",
-              f"fine-tuned, fused w={w}": f"fine-tuned + first stage, w {w}"}
+              "cross-encoder, untuned": "cross-encoder, untuned"}
+    for label in ("torch fp32", "onnx int8"):
+        labels[f"fine-tuned, {label}"] = f"fine-tuned, {label}, alone"
+        labels[f"fine-tuned, {label}, fused w={w}"] = f"fine-tuned, {label} + first stage, w {w}"
     print(f"\nquality: Cranfield, NDCG@10 on {len(test_ids)} held-out queries (20% by query, seed {args.seed}); "
-          f"rerankers reorder the fused top {args.top_n}; fine-tuned on {len(pairs)} feedbacks of "
-          f"{len(train_ids)} queries, {args.epochs} epoch(s), batch 16, lr {args.lr}, max_length {args.max_length}, "
-          f"{train_s:.0f} s on {torch.get_num_threads()} threads")
-    print(f"{'first stage / reranker':<30} {'NDCG@10':>8} {'vs fused':>9}")
+          f"rerankers reorder the fused top {args.top_n}; {trained}; onnx int8 = the run's export, as served")
+    print(f"{'first stage / reranker':<44} {'NDCG@10':>8} {'vs fused':>9}")
     for key, label in labels.items():
-        print(f"{label:<30} {table[key]:>8.4f} {100 * (table[key] / base - 1):>+8.1f}%")
+        if key in table:
+            print(f"{label:<44} {table[key]:>8.4f} {100 * (table[key] / base - 1):>+8.1f}%")
     table["_elapsed_s"] = time.perf_counter() - t0
     return table
 
@@ -219,11 +262,17 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--cache", type=Path, default=None, help="keep the Cranfield search index here between runs")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=50, help="speed: queries timed per size")
-    ap.add_argument("--reranker", default=None, help="speed: a reranker run dir (default: the packaged base)")
+    ap.add_argument("--repeats", type=int, default=100, help="speed: calls timed per size (one query each)")
+    ap.add_argument("--torch-repeats", type=int, default=10,
+                    help="speed: of those, how many torch fp32 also scores (it is 5-10x slower)")
+    ap.add_argument("--reranker", default=None, help="a reranker run dir with model/ and model/onnx/ (speed: default "
+                                                     "the packaged base, exported; quality: no fine-tuning)")
+    ap.add_argument("--save-model", type=Path, default=None, help="quality: keep the fine-tuned model (a run's "
+                                                                  "model/ with its ONNX export) under this dir")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=2e-5)
-    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--max-length", type=int, default=64,
+                    help="tokens of (query, text): fine-tuning and export (STREAMREC_RERANK_MAX_LENGTH)")
     ap.add_argument("--top-n", type=int, default=20)
     ap.add_argument("--rerank-weight", type=float, default=0.5,
                     help="quality: the reranker's weight in its fusion with the first stage (ranking.rerank)")
@@ -249,7 +298,7 @@ def main() -> None:
     index = load_index(cran.docs, args.cache)
     out = {}
     if args.speed:
-        speed(args, cran, index)
+        out["speed"] = speed(args, cran, index)
     if args.quality:
         out["quality"] = quality(args, cran, index)
     if args.json:
