@@ -41,16 +41,26 @@ def stratified_split(
         raise ValueError(f"split ratios must sum to 1, got {ratios}")
     if events.empty:
         return [events.copy() for _ in ratios]
-    part = np.empty(len(events), dtype=np.int8)
     frame = events.reset_index(drop=True)
     if temporal:
         frame = frame.sort_values(["user_id", "timestamp"], kind="stable")
-    for _, group in frame.groupby("user_id", sort=False):
-        rows = group.sample(frac=1, random_state=seed) if not temporal else group
-        labels = np.zeros(len(rows), dtype=np.int8)
-        for cut in _cut_points(len(rows), ratios):
-            labels[cut:] += 1
-        part[rows.index.to_numpy()] = labels
+    # Vectorised over users (a loop over 200k users' groups took minutes): a group's rows in
+    # frame order, shuffled as ``group.sample(frac=1, random_state=seed)`` shuffles them (a fresh
+    # RandomState(seed) per group, so every group of ``n`` rows gets the same permutation of n).
+    groups = frame.groupby("user_id", sort=False, dropna=False)
+    position = groups.cumcount().to_numpy()
+    size = groups["user_id"].transform("size").to_numpy() if len(frame) else np.zeros(0, dtype=np.int64)
+    labels = np.zeros(len(frame), dtype=np.int8)
+    by_size = np.argsort(size, kind="stable")
+    sizes, starts = np.unique(size[by_size], return_index=True)
+    for n, rows in zip(sizes.tolist(), np.split(by_size, starts[1:])):
+        where = position[rows]
+        if not temporal:  # where row p of the group lands once shuffled
+            where = np.argsort(np.random.RandomState(seed).choice(n, size=n, replace=False))[where]
+        for cut in _cut_points(n, ratios):
+            labels[rows] += (where >= cut).astype(np.int8)
+    part = np.empty(len(events), dtype=np.int8)
+    part[frame.index.to_numpy()] = labels
     base = events.reset_index(drop=True)
     return [base[part == p].reset_index(drop=True) for p in range(len(ratios))]
 
