@@ -33,6 +33,8 @@ from schemas.keys import Keys, key_slot
 log = logging.getLogger(__name__)
 
 _EFFECTS = resources.files("streams").joinpath("lua/apply_effects.lua").read_text()
+# the outbox entries of one drain, dropped once every target slot applied them (one slot per command)
+_CLEAR = "for _, k in ipairs(cjson.decode(ARGV[2])) do redis.call('HDEL', k, ARGV[1]) end return 1"
 GROUP_HOLE = "\x03"  # where the group's tag goes in the serialized config (never in an id)
 # keys the batch script does not touch in cluster mode (other slots', the legacy markers, the segment hash)
 _ELSEWHERE = ("pop_global", "pop_trend", "trend_meta", "pop_seg", "pairs_any", "pairs_rev_any", "pairs_seg",
@@ -52,22 +54,37 @@ class ClusterApplier:
         for name in _ELSEWHERE:  # written by apply_effects.lua, or single-node only: not sent with every call
             templates.pop(name, None)
         self._templates = templates
-        self._sources = {"batch": script_source, "effects": _EFFECTS}
+        # the templates with the group's hole (the others are the same for every group of a call)
+        self._grouped = [n for n, t in templates.items() if GROUP_HOLE in (t if isinstance(t, str) else "".join(t))]
+        self._sources = {"batch": script_source, "effects": _EFFECTS, "clear": _CLEAR}
         self._sha: dict[str, str] = {}
+        self._redis7: bool | None = None
         self._dirty: set[int] = set()  # partitions whose outboxes may hold a drain cut short
         self._clean: set[int] = set()  # partitions recovered in this process
         self._epoch: tuple[float, float] | None = None  # trending (epoch, half-life) last seen
 
     # --- step 1 ------------------------------------------------------------------------------
-    def config(self, cfg_doc: dict, partition: int, seq: int) -> bytes:
-        """The batch script's config for every group of one drain, with the group's tag left as a
-        hole (``for_group`` fills it): serialized once per batch, not once per group."""
-        return orjson.dumps(dict(cfg_doc, keys=self._templates, cluster=True, seq=seq,
-                                 outbox=self.keys.outbox(GROUP_HOLE, partition)))
+    def config(self, cfg_doc: dict, partition: int, seq: int, groups: list[str]) -> bytes:
+        """The batch script's config for the slot groups of one node: key templates with the
+        group's tag left as a hole, which the script fills for each group."""
+        return orjson.dumps(dict(cfg_doc, keys=self._templates, grouped=self._grouped, cluster=True, seq=seq,
+                                 groups=groups, outbox=self.keys.outbox(GROUP_HOLE, partition)))
 
-    @staticmethod
-    def for_group(config: bytes, group: str) -> bytes:
-        return config.replace(b"\\u0003", group.encode())
+    async def _source(self, name: str) -> str:
+        """A script's text. A call touches several slots of one node (one slot per command): Redis 6
+        allows it as is, Redis 7 only when the script says so in its flags."""
+        if self._redis7 is None:
+            await self.redis.initialize()
+            info = await self.redis.execute_command("INFO", "server", target_nodes=self.redis.get_random_node())
+            self._redis7 = int(str(info.get("redis_version", "6")).split(".")[0]) >= 7
+        return ("#!lua flags=allow-cross-slot-keys\n" if self._redis7 else "") + self._sources[name]
+
+    def _by_node(self, groups: list, key_of) -> list[list]:  # noqa: ANN001
+        """The groups (slot tags, or slots) split by the node that holds them, as the client's slot map says."""
+        nodes: dict[str, list] = defaultdict(list)
+        for g in groups:
+            nodes[self.redis.get_node_from_key(key_of(g)).name].append(g)
+        return list(nodes.values())
 
     async def apply(self, cfg_doc: dict, rows: list[list], positions: list) -> tuple[int, int, int, int]:
         """Apply one batch (rows of any partitions); returns (new, duplicates, users invalidated, dropped)."""
@@ -98,16 +115,20 @@ class ClusterApplier:
         if self._epoch is None:
             meta = await self.redis.hmget(self.keys.trend_meta, "epoch", "hl")
             self._epoch = (float(meta[0]), float(meta[1])) if meta[0] else (cfg_doc["now"], cfg_doc["hl"])
-        config = self.config(dict(cfg_doc, epoch=self._epoch[0], hl=cfg_doc["hl"]), p, seq)
-        results = await self._scripts("batch", [
-            (self.keys.watermark(self.topic, g), self.for_group(config, g), orjson.dumps(grows), orjson.dumps(gpos))
-            for g, (grows, gpos) in groups.items()])
+        doc = dict(cfg_doc, epoch=self._epoch[0], hl=cfg_doc["hl"])
+        calls = []
+        for node_groups in self._by_node(list(groups), lambda g: self.keys.watermark(self.topic, g)):
+            # one call per node: its slot groups, each applied inside its own slot
+            calls.append((self.keys.watermark(self.topic, node_groups[0]), self.config(doc, p, seq, node_groups),
+                          orjson.dumps([groups[g][0] for g in node_groups]),
+                          orjson.dumps([groups[g][1] for g in node_groups])))
         totals = [0, 0, 0, 0]
         effects = []
-        for r in results:
-            totals = [a + int(b) for a, b in zip(totals, r[:4])]
-            if int(r[0]) > 0:
-                effects.append(orjson.loads(r[4]))
+        for per_group in await self._scripts("batch", calls):
+            for r in per_group:
+                totals = [a + int(b) for a, b in zip(totals, r[:4])]
+                if int(r[0]) > 0:
+                    effects.append(orjson.loads(r[4]))
         await self._drain(p, seq, effects, cfg_doc)
         await self._clear(p, {seq: list(groups)})
         self._dirty.discard(p)
@@ -119,7 +140,7 @@ class ClusterApplier:
         for attempt in (1, 2):
             if name not in self._sha or attempt == 2:
                 # SCRIPT LOAD goes to every primary (a node restarted or added has none)
-                self._sha[name] = _text(await self.redis.script_load(self._sources[name]))
+                self._sha[name] = _text(await self.redis.script_load(await self._source(name)))
             pipe = self.redis.pipeline()
             for first, *args in calls:
                 pipe.execute_command("EVALSHA", self._sha[name], 1, first, *args)
@@ -128,6 +149,13 @@ class ClusterApplier:
             except rexc.NoScriptError:
                 if attempt == 2:
                     raise
+            except rexc.ResponseError as exc:
+                if not _moved(exc):
+                    raise
+                # a slot moved (resharding): the call met a key its node no longer holds. Read the
+                # slot map again and let the batch be retried (a connection-class error: waited out)
+                await self.redis.nodes_manager.initialize()
+                raise rexc.ConnectionError(f"cluster slots moved, batch retried: {exc}") from exc
         return []
 
     # --- step 2 ------------------------------------------------------------------------------
@@ -135,11 +163,12 @@ class ClusterApplier:
         ops = self.effect_ops(effects, cfg_doc)
         if not ops:
             return
+        drained = {slot: self.keys.applied_drains(self.keys.group_of_slot(slot)) for slot in ops}
         results = await self._scripts("effects", [
-            (self.keys.applied_drains(self.keys.group_of_slot(slot)), p, seq, orjson.dumps(slot_ops))
-            for slot, slot_ops in ops.items()])
+            (drained[slots[0]], p, seq, orjson.dumps([[drained[slot], ops[slot]] for slot in slots]))
+            for slots in self._by_node(list(ops), lambda slot: drained[slot])])
         for r in results:
-            if int(r[0]) == 1 and r[1]:
+            if r[1]:
                 self._epoch = (float(r[1]), float(r[2]))
 
     def effect_ops(self, effects: list[dict], cfg_doc: dict) -> dict[int, list[list]]:
@@ -208,13 +237,14 @@ class ClusterApplier:
         return out
 
     async def _clear(self, p: int, seqs: dict[int, list[str]]) -> None:
-        pipe = self.redis.pipeline()
+        """Drop the drained entries from the outboxes: one call per node and sequence."""
         groups: set[str] = set()
         for seq, gs in seqs.items():
-            for g in gs:
-                pipe.hdel(self.keys.outbox(g, p), str(seq))
-                groups.add(g)
-        await pipe.execute()
+            await self._scripts("clear", [
+                (self.keys.outbox(node_groups[0], p), str(seq),
+                 orjson.dumps([self.keys.outbox(g, p) for g in node_groups]))
+                for node_groups in self._by_node(gs, lambda g: self.keys.outbox(g, p))])
+            groups.update(gs)
         if groups:
             await self.redis.srem(self.keys.pending_outboxes(p), *groups)
 
@@ -239,6 +269,11 @@ class ClusterApplier:
             await self.redis.srem(self.keys.pending_outboxes(p), *groups)
         self._clean.add(p)
         self._dirty.discard(p)
+
+
+def _moved(exc: Exception) -> bool:
+    text = str(exc)
+    return "non local key" in text or "MOVED" in text or "ASK" in text or "same slot" in text
 
 
 def _d(v: Any) -> dict:

@@ -1,14 +1,17 @@
--- Redis Cluster: one batch's effects on one hash slot, applied exactly once (streams/cluster.py).
+-- Redis Cluster: one batch's effects on hash slots of one node, applied exactly once per slot
+-- (streams/cluster.py).
 --
 -- The batch scripts of the slot groups (apply_interactions.lua, cfg.cluster) compute what a batch
 -- adds to popularity, trending, co-occurrences, bandit and day counters, and keep it in their
 -- outboxes under the drain's sequence number; the worker merges it per target slot and calls this
--- script once per slot. The slot remembers the last sequence it applied per partition (KEYS[1],
--- hash partition -> seq), so a drain redone after a crash skips the slots already done.
+-- script once per node with the slots it holds. Each slot remembers the last sequence it applied
+-- per partition (its applied-drains hash, partition -> seq), so a drain redone after a crash skips
+-- the slots already done. Every command touches one slot.
 --
--- KEYS[1]: the slot's applied-drains hash (Keys.applied_drains), in the slot of every key below
+-- KEYS[1]: the first slot's applied-drains hash (routes the call to the node)
 -- ARGV[1]: partition     ARGV[2]: drain sequence number (increasing per partition)
--- ARGV[3]: JSON list of operations, each one of
+-- ARGV[3]: JSON list of [applied-drains hash of a slot (Keys.applied_drains), operations on keys of
+--          that slot], the operations each one of
 --   ["z", key, top_n, member, incr, member, incr, ...]  ZINCRBY each; top_n > 0: a list that gained
 --                                                       a member keeps its top_n (co-occurrences)
 --   ["h", key, field, n, field, n, ...]                 HINCRBY
@@ -18,17 +21,19 @@
 --   ["t", trend key, meta key, epoch, hl, now, renorm, member, incr, ...]
 --        trending: the increments were computed against `epoch`; they are rescaled to the epoch
 --        the slot holds (moved, with every score rescaled once, when the weights grow large)
--- Returns {1, epoch, hl} when applied ({0} when the slot had applied this drain already).
-
-local done = redis.call('HGET', KEYS[1], ARGV[1])
-if done and tonumber(done) >= tonumber(ARGV[2]) then return {0} end
+-- Returns {slots applied, epoch, hl} (epoch and hl of trending when this call applied it, else '').
 
 local function num(x)
   return string.format('%.17g', x)
 end
 
-local ops = cjson.decode(ARGV[3])
 local out_epoch, out_hl = '', ''
+local applied = 0
+for _, slot in ipairs(cjson.decode(ARGV[3])) do
+local drained, ops = slot[1], slot[2]
+local done = redis.call('HGET', drained, ARGV[1])
+if not (done and tonumber(done) >= tonumber(ARGV[2])) then
+applied = applied + 1
 for _, op in ipairs(ops) do
   local kind, k = op[1], op[2]
   if kind == 'z' then
@@ -67,5 +72,7 @@ for _, op in ipairs(ops) do
     out_epoch, out_hl = num(epoch), num(hl)
   end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return {1, out_epoch, out_hl}
+redis.call('HSET', drained, ARGV[1], ARGV[2])
+end
+end
+return {applied, out_epoch, out_hl}

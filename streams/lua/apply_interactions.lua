@@ -30,19 +30,19 @@
 -- in the user's session entry), so a steady stream costs no EXPIRE per event. A forgotten user's
 -- events dated before the forget are dropped (streams/forget.py).
 --
--- Redis Cluster (cfg.cluster, streams/cluster.py, docs/redis-cluster.md): one call per slot group,
--- every row's user in that slot; the working state keys carry the group's hash tag. What is local
--- (the users' keys, sessions, impressions, the watermark and event_id window of the group) is
+-- Redis Cluster (cfg.cluster, streams/cluster.py, docs/redis-cluster.md): the batch is applied per
+-- slot group (a hash slot: every row's user in it; the working state keys carry the group's hash
+-- tag), and one call applies the groups of one node (cfg.groups; ARGV[2] and ARGV[3] then hold a
+-- list of rows and of positions per group): each group's commands touch its slot only. What is
+-- local (the users' keys, sessions, impressions, the watermark and event_id window of the group) is
 -- written here; the effects on other slots (popularity, trending, co-occurrences, bandit and day
--- counters, comments) are returned and stored in the group's outbox under cfg.seq in the same
--- call, so they are applied to their slots exactly once even if the worker dies in between.
+-- counters, comments) are returned and stored in the group's outbox under cfg.seq with the rest of
+-- the group's writes, so they are applied to their slots exactly once even if the worker dies.
 --
--- Returns {new, duplicates, invalidated users, forgotten rows dropped} (and, in cluster mode,
--- the JSON of the effects on other slots).
+-- Returns {new, duplicates, invalidated users, forgotten rows dropped}; in cluster mode one
+-- {new, duplicates, invalidated users, dropped, JSON of the effects on other slots} per group.
 
-local cfg = cjson.decode(ARGV[1])
-local rows = cjson.decode(ARGV[2])
-local positions = cjson.decode(ARGV[3] or '[]')
+local function apply(cfg, rows, positions)
 local K = cfg.keys
 
 -- a key template is the list of the literal parts around its placeholders: {"sr:seen:", ""}
@@ -605,7 +605,9 @@ for i = 1, #users, CHUNK do
   for _, k in ipairs(cached) do idx[#idx + 1] = k end
   chunked('DEL', idx[1], {unpack(idx, 2)})
 end
-if #users > 0 then redis.call('PUBLISH', K.invalidate_channel, cjson.encode(users)) end
+if cfg.invalidated then  -- cluster: one message for the call's groups (a PUBLISH reaches every node)
+  for _, user in ipairs(users) do cfg.invalidated[#cfg.invalidated + 1] = user end
+elseif #users > 0 then redis.call('PUBLISH', K.invalidate_channel, cjson.encode(users)) end
 
 -- per-user keys of inactive users expire: every write renews the TTL of the keys it touched
 if cfg.user_ttl > 0 then
@@ -648,3 +650,29 @@ if cfg.cluster then
   return {new, dups, #users, dropped, doc}
 end
 return {new, dups, #users, dropped}
+end
+
+local cfg = cjson.decode(ARGV[1])
+if not cfg.groups then
+  return apply(cfg, cjson.decode(ARGV[2]), cjson.decode(ARGV[3] or '[]'))
+end
+-- cluster: the slot groups of this node, each with its key names (the group's tag in the hole)
+local rows, positions = cjson.decode(ARGV[2]), cjson.decode(ARGV[3])
+local function tagged(v, g)
+  if type(v) == 'table' then
+    local t = {}
+    for i, part in ipairs(v) do t[i] = (string.gsub(part, '\3', g)) end
+    return t
+  end
+  return (string.gsub(v, '\3', g))
+end
+local results, invalidated = {}, {}
+for gi, g in ipairs(cfg.groups) do
+  local keys = setmetatable({}, {__index = cfg.keys})
+  for _, name in ipairs(cfg.grouped) do keys[name] = tagged(cfg.keys[name], g) end
+  local gcfg = setmetatable({keys = keys, outbox = tagged(cfg.outbox, g), invalidated = invalidated},
+                            {__index = cfg})
+  results[gi] = apply(gcfg, rows[gi], positions[gi])
+end
+if #invalidated > 0 then redis.call('PUBLISH', cfg.keys.invalidate_channel, cjson.encode(invalidated)) end
+return results
