@@ -24,7 +24,7 @@ import orjson
 
 from inference import control
 from inference.models import ModelRegistry
-from inference.store import RedisStore
+from inference.store import RedisStore, make_sync_client
 from ranking.experiments import Arm, Experiment, assign
 from schemas.errors import StoreUnavailable
 from schemas.keys import Keys
@@ -109,7 +109,7 @@ def seed_from_file(settings: Settings, keys: Keys) -> list[str]:
     except (OSError, orjson.JSONDecodeError) as exc:
         log.error("experiments file %s not read: %s", path, exc)
         return []
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
+    client = make_sync_client(settings, decode_responses=True, socket_timeout=5)
     store, made = ExperimentStore(client, keys, settings.artifact_dir, origin="api"), []
     try:
         for body in bodies if isinstance(bodies, list) else [bodies]:

@@ -39,6 +39,15 @@ def make_client(settings: Settings, **overrides: Any) -> aioredis.Redis:
     return aioredis.Redis.from_url(settings.redis_url, health_check_interval=0, retry_on_timeout=False, **options)
 
 
+def make_sync_client(settings: Settings, **options: Any):  # noqa: ANN201 - redis.Redis or redis.RedisCluster
+    """A synchronous client for the API's thread-bound work (the experiment store), same switch."""
+    import redis
+
+    if settings.redis_cluster:
+        return redis.RedisCluster.from_url(settings.redis_url or "", **options)
+    return redis.Redis.from_url(settings.redis_url or "", **options)
+
+
 class RedisStore:
     def __init__(self, settings: Settings, breaker_s: float = 1.0):
         self.settings = settings

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from inference.deps import AdminDep, RuntimeDep
 from inference.experiments import ARM_PARAMS
 from inference.runtime import Runtime
+from inference.store import make_sync_client
 from ranking.experiments import NAME_PATTERN, Experiment, check
 from ranking.policy import Policy
 from schemas.api import ErrorBody
@@ -144,8 +145,8 @@ async def _with_store(rt: Runtime, fn):  # noqa: ANN001, ANN202
     from trainer.experiment_store import ExperimentConflict, ExperimentStore
 
     def work():  # noqa: ANN202
-        client = redis.Redis.from_url(rt.settings.redis_url, decode_responses=True,
-                                      socket_timeout=max(rt.settings.redis_timeout_s, 2.0))
+        client = make_sync_client(rt.settings, decode_responses=True,
+                                  socket_timeout=max(rt.settings.redis_timeout_s, 2.0))
         try:
             return fn(ExperimentStore(client, rt.keys, rt.settings.artifact_dir, origin="api"))
         finally:

@@ -1,7 +1,8 @@
 """The whole pipeline on a real three-master Redis Cluster (docs/redis-cluster.md): events through
 the broker, a worker process (``STREAMREC_REDIS_CLUSTER``), the API answering from the cluster —
 served lists emit impressions, a click is credited to the bandit arm and the CTR, invalidates the
-user's cached list; similar items come from co-occurrences, baskets from the catalog and pairs."""
+user's cached list; similar items come from co-occurrences, baskets from the catalog and pairs;
+an experiment is created and listed."""
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +20,7 @@ HOME = "/api/v1/recommendations/home"
 @pytest.fixture
 def cluster_settings(services, tmp_path, redis_cluster_url):  # noqa: ANN001, ANN201
     s = stream_settings(services, tmp_path, redis_url=redis_cluster_url, redis_cluster=True,
-                        artifact_dir=tmp_path / "artifacts", allow_insecure=True)
+                        artifact_dir=tmp_path / "artifacts", admin_key="cluster-key")
     worker = Worker(s, tmp_path / "worker.log").start().ready()
     try:
         yield s
@@ -86,6 +87,12 @@ async def test_events_worker_cluster_api(cluster_settings) -> None:  # noqa: ANN
         basket = await c.post("/api/v1/recommendations/basket", json={"product_ids": ["ci0"], "k": 3})
         assert basket.status_code == 200, basket.text
         assert "ci0" not in [i["item_id"] for i in basket.json()["items"]]
+        # an experiment (the experiment store's synchronous client comes from the same switch)
+        arms = [{"name": "control", "share": 0.5, "strategy": "popularity"},
+                {"name": "treatment", "share": 0.5, "strategy": "popularity", "params": {"fill": False}}]
+        made = await c.post("/admin/experiments", json={"name": "cl", "arms": arms}, headers={"X-Admin-Key": "cluster-key"})
+        assert made.status_code == 201, made.text
+        assert (await c.get("/api/v1/experiments")).json()["running"] == ["cl"]
     r.close()
 
 
