@@ -16,7 +16,8 @@ TEXTS = ["heat transfer to a flat plate at hypersonic speeds",
          "buckling of thin cylindrical shells under axial compression",
          "an experimental study of the laminar wake behind a blunt body " * 8,  # past max_length: truncated
          "shock waves", "slender wings in supersonic flow at incidence"]
-PAIRS = [(QUERY, t) for t in TEXTS] + [("buckling of shells", t) for t in TEXTS]
+LONG_QUERY = "what is known about " * 12 + "heat transfer"  # over 2 x MAX_LENGTH tokens: tokenised whole
+PAIRS = [(QUERY, t) for t in TEXTS] + [("buckling of shells", t) for t in TEXTS] + [(LONG_QUERY, t) for t in TEXTS]
 MAX_LENGTH = 24
 
 
@@ -38,6 +39,24 @@ def tiny_model_dir(tmp_path_factory):
     BertForSequenceClassification(config).save_pretrained(str(out))
     tok.save_pretrained(str(out))
     return out
+
+
+def test_pair_tokens_with_cached_items_equal_the_tokenizer_on_whole_pairs(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from trainer.reranker.pair_tokens import PairTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir), local_files_only=True)
+    queries = [QUERY, "shells", "", "a" * 10, "buckling " * 14, LONG_QUERY, "Ünïcode HEAT"]
+    for max_length in (MAX_LENGTH, 8, 64):
+        pairs_of = PairTokenizer(tiny_model_dir / "tokenizer.json", max_length)
+        for query in queries:
+            for _ in range(2):  # the second time the items' tokens come from the cache
+                got = pairs_of([(query, t) for t in TEXTS])
+                want = tok([query] * len(TEXTS), TEXTS, padding=True, truncation=True, max_length=max_length,
+                           return_tensors="np")
+                for key in ("input_ids", "token_type_ids", "attention_mask"):
+                    np.testing.assert_array_equal(got[key], want[key], err_msg=f"{key} {query[:20]!r} {max_length}")
 
 
 def _exported(tiny_model_dir, tmp_path, quantize: bool):
