@@ -142,8 +142,9 @@ class Supervisor:
         import redis
 
         from schemas.keys import Keys
+        from trainer.redis_client import sync_client
 
-        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
+        client = sync_client(self.settings, socket_timeout=2)
         key, started = Keys(self.settings.redis_prefix).worker_lag, time.time()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not self.stopping:

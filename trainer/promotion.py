@@ -347,8 +347,10 @@ def write_model_current(settings: Settings, update: ModelUpdate, action: str, cl
     """Replace the ``sr:model:current`` hash in one transaction."""
     import redis
 
+    from trainer.redis_client import sync_client
+
     key = Keys(settings.redis_prefix).model_current
-    client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    client = client or sync_client(settings, socket_timeout=5)
     fields = {
         "run_id": update.run_id,
         "run_dir": update.run_dir,

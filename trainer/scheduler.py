@@ -156,9 +156,9 @@ class Scheduler:
     # --- the counter ------------------------------------------------------------------------
     def redis(self):
         if self._redis is None and self.settings.redis_url:
-            import redis
+            from trainer.redis_client import sync_client
 
-            self._redis = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, decode_responses=True)
+            self._redis = sync_client(self.settings, socket_timeout=5, decode_responses=True)
         return self._redis
 
     def new_events(self, key: str | None = None) -> int:

@@ -18,14 +18,13 @@ app = typer.Typer(help="A/B experiments: create, list, reshare, stop, report.", 
 
 
 def _store(settings):  # noqa: ANN001, ANN202
-    import redis
-
     from schemas.keys import Keys
     from trainer.experiment_store import ExperimentStore
+    from trainer.redis_client import sync_client
 
     if not settings.redis_url:
         raise typer.BadParameter("experiments need STREAMREC_REDIS_URL (or a running `streamrec up`)")
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
+    client = sync_client(settings, decode_responses=True, socket_timeout=5)
     return ExperimentStore(client, Keys(settings.redis_prefix), settings.artifact_dir)
 
 

@@ -30,9 +30,9 @@ def forget(
             raise typer.Exit(3)
 
         async def watch() -> list[dict[str, str]]:
-            import redis.asyncio as aioredis
+            from streams.state import make_client
 
-            client = aioredis.Redis.from_url(settings.redis_url)
+            client = make_client(settings)
             keys = Keys(settings.redis_prefix)
             deadline = time.monotonic() + wait
             try:

@@ -103,7 +103,9 @@ def _canary(run: str, percent: float) -> None:
         settings = _settings()
         if not settings.redis_url:
             raise ValueError("a canary needs Redis (STREAMREC_REDIS_URL, or a running `streamrec up`)")
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
+        from trainer.redis_client import sync_client
+
+        client = sync_client(settings, decode_responses=True, socket_timeout=5)
         try:
             doc = canary.start(settings, client, resolve_run(settings.artifact_dir, run), percent / 100.0)
         except redis.RedisError as exc:

@@ -49,11 +49,11 @@ class MonitorResult:
 
 class Monitor:
     def __init__(self, settings: Settings, redis_client=None, clock=time.time, check_dlq: bool = True):  # noqa: ANN001
-        import redis
+        from trainer.redis_client import sync_client
 
         self.settings = settings
         self.keys = Keys(settings.redis_prefix)
-        self.client = redis_client or redis.Redis.from_url(settings.redis_url, socket_timeout=5, decode_responses=True)
+        self.client = redis_client or sync_client(settings, socket_timeout=5, decode_responses=True)
         self.store = AlertStore(self.client, self.keys)
         self.clock = clock
         self.check_dlq = check_dlq
