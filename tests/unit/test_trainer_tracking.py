@@ -7,7 +7,7 @@ import json
 
 from mlflow.tracking import MlflowClient
 
-from tests.unit.test_trainer_cli import env, invoke, tiny_csv, train  # noqa: F401  (fixtures)
+from tests.unit.test_trainer_cli import invoke, tiny_csv, train  # noqa: F401 - fixtures (env: conftest)
 
 
 def test_a_promoted_run_is_logged_with_params_metrics_tags_and_artifacts(env, tiny_csv, monkeypatch):  # noqa: F811
