@@ -43,8 +43,9 @@ def _train(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     return seconds, out.stdout
 
 
-def _served_new_items(run: Path, all_csv: Path, new_items: set[str], k: int = 10) -> tuple[int, int]:
-    """(new items in at least one user's served list, lists that hold a new item) for ``run``."""
+def _served_new_items(run: Path, all_csv: Path, new_items: set[str]) -> dict[str, int]:
+    """For ``run``: how many of ``new_items`` its models can score, and how many are in at least one
+    user's served list of 10 (the home list) and of 100 (a deeper page), with the lists holding one."""
     sys.path.insert(0, str(ROOT))
     from schemas.settings import Settings
     from trainer.artifacts import load_run
@@ -58,10 +59,13 @@ def _served_new_items(run: Path, all_csv: Path, new_items: set[str], k: int = 10
     data = dataset_from_source(load_source(all_csv), Settings())
     loaded = load_run(run)
     scorer = PolicyScorer(loaded.models, loaded.item_ids, {n: normalize_rows(e) for n, e in loaded.embeddings.items()})
-    lists = policy_lists(scorer, loaded.policy, OfflineSignals(data), [str(u) for u in data.user_ids], k,
+    lists = policy_lists(scorer, loaded.policy, OfflineSignals(data), [str(u) for u in data.user_ids], 100,
                          item_infos(data))
-    shown = [{str(i) for i, _ in home.items} & new_items for home in lists.values()]
-    return len(set().union(*shown)), sum(1 for s in shown if s)
+    out = {"known": len(new_items & set(map(str, loaded.item_ids)))}
+    for k in (10, 100):
+        shown = [{str(i) for i, _ in home.items[:k]} & new_items for home in lists.values()]
+        out[f"items@{k}"], out[f"lists@{k}"] = len(set().union(*shown)), sum(1 for s in shown if s)
+    return out
 
 
 def _freshness(env: dict[str, str], all_csv: Path, new_items: set[str], runs: dict[str, tuple[Path, float]]) -> None:
@@ -72,8 +76,8 @@ def _freshness(env: dict[str, str], all_csv: Path, new_items: set[str], runs: di
     poll = max(1.0, min(30.0, s.retrain_interval_s / 10))
     print(f"\nmodel freshness: {len(new_items)} items first seen among the new ratings")
     print("| schedule | trigger after an item's first event (settings) | run (train + gate, measured) "
-          "| new items in served lists | lists holding one |")
-    print("|---|---|---:|---:|---:|")
+          "| new items the models score | in a top-10 served list (lists) | in a top-100 (lists) |")
+    print("|---|---|---:|---:|---:|---:|")
     trigger = {
         "no run yet (serving the run before)": "—",
         "warm-start update": f"≤ {s.update_interval_s:g} s, or once {s.update_min_new_events} events arrived; "
@@ -82,9 +86,10 @@ def _freshness(env: dict[str, str], all_csv: Path, new_items: set[str], runs: di
                         f"{s.retrain_min_new_feedback} feedbacks; + ≤ {poll:g} s poll",
     }
     for name, (run, seconds) in runs.items():
-        items, lists = _served_new_items(run, all_csv, new_items)
+        got = _served_new_items(run, all_csv, new_items)
         took = f"{seconds:.1f} s" if seconds else "—"
-        print(f"| {name} | {trigger[name]} | {took} | {items} of {len(new_items)} | {lists} |", flush=True)
+        print(f"| {name} | {trigger[name]} | {took} | {got['known']} of {len(new_items)} "
+              f"| {got['items@10']} ({got['lists@10']}) | {got['items@100']} ({got['lists@100']}) |", flush=True)
 
 
 def main() -> None:
