@@ -69,6 +69,7 @@ class SearchService:
 
     # --- loading ---------------------------------------------------------------------------
     def _load(self) -> Loaded:
+        from trainer.reranker.onnx_backend import has_onnx
         from trainer.reranker.store import current_reranker, read_info
         from trainer.text_index import current_index, load_text_index
         from trainer.text_models import BASE_NAME, backend_name, load_bi_encoder, load_reranker
@@ -82,10 +83,13 @@ class SearchService:
         index = load_text_index(index_dir)
         index.encoder = self._encoder
         rdir = current_reranker(s.artifact_dir)
+        # `streamrec export-reranker` can give the serving run its export: a reload then picks it up
+        wants_onnx = rdir is not None and s.rerank_backend != "torch" and has_onnx(rdir / "model")
         if rdir is None and not s.rerank_untuned:
             ce, info = None, {}  # nothing trained yet: the first stage serves
-        elif self.loaded.reranker_dir == rdir and self.loaded.cross_encoder is not None:
-            ce, info = self.loaded.cross_encoder, self.loaded.reranker_info  # unchanged: keep it
+        elif (self.loaded.reranker_dir == rdir and self.loaded.cross_encoder is not None
+              and (backend_name(self.loaded.cross_encoder) != "torch fp32") == wants_onnx):
+            ce, info = self.loaded.cross_encoder, self.loaded.reranker_info  # unchanged (run, export): keep it
         else:
             # the run's int8 ONNX export when it has one (STREAMREC_RERANK_BACKEND), else its torch weights
             ce = load_reranker(rdir / "model" if rdir else None, s.rerank_backend, s.rerank_threads,

@@ -120,6 +120,38 @@ def train_reranker(
     typer.echo(str(result.run_dir))
 
 
+def export_reranker(
+    run: Optional[Path] = typer.Option(None, "--run", help="A reranker run dir (default: the serving one, "
+                                                           "artifacts/reranker/current)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", min=16, max=512,
+                                             help="Tokens the export reads (default: the run's, else "
+                                                  "STREAMREC_RERANK_MAX_LENGTH)."),
+    reload: bool = typer.Option(True, "--reload/--no-reload", help="Ask the running API to load it."),
+    api_url: Optional[str] = typer.Option(None, "--api-url", help="The API to reload (default: stack.json's)."),
+) -> None:
+    """Write the int8 ONNX export of a reranker run trained before train-reranker made one
+    (model/onnx/), so the API serves it with ONNX Runtime. Prints the export's path."""
+    from schemas.errors import ArtifactError
+    from trainer.reranker.onnx_backend import export_onnx
+    from trainer.reranker.store import current_reranker, read_info
+    from trainer.text_models import load_cross_encoder
+
+    _log()
+    with _errors():
+        settings = _settings()
+        run_dir = run or current_reranker(settings.artifact_dir)
+        if run_dir is None:
+            raise ArtifactError("no reranker is promoted yet and no --run given: train one with `streamrec train-reranker`")
+        length = max_length or read_info(run_dir).get("max_length") or settings.rerank_max_length
+        model = load_cross_encoder(Path(run_dir) / "model", settings.hf_offline, "cpu", int(length))
+        out = export_onnx(model, Path(run_dir) / "model")
+        typer.echo(f"exported {Path(run_dir).name} at max length {length}", err=True)
+        if reload:
+            typer.echo(_api_reload(settings, api_url), err=True)
+    typer.echo(str(out))
+
+
 def register(app: typer.Typer) -> None:
     app.command("search-index")(search_index)
     app.command("train-reranker")(train_reranker)
+    app.command("export-reranker")(export_reranker)

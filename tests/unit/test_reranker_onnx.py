@@ -156,3 +156,19 @@ def test_the_api_search_service_serves_the_export_else_torch(tiny_model_dir, tmp
     ranked = [(f"d{n}", 1.0 - n / 10) for n in range(len(TEXTS))]
     out = SearchService.rerank_sync(svc.loaded, QUERY, ranked, top_n=4, weight=1.0)
     assert [r.reranker_score is not None for r in out] == [True] * 4 + [False] * (len(TEXTS) - 4)
+    if not exported:  # `streamrec export-reranker` gives the serving run its export; the next reload serves it
+        from typer.testing import CliRunner
+
+        from infra.cli import app
+        from schemas.settings import get_settings
+
+        get_settings.cache_clear()
+        try:
+            got = CliRunner().invoke(app, ["export-reranker", "--no-reload", "--max-length", str(MAX_LENGTH)],
+                                     env={"STREAMREC_ARTIFACT_DIR": str(artifacts)})
+        finally:
+            get_settings.cache_clear()
+        assert got.exit_code == 0, got.output
+        assert got.output.strip().splitlines()[-1].endswith("model.int8.onnx")
+        svc.loaded = svc._load()
+        assert svc.info()["backend"] == "onnx int8"
