@@ -232,8 +232,9 @@ def quality(args, cran, index) -> dict:
         t1 = time.perf_counter()
         fine_tune(ce, pairs, params, progress=args.progress)
         train_s = time.perf_counter() - t1
-        trained = (f"fine-tuned on {len(pairs)} feedbacks of {len(train_ids)} queries, {args.epochs} epoch(s), batch 16, "
-                   f"lr {args.lr}, max_length {args.max_length}, {train_s:.0f} s on {torch.get_num_threads()} threads")
+        trained = (f"fine-tuned on {len(pairs)} feedbacks of {len(train_ids)} queries, {args.epochs} epoch(s), "
+                   f"batch 16, lr {args.lr}, max_length {args.max_length}, {train_s:.0f} s on "
+                   f"{torch.get_num_threads()} threads")
         model_dir = (args.save_model or Path(tempfile.mkdtemp())) / "model"
         ce.save_pretrained(str(model_dir))  # as train-reranker saves a run: torch weights, then the int8 export
         export_onnx(ce, model_dir)

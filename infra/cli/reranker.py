@@ -141,7 +141,8 @@ def export_reranker(
         settings = _settings()
         run_dir = run or current_reranker(settings.artifact_dir)
         if run_dir is None:
-            raise ArtifactError("no reranker is promoted yet and no --run given: train one with `streamrec train-reranker`")
+            raise ArtifactError("no reranker is promoted yet and no --run given: "
+                                "train one with `streamrec train-reranker`")
         length = max_length or read_info(run_dir).get("max_length") or settings.rerank_max_length
         model = load_cross_encoder(Path(run_dir) / "model", settings.hf_offline, "cpu", int(length))
         out = export_onnx(model, Path(run_dir) / "model")

@@ -88,7 +88,7 @@ def export_onnx(cross_encoder, model_dir: Path, quantize: bool = True) -> Path:
     names = [n for n in INPUTS if n in sample]
     # traced from a copy with eager attention: the SDPA path exports its mask handling as Where / IsNaN
     # nodes, about a tenth of the graph's time at 64 tokens (ONNX Runtime profile); the weights are the same
-    traced = copy.deepcopy(cross_encoder.model).eval()
+    traced = copy.deepcopy(cross_encoder.model).cpu().eval()  # trained on a GPU or not, exported for the CPU
     traced.set_attn_implementation("eager")
     module = _scores_module(traced, cross_encoder.activation_fn, names)
     fp32 = out_dir / "model.fp32.onnx"
