@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.serving import BARE_APP, hey_at_rate, wait_http, wrk  # noqa: E402 - after the path
+from benchmarks.serving import BARE_APP, hey_at_rate, stop_session, wait_http, wrk  # noqa: E402 - after the path
 
 
 def wrk_rps(url: str, seconds: int) -> float:
@@ -134,11 +133,7 @@ def main() -> None:
         if bare is not None:
             bare.terminate()
             bare.wait(10)
-        try:
-            os.killpg(up.pid, signal.SIGINT)
-            up.wait(30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(up.pid, signal.SIGKILL)
+        stop_session(up)
         shutil.rmtree(data, ignore_errors=True)
 
 

@@ -150,6 +150,21 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise TimeoutError(f"{url} did not answer in {timeout:.0f} s")
 
 
+def stop_session(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a process started with ``start_new_session`` (``streamrec up`` and its children): SIGINT
+    to the group, SIGKILL if it has not exited in ``timeout``."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _secs(v: str) -> float:
     m = re.match(r"([\d.]+)(us|ms|s|m)?", v)
     num, unit = float(m.group(1)), m.group(2) or "s"
