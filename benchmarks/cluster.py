@@ -41,7 +41,7 @@ from redis.cluster import RedisCluster  # noqa: E402
 
 from infra.stack import EmbeddedRedisCluster, EmbeddedStack, child_env, free_port, spawn, stop_process  # noqa: E402
 from memory import PARTITIONS, synthetic  # noqa: E402
-from stream_throughput import event, produce, produce_in_thread  # noqa: E402
+from stream_throughput import event, produce, produce_in_thread, rate_until  # noqa: E402
 from schemas.keys import Keys  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from streams.batch import Record, decode_interactions  # noqa: E402
@@ -106,17 +106,7 @@ def pipeline(bootstrap: str, settings: Settings, n: int, workdir: Path) -> float
         base = popsum()
         tag = uuid.uuid4().hex[:4]
         th = produce_in_thread(bootstrap, prefix + "interactions", [event(j, tag) for j in range(n)])
-        first = None
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            done = popsum() - base
-            if first is None and done > 0:
-                first = time.monotonic()
-            if done >= n:
-                break
-            time.sleep(0.05)
-        th.join()
-        return (popsum() - base) / (time.monotonic() - first)
+        return rate_until(lambda: popsum() - base, n, th)
     finally:
         stop_process(proc)
         r.close()

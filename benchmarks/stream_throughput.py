@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -175,6 +176,22 @@ class Workers:
             stop_process(p)
 
 
+def rate_until(done: Callable[[], float], n: int, producer: threading.Thread, timeout: float = 900) -> float:
+    """Events per second from the first applied event until ``done()`` reaches ``n`` (the producer
+    thread joined)."""
+    first = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = done()
+        if first is None and got > 0:
+            first = time.monotonic()
+        if got >= n:
+            break
+        time.sleep(0.05)
+    producer.join()
+    return done() / (time.monotonic() - first)
+
+
 def popsum(r) -> float:  # noqa: ANN001
     return sum(s for _, s in r.zrange("sr:pop:global", 0, -1, withscores=True))
 
@@ -190,17 +207,7 @@ def end_to_end(stack: EmbeddedStack, n: int, workers: int, workdir: Path) -> flo
         base = popsum(r)
         tag = uuid.uuid4().hex[:4]  # one tag per run: 5,000 users and 2,000 items, as the checks use
         th = produce_in_thread(stack.kafka_bootstrap, w.topic, [event(j, tag) for j in range(n)])
-        first = None
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            done = popsum(r) - base
-            if first is None and done > 0:
-                first = time.monotonic()
-            if done >= n:
-                break
-            time.sleep(0.05)
-        th.join()
-        return (popsum(r) - base) / (time.monotonic() - first)
+        return rate_until(lambda: popsum(r) - base, n, th)
     finally:
         w.stop()
 
