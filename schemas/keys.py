@@ -227,6 +227,16 @@ class Keys:
         """Set of the user's cached list keys, so the agents can invalidate them in one call."""
         return f"{self.prefix}recs_idx:{self._own(user)}"
 
+    def recs_pending(self, user: str, token: str) -> str:
+        """A member of the user's ``recs_index`` while an API process computes one of their lists
+        (never a key of its own: same hash slot as the index, so the agents' DEL of the index's
+        members may name it). The list is stored only while it is still there (docs/freshness.md).
+
+        >>> Keys("sr:").recs_pending("u1", "t7")
+        'sr:recs_idx:u1:pending:t7'
+        """
+        return f"{self.recs_index(user)}:pending:{token}"
+
     @property
     def invalidate_channel(self) -> str:
         """Pub/sub channel: the agents publish a JSON list of user ids whose cached lists they
