@@ -82,6 +82,8 @@ def snapshot_offsets(settings: Settings, source: Source) -> pd.DataFrame | None:
     """The snapshot's per-row offsets when ``source`` is the snapshot (same row order as its events)."""
     if not source.offsets:
         return None
+    if source.positions is not None and len(source.positions) == len(source.events):
+        return source.positions.reset_index(drop=True)  # read with the events (``Snapshot.read``)
     from trainer.data.snapshot import Snapshot
 
     frame = Snapshot(settings.snapshot_path()).frame()

@@ -27,7 +27,7 @@ def with_strength(events: pd.DataFrame, strengths: dict[str, float]) -> pd.DataF
     >>> with_strength(ev, {"click": 2.0}).strength.tolist()
     [2.0, 1.0]
     """
-    out = events.copy()
+    out = events.copy(deep=False)  # copy-on-write: adding a column leaves ``events`` alone
     out["strength"] = out["type"].map(strengths).fillna(1.0).astype("float32")
     return out
 

@@ -49,23 +49,25 @@ class Interactions:
         """Aggregate events into the matrix. ``item_ids``/``user_ids`` fix the index space
         (so a test split shares the train split's ids); unknown ids are then dropped."""
         strengths = strengths or DEFAULT_STRENGTHS
-        ev = events.copy()
+        ev = events.copy(deep=False)  # copy-on-write: the columns set here leave the caller's frame alone
         ev["user_id"] = ev["user_id"].astype(str)
         ev["item_id"] = ev["item_id"].astype(str)
         if "type" not in ev:
             ev["type"] = "rate" if "value" in ev else "view"
         if "strength" not in ev:
             ev["strength"] = ev["type"].map(strengths).fillna(1.0).astype("float32")
+        # codes per row, each distinct id looked up once (no Python object per event)
+        ucodes, users = pd.factorize(ev["user_id"])
+        icodes, items = pd.factorize(ev["item_id"])
         if user_ids is None:
-            user_ids = np.array(sorted(ev["user_id"].unique()), dtype=object)
+            user_ids = np.array(sorted(users), dtype=object)
         if item_ids is None:
             extra = [] if item_meta is None else list(item_meta.index.astype(str))
-            item_ids = np.array(sorted(set(ev["item_id"].unique()) | set(extra)), dtype=object)
-        uix = pd.Index(user_ids)
-        iix = pd.Index(item_ids)
-        ev["uidx"] = uix.get_indexer(ev["user_id"])
-        ev["iidx"] = iix.get_indexer(ev["item_id"])
-        ev = ev[(ev["uidx"] >= 0) & (ev["iidx"] >= 0)].reset_index(drop=True)
+            item_ids = np.array(sorted(set(items) | set(extra)), dtype=object)
+        ev["uidx"] = _positions(ucodes, users, user_ids)
+        ev["iidx"] = _positions(icodes, items, item_ids)
+        known = (ev["uidx"].to_numpy() >= 0) & (ev["iidx"].to_numpy() >= 0)
+        ev = (ev if known.all() else ev[known]).reset_index(drop=True)
         m = sp.csr_matrix(
             (ev["strength"].to_numpy(np.float32), (ev["uidx"].to_numpy(), ev["iidx"].to_numpy())),
             shape=(len(user_ids), len(item_ids)),
@@ -79,3 +81,13 @@ class Interactions:
         b = self.matrix.copy()
         b.data = np.ones_like(b.data)
         return b
+
+
+def _positions(codes: np.ndarray, uniques, ids: np.ndarray) -> np.ndarray:
+    """Each row's position in ``ids`` from its factorized code (-1: not in ``ids``, or no id).
+
+    >>> _positions(np.array([0, 1, -1, 0]), ["b", "z"], np.array(["a", "b"], dtype=object)).tolist()
+    [1, -1, -1, 1]
+    """
+    where = pd.Index(ids).get_indexer(pd.Index(uniques))
+    return np.append(where, -1)[codes]

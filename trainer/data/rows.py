@@ -76,6 +76,7 @@ class Source:
     user_meta: pd.DataFrame | None = None  # index user_id; segment, ...
     offsets: dict[str, dict[str, int]] = field(default_factory=dict)  # snapshot offsets, when from one
     restarted: list[str] = field(default_factory=list)  # topics whose log restarted at the last replay
+    positions: pd.DataFrame | None = None  # from a snapshot: topic, partition, offset of each event row
 
 
 # --- snapshot rows from the models ------------------------------------------------------------------

@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +39,7 @@ import pyarrow.parquet as pq
 from schemas.errors import InvalidDataset
 from schemas import topics
 from trainer.data.rows import COLUMNS, LoadReport, Source, row_layout
+from trainer.data.scan import BATCH_ROWS, first_of_each, read_columns
 
 MANIFEST = "manifest.json"
 #: kind (the unprefixed topic it replays) → (the column a record is unique on, which duplicate wins)
@@ -196,33 +198,29 @@ class Snapshot:
         os.replace(tmp, self.path / MANIFEST)
 
     # --- reading -----------------------------------------------------------------------------
-    def frame(self) -> pd.DataFrame:
+    def frame(self, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS) -> pd.DataFrame:
         """Every committed record, one per ``event_id`` (interactions: the first, oldest first)
-        or per id (catalog / users: the last upsert)."""
-        man = self.manifest()
-        if not man["parts"]:
-            return self.schema.empty_table().to_pandas()
-        frames = []
-        for n, part in enumerate(man["parts"]):
-            df = self._read_part(part).to_pandas()
-            df["_part"] = n
-            frames.append(df)
-        # log order: parts in replay order, offsets within a partition (one key, one partition)
-        df = pd.concat(frames, ignore_index=True).sort_values(["_part", "partition", "offset"], kind="stable")
-        df = df.drop(columns="_part").drop_duplicates(self.unique_on, keep=self.keep)
-        if self.kind == "interactions":
-            df = df.sort_values("timestamp", kind="stable")
-        return df.reset_index(drop=True)
+        or per id (catalog / users: the last upsert); ``columns`` of the schema (default all).
 
-    def _read_part(self, part: str) -> pa.Table:
-        """A part in the current schema: columns a model gained since it was written are null,
-        columns it lost are left out."""
-        table = pq.read_table(self.path / part)
-        cols = []
-        for f in self.schema:
-            cols.append(table.column(f.name).cast(f.type) if f.name in table.column_names
-                        else pa.nulls(table.num_rows, f.type))
-        return pa.Table.from_arrays(cols, schema=self.schema)
+        The parts are read ``batch_rows`` at a time and only the columns needed
+        (``trainer.data.scan``): strings as integer codes, the log order, the duplicates and
+        the time order worked out on arrays, and only the kept rows decoded, so no Python
+        object is made per event."""
+        man = self.manifest()
+        names = list(columns) if columns is not None else self.schema.names
+        if not man["parts"]:
+            return self.schema.empty_table().select(names).to_pandas()
+        time = ["timestamp"] if self.kind == "interactions" else []
+        need = list(dict.fromkeys(names + [self.unique_on, "partition", "offset"] + time))
+        cols = read_columns([self.path / p for p in man["parts"]], self.schema, need, plain=["event_id"],
+                            batch_rows=batch_rows)
+        # log order: parts in replay order, offsets within a partition (one key, one partition)
+        order = np.lexsort((cols.numbers("offset"), cols.numbers("partition"), cols.part))
+        keys = cols.codes[self.unique_on] if self.unique_on in cols.codes else cols.arrays[self.unique_on]
+        rows = first_of_each(keys, order, self.keep)
+        if time:
+            rows = rows[np.argsort(cols.numbers("timestamp")[rows], kind="stable")]
+        return cols.take(rows, names).to_pandas()
 
     def meta_frame(self) -> pd.DataFrame | None:
         """Catalog / users records as metadata indexed by id (None when there are none)."""
@@ -235,7 +233,9 @@ class Snapshot:
         """The snapshot as a dataset source (the columns every reader produces)."""
         if not (self.path / MANIFEST).exists():
             raise InvalidDataset(f"{self.path}: no snapshot here yet; run `streamrec replay` first")
-        df = self.frame()
+        keep = COLUMNS + ["basket_id", "profession"]
+        where = ["topic", "partition", "offset"]
+        df = self.frame(keep + where)
         report = LoadReport(str(self.path), rows=len(df))
         skipped = self.manifest()["skipped"]
         for reason, n in skipped.items():
@@ -243,6 +243,5 @@ class Snapshot:
         offsets = dict(self.all_offsets())
         for kind in ("catalog", "users"):
             offsets.update(self.meta(kind).all_offsets())
-        keep = COLUMNS + ["basket_id", "profession"]
-        return Source(df[keep].reset_index(drop=True), report, offsets=offsets,
+        return Source(df[keep], report, offsets=offsets, positions=df[where],
                       item_meta=self.meta("catalog").meta_frame(), user_meta=self.meta("users").meta_frame())
