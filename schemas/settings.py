@@ -226,8 +226,12 @@ class Settings(BaseSettings):
     rerank_backend: str = Field("auto", pattern="^(auto|onnx|torch)$")
     rerank_threads: int = Field(2, ge=1)  # intra-op threads of the ONNX reranker session (the API's scoring thread)
     # the reranker's weight in its rank fusion with the first stage over the top N (ranking.rerank.apply_reranker):
-    # 1 = the reranker's order alone, 0 = the first stage's; serving and train-reranker's evaluation both use it
-    rerank_weight: float = Field(0.5, ge=0.0, le=1.0)
+    # 1 = the reranker's order alone, 0 = the first stage's. None: the serving run's own weight, which
+    # train-reranker picks on its validation lists (0.5 for a run without one); a number fixes it for both
+    rerank_weight: float | None = Field(None, ge=0.0, le=1.0)
+    # train-reranker from the packaged base keeps its first N transformer layers (0: all 6); a pass costs about
+    # N / 6 of the whole model's (trainer/reranker/base.py, docs/search-reranking.md)
+    rerank_base_layers: int = Field(0, ge=0, le=24)
     reranker_min_feedback: int = Field(50, ge=1)  # train-reranker refuses below this many like/dislike pairs
     reranker_min_feedback_small: int = Field(10, ge=1)  # ... or below this with --allow-small
     reranker_min_delta: float = 0.0  # a new reranker is promoted when it beats the serving one by more
