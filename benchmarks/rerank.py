@@ -78,13 +78,16 @@ def reranker_dir(args, max_length: int) -> tuple[Path, str]:
         if not has_onnx(model_dir):
             sys.exit(f"{args.reranker} has no ONNX export (model/onnx/): train it with this version of train-reranker")
         return model_dir, f"reranker run {Path(args.reranker).name}"
+    from trainer.reranker.base import encoder_layers, keep_first_layers
+
     model_dir = Path(tempfile.mkdtemp()) / "model"
-    ce = load_cross_encoder(None, max_length=max_length)
+    ce = keep_first_layers(load_cross_encoder(None, max_length=max_length), args.base_layers)
     ce.save_pretrained(str(model_dir))
     t0 = time.perf_counter()
     export_onnx(ce, model_dir)
     print(f"exported the base to int8 ONNX in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return model_dir, f"packaged base, untrained head, exported at max_length {max_length}"
+    return model_dir, (f"packaged base ({encoder_layers(ce)} layers), untrained head, exported at max_length "
+                       f"{max_length}")
 
 
 def speed(args, cran, index) -> dict:
@@ -180,9 +183,8 @@ def quality(args, cran, index) -> dict:
 
     from ranking.rerank import apply_reranker, rrf
     from trainer.reranker.cranfield import simulate_feedback
-    from trainer.reranker.finetune import FineTuneParams, fine_tune
+    from trainer.reranker.finetune import FineTuneParams
     from trainer.reranker.pairs import build_pairs, split_by_query
-    from trainer.reranker.onnx_backend import export_onnx
     from trainer.text_models import load_cross_encoder, load_reranker
 
     torch.manual_seed(args.seed)
@@ -220,30 +222,49 @@ def quality(args, cran, index) -> dict:
     for name in ("bm25", "dense", "fused"):
         table[name] = float(np.mean([ndcg_of([i if isinstance(i, str) else i[0] for i in lists[q][name]],
                                              cran.gains[q]) for q in test_ids]))
-    w = args.rerank_weight
     t0 = time.perf_counter()
     if args.reranker:  # an existing run's weights: compare its backends, no fine-tuning
-        model_dir = Path(args.reranker) / "model"
-        trained = f"reranker run {Path(args.reranker).name} (not fine-tuned here)"
+        run_dir = Path(args.reranker)
+        trained = f"reranker run {run_dir.name} (not fine-tuned here)"
     else:
         ce = load_cross_encoder(None, max_length=args.max_length)
         table["cross-encoder, untuned"] = rerank_ndcg(scores_of(ce, test_ids))
-        params = FineTuneParams(epochs=args.epochs, batch_size=16, learning_rate=args.lr, seed=args.seed)
-        t1 = time.perf_counter()
-        fine_tune(ce, pairs, params, progress=args.progress)
-        train_s = time.perf_counter() - t1
-        trained = (f"fine-tuned on {len(pairs)} feedbacks of {len(train_ids)} queries, {args.epochs} epoch(s), "
-                   f"batch 16, lr {args.lr}, max_length {args.max_length}, {train_s:.0f} s on "
-                   f"{torch.get_num_threads()} threads")
-        model_dir = (args.save_model or Path(tempfile.mkdtemp())) / "model"
-        ce.save_pretrained(str(model_dir))  # as train-reranker saves a run: torch weights, then the int8 export
-        export_onnx(ce, model_dir)
         del ce
+        # the product path: `streamrec train-reranker` on the simulated feedback (its own 80/20 split of the
+        # training queries: fine-tuning on 80%, the fusion weight and the promotion gate on the other 20%)
+        from schemas.settings import Settings
+        from trainer.reranker.pipeline import train_reranker
+
+        artifacts = args.save_model or Path(tempfile.mkdtemp())
+        settings = Settings(artifact_dir=artifacts, rerank_max_length=args.max_length, rerank_threads=args.threads,
+                            rerank_base_layers=args.base_layers, rerank_weight=args.rerank_weight,
+                            train_threads=args.threads)
+        params = FineTuneParams(epochs=args.epochs, batch_size=16, learning_rate=args.lr, seed=args.seed)
+        result = train_reranker(settings, events, cran.docs, params=params, device="cpu", progress=args.progress,
+                                say=lambda m: print(m, file=sys.stderr))
+        run_dir = result.run_dir
+        r = result.report
+        trained = (f"train-reranker on {r['data']['feedbacks']} feedbacks of {len(train_ids)} queries "
+                   f"({r['data']['train_pairs']} pairs to train, {r['data']['val_pairs']} of "
+                   f"{r['data']['val_queries']} queries to validate), {r['start_from']}, {args.epochs} epoch(s), "
+                   f"batch 16, lr {args.lr}, max_length {args.max_length}, {r['train_seconds']:.0f} s on "
+                   f"{torch.get_num_threads()} threads; validation NDCG@10 first stage "
+                   f"{r['first_stage']['ndcg@10']:.4f}, reranker as served {r['after']['ndcg@10']:.4f}; "
+                   f"{'promoted' if result.promoted else 'NOT promoted'}")
+        print(f"run: {run_dir}", file=sys.stderr)
+    from ranking.rerank import fusion_weight
+    from trainer.reranker.store import read_info
+
+    info = read_info(run_dir) if (run_dir / "info.json").exists() else {}
+    w = fusion_weight(args.rerank_weight, info)  # the weight the run serves with
+    model_dir = run_dir / "model"
     # the same weights through both backends the API can serve (trainer.text_models.load_reranker)
     for backend, label in (("torch", "torch fp32"), ("onnx", "onnx int8")):
         tuned = scores_of(load_reranker(model_dir, backend, args.threads, args.max_length), test_ids)
         table[f"fine-tuned, {label}"] = rerank_ndcg(tuned)
-        table[f"fine-tuned, {label}, fused w={w}"] = rerank_ndcg(tuned, w)
+        table[f"fine-tuned, {label}, fused"] = rerank_ndcg(tuned, w)
+        if w != 0.5:
+            table[f"fine-tuned, {label}, fused w=0.5"] = rerank_ndcg(tuned, 0.5)
         if args.cache:  # the held-out scores, to study the fusion weight without fine-tuning again
             (args.cache / f"heldout_scores_seed{args.seed}_{backend}.json").write_text(json.dumps(tuned))
     base = table["fused"]
@@ -251,7 +272,8 @@ def quality(args, cran, index) -> dict:
               "cross-encoder, untuned": "cross-encoder, untuned"}
     for label in ("torch fp32", "onnx int8"):
         labels[f"fine-tuned, {label}"] = f"fine-tuned, {label}, alone"
-        labels[f"fine-tuned, {label}, fused w={w}"] = f"fine-tuned, {label} + first stage, w {w}"
+        labels[f"fine-tuned, {label}, fused"] = f"fine-tuned, {label} + first stage, w {w} (served)"
+        labels[f"fine-tuned, {label}, fused w=0.5"] = f"fine-tuned, {label} + first stage, w 0.5"
     print(f"\nquality: Cranfield, NDCG@10 on {len(test_ids)} held-out queries (20% by query, seed {args.seed}); "
           f"rerankers reorder the fused top {args.top_n}; {trained}; onnx int8 = the run's export, as served")
     print(f"{'first stage / reranker':<44} {'NDCG@10':>8} {'vs fused':>9}")
@@ -274,15 +296,19 @@ def main() -> None:
                     help="speed: of those, how many torch fp32 also scores (it is 5-10x slower)")
     ap.add_argument("--reranker", default=None, help="a reranker run dir with model/ and model/onnx/ (speed: default "
                                                      "the packaged base, exported; quality: no fine-tuning)")
-    ap.add_argument("--save-model", type=Path, default=None, help="quality: keep the fine-tuned model (a run's "
-                                                                  "model/ with its ONNX export) under this dir")
+    ap.add_argument("--save-model", type=Path, default=None, help="quality: keep the train-reranker run "
+                                                                  "(artifacts dir: reranker/run_*) under this dir")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--max-length", type=int, default=64,
                     help="tokens of (query, text): fine-tuning and export (STREAMREC_RERANK_MAX_LENGTH)")
     ap.add_argument("--top-n", type=int, default=20)
-    ap.add_argument("--rerank-weight", type=float, default=0.5,
-                    help="quality: the reranker's weight in its fusion with the first stage (ranking.rerank)")
+    ap.add_argument("--rerank-weight", type=float, default=None,
+                    help="quality: fix the reranker's weight in its fusion with the first stage (ranking.rerank); "
+                         "default: the one train-reranker picks on its validation lists, as served")
+    ap.add_argument("--base-layers", type=int, default=0,
+                    help="quality: fine-tune the packaged MiniLM's first N layers (STREAMREC_RERANK_BASE_LAYERS; "
+                         "0: all 6)")
     ap.add_argument("--feedback-rate", type=float, default=0.5)
     ap.add_argument("--limit-queries", type=int, default=0)
     ap.add_argument("--seed", type=int, default=42)

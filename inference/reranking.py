@@ -54,7 +54,7 @@ async def rerank_payload(search: SearchService, payload: dict[str, Any], query_f
         return payload
     ranked = [(i["item_id"], float(i["score"])) for i in items]
     results = await asyncio.to_thread(SearchService.rerank_sync, loaded, query, ranked, top_n,
-                                      search.settings.rerank_weight)
+                                      loaded.rerank_weight)
     by_id = {i["item_id"]: i for i in items}
     out = []
     for r in results:

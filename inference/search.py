@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ranking.filters import Filters, ItemInfo, allowed
-from ranking.rerank import Reranked, apply_reranker
+from ranking.rerank import DEFAULT_RERANK_WEIGHT, Reranked, apply_reranker, fusion_weight
 from ranking.types import Scored
 from schemas.errors import ArtifactError, BrokerUnavailable, StoreUnavailable, StreamrecError
 from schemas.events import EventContext, EventType, Interaction
@@ -46,6 +46,8 @@ class Loaded:
     cross_encoder: Any = None
     reranker_dir: Path | None = None
     reranker_info: dict = field(default_factory=dict)
+    # the reranker's weight in its fusion with the first stage: STREAMREC_RERANK_WEIGHT, else the run's own
+    rerank_weight: float = DEFAULT_RERANK_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class SearchService:
                                                   "started_from": BASE_NAME, "feedbacks": 0, "metrics": {},
                                                   "trained_at": None, "note": "untuned: no reranker promoted yet"}
             info = {**info, "backend": backend_name(ce)}
-        return Loaded(index, ce, rdir, info)
+        return Loaded(index, ce, rdir, info, fusion_weight(s.rerank_weight, info))
 
     async def reload(self) -> dict[str, Any]:
         """Load the serving index and reranker (kept when unchanged); what serves after."""
@@ -167,7 +169,7 @@ class SearchService:
         fused, parts = loaded.index.first_stage(q.query_text, n, s.rrf_k,
                                                 allow=(lambda i: i not in blocked) if blocked else None)
         if q.use_reranker and loaded.cross_encoder is not None:
-            results = self.rerank_sync(loaded, q.query_text, fused, q.top_n or s.rerank_top_n, s.rerank_weight)
+            results = self.rerank_sync(loaded, q.query_text, fused, q.top_n or s.rerank_top_n, loaded.rerank_weight)
         else:
             results = [Reranked(i, sc, pos, None) for pos, (i, sc) in enumerate(fused)]
         return results, {k: len(v) for k, v in parts.items()}

@@ -31,6 +31,9 @@ from ranking.types import Scored
 
 #: the constant of Cormack et al. (2009): it damps the weight of the very first ranks
 RRF_K = 60
+#: the reranker's weight in its fusion with the first stage when nothing chose one (a run trained before
+#: train-reranker picked it on validation, or the untuned base)
+DEFAULT_RERANK_WEIGHT = 0.5
 
 
 def rrf(rankings: Mapping[str, Sequence[str]], k: int = RRF_K, weights: Mapping[str, float] | None = None) -> Scored:
@@ -59,6 +62,22 @@ def rrf(rankings: Mapping[str, Sequence[str]], k: int = RRF_K, weights: Mapping[
     scores = np.fromiter(total.values(), dtype=np.float64, count=len(items))
     order = np.argsort(-scores, kind="stable")
     return [(items[i], float(scores[i])) for i in order]
+
+
+def fusion_weight(fixed: float | None, run_info: Mapping | None) -> float:
+    """The weight a reranker run serves with: ``fixed`` (``Settings.rerank_weight``) when
+    set, else the run's own (``info.json``'s ``rerank_weight``, chosen by train-reranker on
+    its validation lists), else ``DEFAULT_RERANK_WEIGHT``.
+
+    >>> fusion_weight(None, {"rerank_weight": 0.3}), fusion_weight(None, {}), fusion_weight(None, None)
+    (0.3, 0.5, 0.5)
+    >>> fusion_weight(1.0, {"rerank_weight": 0.3})
+    1.0
+    """
+    if fixed is not None:
+        return float(fixed)
+    weight = (run_info or {}).get("rerank_weight")
+    return float(weight) if weight is not None else DEFAULT_RERANK_WEIGHT
 
 
 @dataclass(frozen=True)

@@ -172,3 +172,57 @@ def test_the_api_search_service_serves_the_export_else_torch(tiny_model_dir, tmp
         assert got.output.strip().splitlines()[-1].endswith("model.int8.onnx")
         svc.loaded = svc._load()
         assert svc.info()["backend"] == "onnx int8"
+
+
+def test_a_base_cut_to_its_first_layers_saves_reloads_and_exports_as_the_smaller_model(tiny_model_dir, tmp_path):
+    """``STREAMREC_RERANK_BASE_LAYERS``: the cut model keeps the first layers' weights, is saved
+    with its new layer count, reloads as it, and its export scores like it."""
+    import torch
+
+    from trainer.reranker.base import encoder_layers, keep_first_layers
+    from trainer.reranker.onnx_backend import export_onnx
+    from trainer.text_models import load_cross_encoder, load_reranker
+
+    whole = load_cross_encoder(tiny_model_dir, max_length=MAX_LENGTH)
+    cut = keep_first_layers(load_cross_encoder(tiny_model_dir, max_length=MAX_LENGTH), 1)
+    assert encoder_layers(whole) == 2 and encoder_layers(cut) == 1
+    first = lambda m: m.model.base_model.encoder.layer[0].attention.self.query.weight  # noqa: E731
+    assert torch.equal(first(cut), first(whole))
+    assert keep_first_layers(whole, 0) is whole and encoder_layers(keep_first_layers(whole, 5)) == 2
+    model_dir = tmp_path / "model"
+    cut.save_pretrained(str(model_dir))
+    reloaded = load_cross_encoder(model_dir, max_length=MAX_LENGTH)
+    assert encoder_layers(reloaded) == 1
+    want = cut.predict(PAIRS, batch_size=len(PAIRS), show_progress_bar=False)
+    np.testing.assert_allclose(reloaded.predict(PAIRS, batch_size=len(PAIRS), show_progress_bar=False), want,
+                               atol=1e-5)
+    assert np.abs(want - whole.predict(PAIRS, batch_size=len(PAIRS), show_progress_bar=False)).max() > 1e-3
+    export_onnx(cut, model_dir)
+    served = load_reranker(model_dir, "onnx", threads=1)
+    assert np.abs(served.predict(PAIRS, batch_size=len(PAIRS)) - want).max() < 0.05
+
+
+@pytest.mark.parametrize(("setting", "run_weight", "served"), [(None, 0.3, 0.3), (None, None, 0.5), (1.0, 0.3, 1.0)])
+def test_the_search_service_serves_the_runs_fusion_weight_unless_one_is_set(tiny_model_dir, tmp_path, setting,
+                                                                            run_weight, served):
+    import shutil
+
+    from inference.search import SearchService
+    from schemas.settings import Settings
+    from trainer.reranker import store
+    from trainer.text_index import build_text_index, new_index_dir, point_current, search_root
+
+    artifacts = tmp_path / "artifacts"
+    index_dir = build_text_index({f"d{n}": t for n, t in enumerate(TEXTS)}, new_index_dir(artifacts), _HashEncoder())
+    point_current(search_root(artifacts), index_dir)
+    run = store.new_run_dir(artifacts)
+    shutil.copytree(tiny_model_dir, run / "model")
+    info = {"run_id": run.name, "model": "cross-encoder"} | ({"rerank_weight": run_weight} if run_weight else {})
+    (run / "info.json").write_text(json.dumps(info))
+    (run / "COMPLETE").write_text("now")
+    store.promote(artifacts, run)
+    svc = SearchService(Settings(artifact_dir=artifacts, rerank_threads=1, rerank_max_length=MAX_LENGTH,
+                                 rerank_weight=setting))
+    svc._encoder = _HashEncoder()
+    svc.loaded = svc._load()
+    assert svc.loaded.rerank_weight == served

@@ -162,3 +162,20 @@ def test_promotion_needs_a_win_over_the_baseline():
 
 def test_nan_free_defaults():
     assert np.isfinite(ndcg_at_k([2, 1, 0], 10, all_gains=[2, 2, 1, 0]))
+
+
+def test_the_fusion_weight_is_chosen_on_validation_lists():
+    from trainer.reranker.evaluate import WEIGHT_GRID, choose_weight
+
+    p = pd.DataFrame({"list_id": ["a"] * 3 + ["b"] * 3, "item_id": list("xyzuvw"), "label": [0, 0, 1, 1, 0, 0],
+                      "position": [0, 1, 2, 0, 1, 2], "timestamp": 0})
+    good = [0.2, 0.1, 0.9, 0.9, 0.6, 0.1]  # finds list a's like (shown last) and keeps list b's first
+    weight, table = choose_weight(p, good)
+    assert set(table) == set(WEIGHT_GRID) and table[weight] == max(table.values()) == 1.0
+    best = [w for w, v in table.items() if v == 1.0]
+    assert weight == min(best, key=lambda w: abs(w - 0.5)) and table[0.0] < 1.0  # the reranker is needed
+    bad = [0.9, 0.8, 0.1, 0.1, 0.8, 0.9]  # reverses both lists: the first stage alone is best
+    weight, table = choose_weight(p, bad)
+    assert table[weight] == table[0.0] > table[1.0]
+    # no list with a like: nothing to choose by, the preferred weight
+    assert choose_weight(p.assign(label=0), good, prefer=0.5)[0] == 0.5

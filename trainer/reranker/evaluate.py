@@ -84,3 +84,28 @@ def ranking_metrics(pairs: pd.DataFrame, scores: Sequence[float] | None, k: int 
 def evaluate_scores(pairs: pd.DataFrame, scores: Sequence[float], k: int = K, weight: float = 1.0) -> dict:
     """Every metric of one scorer on ``pairs`` (its lists reordered as served, at ``weight``)."""
     return {**classification_metrics(pairs["label"], scores), **ranking_metrics(pairs, scores, k, weight)}
+
+
+#: the fusion weights train-reranker tries on its validation lists (ranking.rerank.apply_reranker)
+WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def choose_weight(pairs: pd.DataFrame, scores: Sequence[float], grid: Sequence[float] = WEIGHT_GRID,
+                  prefer: float = 0.5, k: int = K) -> tuple[float, dict[float, float | None]]:
+    """The weight of the reranker in its fusion with the shown order that gives the best
+    NDCG@k on ``pairs``' lists, and NDCG@k at each weight of ``grid``. Ties (and a
+    validation set without a liked item, where no weight has an NDCG) go to the weight
+    nearest ``prefer``.
+
+    >>> p = pd.DataFrame({"list_id": ["r"] * 3, "item_id": list("abc"), "label": [0.0, 0.0, 1.0],
+    ...                   "position": [0, 1, 2], "timestamp": [0, 0, 0]})
+    >>> choose_weight(p, [0.1, 0.2, 0.9], grid=(0.0, 0.5, 1.0))[0]
+    0.5
+    >>> choose_weight(p.assign(label=[1.0, 0.0, 0.0]), [0.1, 0.9, 0.5], grid=(0.0, 0.5, 1.0))
+    (0.0, {0.0: 1.0, 0.5: 0.6309297535714575, 1.0: 0.5})
+    """
+    table = {float(w): ranking_metrics(pairs, scores, k, float(w))[f"ndcg@{k}"] for w in grid}
+    scored = [(v, -abs(w - prefer), w) for w, v in table.items() if v is not None]
+    if not scored:
+        return float(prefer), table
+    return max(scored)[2], table

@@ -21,7 +21,9 @@ import pandas as pd
 from schemas.errors import ArtifactError
 from schemas.settings import Settings
 from trainer.reranker import store
-from trainer.reranker.evaluate import evaluate_scores, predict, ranking_metrics
+from ranking.rerank import DEFAULT_RERANK_WEIGHT, fusion_weight
+from trainer.reranker.base import encoder_layers, keep_first_layers
+from trainer.reranker.evaluate import choose_weight, evaluate_scores, predict, ranking_metrics
 from trainer.reranker.finetune import FineTuneParams, fine_tune
 from trainer.reranker.onnx_backend import export_onnx
 from trainer.reranker.pairs import EXPLICIT, balance_warning, build_pairs, check_enough, split_by_query
@@ -89,10 +91,15 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
         start_dir, start_name = Path(start_from) / "model", f"reranker {Path(start_from).name}"
     max_len = settings.rerank_max_length
     model = load_cross_encoder(start_dir, settings.hf_offline, dev, max_len)
+    if start_dir is None and settings.rerank_base_layers:
+        # a smaller cross-encoder: the base's first N layers (trainer/reranker/base.py); the run keeps the cut
+        keep_first_layers(model, settings.rerank_base_layers)
+        start_name = f"{start_name}, first {encoder_layers(model)} layers"
     before = predict(model, val)
     serving_scores = None
     if serving_dir is not None:  # scored as the API serves it (its ONNX export when it has one)
         serving_scores = predict(_served(settings, serving_dir / "model"), val)
+        serving_weight = fusion_weight(settings.rerank_weight, store.read_info(serving_dir))
 
     t0 = time.perf_counter()
     fine_tune(model, train, params, device=dev, progress=progress)
@@ -106,15 +113,24 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
     served = _served(settings, run_dir / "model")
     after = predict(served, val)
     backend = {"served": backend_name(served), "max_length": getattr(served, "max_length", max_len), **export}
+    # the reranker's weight in its fusion with the first stage: fixed by STREAMREC_RERANK_WEIGHT, else the one that
+    # does best on these validation lists (the run records it and the API serves it). Chosen on the set that also
+    # decides promotion: weight 0 is the first stage itself, so a reranker that adds nothing ties and is not promoted
+    if settings.rerank_weight is not None:
+        wt, weight_table = settings.rerank_weight, {}
+    else:
+        wt, weight_table = choose_weight(val, after, prefer=DEFAULT_RERANK_WEIGHT)
+        say(f"fusion weight {wt} (NDCG@10 on validation: "
+            + ", ".join(f"{w}: {v:.4f}" for w, v in weight_table.items() if v is not None) + ")")
     if backend["served"] != "torch fp32":
         fp32 = predict(model, val)  # the same weights in torch fp32: what the int8 export costs
-        backend["torch_fp32"] = evaluate_scores(val, fp32, weight=settings.rerank_weight)
+        backend["torch_fp32"] = evaluate_scores(val, fp32, weight=wt)
         backend["max_abs_score_diff"] = float(abs(fp32 - after).max()) if len(after) else 0.0
 
-    wt = settings.rerank_weight  # the lists are reordered as serving reorders them
+    # the lists are reordered as serving reorders them, each reranker at the weight it serves with
     columns = {"first_stage": ranking_metrics(val, None), "before": evaluate_scores(val, before, weight=wt)}
     if serving_scores is not None:
-        columns["serving"] = evaluate_scores(val, serving_scores, weight=wt)
+        columns["serving"] = evaluate_scores(val, serving_scores, weight=serving_weight)
     columns["after"] = evaluate_scores(val, after, weight=wt)
     baseline_name = "the serving reranker" if serving_scores is not None else "the first stage"
     baseline = columns["serving"] if serving_scores is not None else columns["first_stage"]
@@ -128,6 +144,8 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
     trained_at = datetime.now(timezone.utc).isoformat()
     report = {
         "run_id": run_dir.name, "start_from": start_name, "device": dev, "params": params.to_dict(), "rerank_weight": wt,
+        "rerank_weight_validation": {str(w): v for w, v in weight_table.items()},
+        "layers": encoder_layers(model),
         "train_seconds": train_seconds, "trained_at": trained_at, "backend": backend, "columns": list(columns),
         **columns,
         "data": {"pairs": len(pairs), "feedbacks": len(explicit), "positive": int((pairs["label"] > 0.5).sum()),
@@ -142,7 +160,8 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
     info = {"run_id": run_dir.name, "model": "cross-encoder", "base": BASE_NAME, "started_from": start_name,
             "feedbacks": len(explicit), "pairs": len(pairs), "metrics": columns["after"],
             "first_stage": columns["first_stage"], "trained_at": trained_at, "promoted": False,
-            "params": params.to_dict(), "backend": backend["served"], "max_length": backend["max_length"]}
+            "params": params.to_dict(), "backend": backend["served"], "max_length": backend["max_length"],
+            "rerank_weight": wt, "layers": encoder_layers(model)}
     (run_dir / "info.json").write_text(json.dumps(info, indent=2, default=float))
     (run_dir / "COMPLETE").write_text(trained_at)
     if decision:

@@ -39,6 +39,11 @@ def format_report(report: dict) -> str:
             line += (f"; the same weights in torch fp32: ndcg@10 {_fmt(fp32.get('ndcg@10'))}, auc_roc "
                      f"{_fmt(fp32.get('auc_roc'))}, max |score diff| {b.get('max_abs_score_diff', 0):.4f}")
         lines += ["", line]
+    if report.get("rerank_weight") is not None:
+        tried = {w: v for w, v in (report.get("rerank_weight_validation") or {}).items() if v is not None}
+        lines.append(f"fused with the first stage at weight {report['rerank_weight']}"
+                     + (" (chosen on these validation lists; ndcg@10 by weight: "
+                        + ", ".join(f"{w} {v:.4f}" for w, v in tried.items()) + ")" if tried else " (fixed)"))
     lines += ["", report["decision"]]
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")
