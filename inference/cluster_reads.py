@@ -38,7 +38,7 @@ async def home_reads(client: Any, keys: list[str], args: tuple) -> list:
     """What ``home.lua`` returns for the same KEYS and ARGV (``inference.retrieval.HomeArgs``)."""
     version_key, profile_key, seen_key, recent_key, pop_global_key, pop_trend_key = keys
     (n, recent_n, pairs_of, pairs_n, trend_n, full, want_cached,
-     recs0, recs_a, recs_b, seg_a, seg_b, pairs_a, pairs_b) = args
+     recs0, recs_a, recs_b, seg_a, seg_b, pairs_a, pairs_b, pending_idx, pending, pending_ttl) = args
     pipe = client.pipeline()
     pipe.get(version_key)
     if want_cached:
@@ -52,13 +52,17 @@ async def home_reads(client: Any, keys: list[str], args: tuple) -> list:
         if cached is not None:
             return [version, cached]
     pipe = client.pipeline()
+    if pending_idx:  # before the user's reads, on the same node (one slot): as the script does it
+        pipe.sadd(pending_idx, pending)
+        pipe.expire(pending_idx, pending_ttl)
+    marks = 2 if pending_idx else 0
     pipe.hmget(profile_key, "segment", "profession", "level")
     pipe.smembers(seen_key)
     _zrev(pipe, pop_global_key, n)
     if full:
         pipe.lrange(recent_key, 0, recent_n - 1)
         _zrev(pipe, pop_trend_key, trend_n)
-    got = await pipe.execute()
+    got = (await pipe.execute())[marks:]
     prof, seen, popg = got[0], list(got[1]), _flat(got[2])
     recent, trend = (got[3], _flat(got[4])) if full else ([], [])
     seg = next((_text(v) for v in prof[:2] if v), None)

@@ -88,6 +88,9 @@ class HomeArgs(NamedTuple):
     seg_b: str
     pairs_a: str
     pairs_b: str
+    pending_idx: str = ""  # on a miss, mark a pending computation first (inference/lua/home.lua)
+    pending: str = ""
+    pending_ttl: int = 0
 
 
 def _flat_pairs(rows) -> Scored:
@@ -96,12 +99,13 @@ def _flat_pairs(rows) -> Scored:
 
 
 async def fetch_home(store: RedisStore, user: str, n: int, full: bool = True, recs: tuple[str, int] | None = None,
-                     recent_n: int = 10, pairs_of: int = 5, pairs_n: int = 20, trend_n: int = 50
-                     ) -> tuple[int, bytes | None, UserContext | None]:
+                     recent_n: int = 10, pairs_of: int = 5, pairs_n: int = 20, trend_n: int = 50,
+                     pending: tuple[str, int] | None = None) -> tuple[int, bytes | None, UserContext | None]:
     """(cache version, cached body or None, context or None) in one round trip.
 
     ``recs`` = (strategy part, k) asks for the cached list first; when it exists the
-    context is not read at all.
+    context is not read at all. ``pending`` = (member, TTL): on a miss, the member is added to the
+    user's recs index before the state is read (the list's store checks it: docs/freshness.md).
     """
     k = store.keys
     (seg_a, seg_b), (pairs_a, pairs_b) = k.home_templates
@@ -111,7 +115,9 @@ async def fetch_home(store: RedisStore, user: str, n: int, full: bool = True, re
         recs0 = recs_a = recs_b = ""
     args = HomeArgs(n=n, recent_n=recent_n, pairs_of=pairs_of, pairs_n=pairs_n, trend_n=trend_n,
                     full=1 if full else 0, want_cached=1 if recs else 0, recs0=recs0, recs_a=recs_a, recs_b=recs_b,
-                    seg_a=seg_a, seg_b=seg_b, pairs_a=pairs_a, pairs_b=pairs_b)
+                    seg_a=seg_a, seg_b=seg_b, pairs_a=pairs_a, pairs_b=pairs_b,
+                    **({"pending_idx": k.recs_index(user), "pending": pending[0], "pending_ttl": pending[1]}
+                       if pending else {}))
     if store.cluster:  # the same reads, as pipelines: the keys live in several hash slots
         res = await store.call(lambda c: home_reads(c, k.home_script(user), args))
     else:
