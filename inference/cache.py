@@ -91,7 +91,8 @@ class LocalCache:
     """Bodies by request key, with per-user eviction and a generation check.
 
     A list computed while an invalidation for its user arrived must not be kept: ``token``
-    is taken before computing and ``put`` only stores when it is still current.
+    is taken before computing and ``put`` only stores when it is still current. The Redis tier
+    has its own check, which does not depend on when the message arrives here (docs/freshness.md).
     """
 
     def __init__(self, max_entries: int = 100_000, ttl_s: float = 3600.0):
@@ -198,8 +199,10 @@ class ReplicaFlight:
     The leader is whoever takes the list's lock: redis-py's ``Lock`` (SET NX PX with a random
     token; released by a script that checks the token), expiring after ``lock_s`` if its holder
     dies. The others poll the list's cache key for at most ``wait_s``, then compute anyway: a lock
-    never hangs or fails a request, and a Redis error just means computing without it. Only the
-    miss path meets it; a cached list is served from the process, with no Redis round trip.
+    never hangs or fails a request, and a Redis error just means computing without it. A leader
+    that let its lock go without storing its list (an event of the user came after its state read:
+    docs/freshness.md) sends the others to compute at once. Only the miss path meets it; a cached
+    list is served from the process, with no Redis round trip.
     """
 
     def __init__(self, store: Any, lock_s: float = 5.0, wait_s: float = 0.5):
@@ -225,11 +228,13 @@ class ReplicaFlight:
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 0.05)
                 try:
-                    raw = await self.store.call(lambda c: c.get(cache_key))
+                    raw, locked = await self.store.pipeline(lambda p: (p.get(cache_key), p.exists(lock_key)))
                 except StoreUnavailable:
                     break
                 if raw is not None:
                     return read(raw), True
+                if not locked:  # the leader is done and kept nothing (its list was stale): compute now
+                    break
         value = await compute()
 
         async def publish_then_release() -> None:

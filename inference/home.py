@@ -8,7 +8,9 @@ popularity snapshot) instead of failing the request. The route only validates an
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -20,6 +22,7 @@ from inference.experiments import ExperimentBook, Pick, arm_variant, serving_pic
 from inference.metrics import ApiMetrics
 from inference.models import ModelRegistry
 from inference.retrieval import ItemCatalog, PopularitySnapshot, UserContext, fetch_home
+from inference.store import STORE_LIST_LUA
 from inference.store import RedisStore
 from inference.strategies import HomeQuery, rank_home, served_name, strategy_names
 from schemas.errors import StoreUnavailable
@@ -28,6 +31,8 @@ from schemas.settings import Settings
 
 
 log = logging.getLogger(__name__)
+#: names this process's pending computations in the users' recs indexes (``Keys.recs_pending``)
+_PENDING = (f"{uuid.uuid4().hex[:12]}.{n}" for n in itertools.count())
 SHADOW_KEEP = 1000  # shadow records kept per experiment (the newest)
 EXPOSURE_TTL_S = 90 * 86400  # an arm's exposed users are kept this long after its last list
 
@@ -38,6 +43,9 @@ class Served:
 
     entry: CachedList
     cached: bool
+
+
+_stores: set[asyncio.Task] = set()  # stores of computed lists in flight (a task needs a reference to live)
 
 
 class UnknownStrategy(ValueError):
@@ -71,6 +79,7 @@ class HomeService:
         self.models, self.local, self.catalog, self.snapshot = models, local, catalog, snapshot
         self.bandit, self.metrics = bandit, metrics
         self.cache_version = 0
+        self.stale_dropped = 0  # computed lists not kept in Redis: an event of the user came after their read
         self.strategies = strategy_names()
         self._served_counts: dict[tuple[str, str], int] = {}
         self._arm_users: dict[str, set[str]] = {}  # experiment arm label -> users served since the last flush
@@ -207,18 +216,27 @@ class HomeService:
             if hit is not None:
                 self.metrics.hit_local.inc()
                 return Served(hit, True)
-            (entry, cached), leader = await self.local.single_flight(key, lambda: self._miss(q, key, True))
+            # joined only by requests of the same generation: one that arrives after an invalidation
+            # of the user never gets a list computed from the state before it
+            token = self.local.token(q.user_id)
+            (entry, cached), leader = await self.local.single_flight((key, token),
+                                                                     lambda: self._miss(q, key, True, token))
             return Served(entry, cached or not leader)
         entry, _ = await self._miss(q, key, False)
         return Served(entry, False)
 
-    async def _miss(self, q: HomeQuery, key: tuple, cacheable: bool) -> tuple[CachedList, bool]:
-        token = self.local.token(q.user_id)
+    async def _miss(self, q: HomeQuery, key: tuple, cacheable: bool,
+                    token: tuple[int, int] | None = None) -> tuple[CachedList, bool]:
+        token = self.local.token(q.user_id) if token is None else token
         n = max(self.settings.candidates_n, q.k * 3)
         variant = q.strategy + cache_variant(q)
+        # the Redis tier's own generation check: marked in the user's recs index by the same call that
+        # reads the state, checked by the store (an invalidation deletes the index: docs/freshness.md)
+        pending = self.keys.recs_pending(q.user_id, next(_PENDING)) if cacheable else None
         try:
             version, raw, ctx = await fetch_home(self.store, q.user_id, n + q.k, full=q.strategy != "popularity",
-                                                 recs=(variant, q.k) if cacheable else None)
+                                                 recs=(variant, q.k) if cacheable else None,
+                                                 pending=(pending, self.settings.cache_ttl_s) if pending else None)
             self.cache_version = version
             if raw is not None:
                 entry = CachedList.from_redis(raw)
@@ -244,7 +262,7 @@ class HomeService:
             # one computation across replicas: the others wait for this list in the Redis cache
             entry, elsewhere = await self.flight.run(
                 redis_key, self.keys.recs_lock(redis_key), compute,
-                lambda e: self._store_redis(q.user_id, redis_key, e, token), CachedList.from_redis)
+                lambda e: self._store_redis(q.user_id, redis_key, e, pending, token), CachedList.from_redis)
             if token == self.local.token(q.user_id):
                 self.local.put(key, entry, token)
             if elsewhere:
@@ -253,19 +271,31 @@ class HomeService:
         entry = await compute()
         if cacheable and token == self.local.token(q.user_id):
             self.local.put(key, entry, token)
-            asyncio.get_running_loop().create_task(self._store_redis(q.user_id, redis_key, entry))
+            task = asyncio.get_running_loop().create_task(self._store_redis(q.user_id, redis_key, entry, pending, token))
+            _stores.add(task)
+            task.add_done_callback(_stores.discard)
         return entry, False
 
-    async def _store_redis(self, user: str, key: str, entry: CachedList, token: tuple[int, int] | None = None) -> None:
-        if token is not None and token != self.local.token(user):
-            return  # the user's lists were invalidated while this one was computed: it is stale
-        idx = self.keys.recs_index(user)
-        ttl = self.settings.cache_ttl_s
+    async def _store_redis(self, user: str, key: str, entry: CachedList, pending: str | None,
+                           token: tuple[int, int]) -> bool:
+        """Keep the list in Redis unless an event of the user was applied after its state was read:
+        the pending member ``fetch_home`` put in the user's recs index is gone then (the agents'
+        invalidation deletes the index), whatever the timing of the invalidation message here."""
+        if pending is None:
+            return False
+        if token != self.local.token(user):
+            self.stale_dropped += 1
+            return False  # invalidated here already: no need to ask Redis
+        script = self.store.script(STORE_LIST_LUA)
+        keys = [self.keys.recs_index(user), key]
+        args = [pending, entry.redis_value, self.settings.cache_ttl_s]
         try:
-            await self.store.pipeline(lambda pipe: (pipe.set(key, entry.redis_value, ex=ttl), pipe.sadd(idx, key),
-                                                    pipe.expire(idx, ttl)))
+            stored = await self.store.call(lambda c: script(keys=keys, args=args, client=c))
         except StoreUnavailable:
-            pass
+            return False
+        if not stored:
+            self.stale_dropped += 1
+        return bool(stored)
 
     def degraded_context(self, user: str) -> UserContext:
         serving = self.models.current

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from importlib import resources
 from typing import Any, Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
@@ -21,6 +22,8 @@ from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: stores a computed home list unless the user's lists were invalidated since its state was read
+STORE_LIST_LUA = resources.files("inference").joinpath("lua/store_list.lua").read_text()
 
 
 def make_client(settings: Settings, **overrides: Any) -> aioredis.Redis:

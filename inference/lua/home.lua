@@ -15,13 +15,16 @@
 --       recs_a, recs_b   the cached list's key around a version > 0: recs_a .. version .. recs_b
 --       seg_a, seg_b     segment popularity: seg_a .. segment .. seg_b
 --       pairs_a, pairs_b co-occurrences of an item: pairs_a .. item .. pairs_b
+--       pending_idx   on a miss, the user's recs index ('' for none): ``pending`` is added to
+--       pending       it before the state is read, so the list computed from this state is
+--       pending_ttl   stored only if no invalidation deleted the index since (store_list.lua)
 --
 -- Returns {version, cached} on a hit, else
 --         {version, false, profile, seen, pop_global, pop_segment, recent, trending, pairs}.
 
 local version_key, profile_key, seen_key, recent_key, pop_global_key, pop_trend_key = unpack(KEYS)
 local n, recent_n, pairs_of, pairs_n, trend_n, full, want_cached,
-      recs0, recs_a, recs_b, seg_a, seg_b, pairs_a, pairs_b = unpack(ARGV)
+      recs0, recs_a, recs_b, seg_a, seg_b, pairs_a, pairs_b, pending_idx, pending, pending_ttl = unpack(ARGV)
 n, recent_n, pairs_of = tonumber(n), tonumber(recent_n), tonumber(pairs_of)
 pairs_n, trend_n = tonumber(pairs_n), tonumber(trend_n)
 
@@ -33,6 +36,10 @@ if want_cached == '1' then
   if cached then return {version, cached} end
 end
 
+if pending_idx and pending_idx ~= '' then
+  redis.call('SADD', pending_idx, pending)
+  redis.call('EXPIRE', pending_idx, pending_ttl)
+end
 local prof = redis.call('HMGET', profile_key, 'segment', 'profession', 'level')
 local seg = prof[1]
 if not seg or seg == '' then seg = prof[2] end
