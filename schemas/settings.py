@@ -207,6 +207,10 @@ class Settings(BaseSettings):
     max_items: int | None = None  # keep only the most popular N items
     include_cold_items: bool = False  # catalog items without events still get an index
     train_threads: int = 1  # torch / BLAS threads for training; more than the cores left free makes training slower
+    # cores a `streamrec train` fits models on, one process and one thread each (trainer/fit_pool.py); 0: every core
+    # the process may use. The scheduler's retrains use scheduler_train_workers (1: one process, beside the stack)
+    train_workers: int = Field(0, ge=0)
+    scheduler_train_workers: int = Field(1, ge=0)
     # experiment tracking (trainer/tracking.py): off unless a URI is set, e.g. sqlite:///mlflow.db or http://mlflow:5000
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "streamrec"
