@@ -175,6 +175,8 @@ class RerankingInfo(BaseModel):
     promoted_at: str | None = None
     note: str | None = None
     backend: str | None = None  # what scores: "onnx int8" (the run's ONNX export) or "torch fp32"
+    rerank_weight: float | None = None  # the reranker's weight in its fusion with the first stage, as served
+    layers: int | None = None  # the cross-encoder's transformer layers (STREAMREC_RERANK_BASE_LAYERS cuts the base)
     rerank_top_n: int
     search_index: dict[str, Any] | None = None
 
