@@ -239,6 +239,8 @@ class SearchService:
             "metrics": info.get("metrics") or {}, "first_stage": info.get("first_stage") or {},
             "trained_at": info.get("trained_at"), "promoted_at": info.get("promoted_at"), "note": info.get("note"),
             "backend": info.get("backend"),
+            "rerank_weight": loaded.rerank_weight if loaded.cross_encoder is not None else None,
+            "layers": info.get("layers"),
             "rerank_top_n": self.settings.rerank_top_n,
             "search_index": ({"name": loaded.index.path.name, **loaded.index.info} if loaded.index else None),
         }

@@ -170,8 +170,9 @@ async def test_train_reranker_refuses_small_feedback_then_trains_promotes_and_re
     with pytest.raises(InvalidDataset, match="at least 50 needed"):
         train_reranker(ssettings.model_copy(update={"reranker_min_feedback": 50}), events, texts)
 
-    # promotion forced (min delta -1): the run is promoted and the API reloads it
-    s = ssettings.model_copy(update={"reranker_min_delta": -1.0})
+    # promotion forced (min delta -1): the run is promoted and the API reloads it; a smaller cross-encoder (the
+    # base's first 3 layers), its fusion weight with the first stage chosen on validation (no weight fixed)
+    s = ssettings.model_copy(update={"reranker_min_delta": -1.0, "rerank_base_layers": 3, "rerank_weight": None})
     result = await asyncio.to_thread(train_reranker, s, events, texts, params=FineTuneParams(max_steps=3),
                                      progress=False)
     rep = result.report
@@ -189,6 +190,10 @@ async def test_train_reranker_refuses_small_feedback_then_trains_promotes_and_re
     assert rep["backend"]["served"] == "onnx int8" and rep["backend"]["max_length"] == s.rerank_max_length
     assert "ndcg@10" in rep["backend"]["torch_fp32"] and rep["backend"]["max_abs_score_diff"] < 0.05
     assert "evaluated as served: onnx int8" in (result.run_dir / "report.txt").read_text()
+    assert rep["layers"] == 3 and rep["start_from"].endswith("first 3 layers")
+    tried = {float(w): v for w, v in rep["rerank_weight_validation"].items()}
+    assert tried[rep["rerank_weight"]] == rep["after"]["ndcg@10"] == max(tried.values())
+    assert "fused with the first stage at weight" in (result.run_dir / "report.txt").read_text()
     async with api_client(s) as (app, c):
         reload = (await c.post("/admin/reload")).json()
         info = (await c.get("/api/v1/reranking/info")).json()
@@ -196,6 +201,7 @@ async def test_train_reranker_refuses_small_feedback_then_trains_promotes_and_re
     assert reload["search"]["reranker"] == result.run_dir.name
     assert info["reranker"] == result.run_dir.name and info["feedbacks"] == 36 and info["backend"] == "onnx int8"
     assert info["metrics"]["ndcg@10"] == pytest.approx(rep["after"]["ndcg@10"])
+    assert info["rerank_weight"] == rep["rerank_weight"] and info["layers"] == 3
     assert got["reranker"] == result.run_dir.name
 
     # continuing from it, a reranker that must win by more than 1.0 never does: the serving one stays
