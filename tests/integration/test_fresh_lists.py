@@ -128,6 +128,9 @@ async def test_a_list_computed_before_an_event_is_not_kept_in_redis(fresh_settin
         assert kept is None or "\"a\"" not in kept, f"a list from before the event stayed in Redis: {kept}"
         messages.deliver()
         assert ids(await c.get(HOME, params={"user_id": "r1", "k": 2})) == ["b", "c"]
+        await settle()  # a list computed after the event is kept, and its pending mark is gone
+        assert [i["item_id"] for i in json.loads(redis_client.get(key))["items"]] == ["b", "c"]
+        assert redis_client.smembers(k.recs_index("r1")) == {key}
 
 
 async def test_the_local_copy_is_not_kept_and_later_requests_do_not_join_a_stale_computation(
