@@ -154,6 +154,9 @@ def candidate_recall(scorer: PolicyScorer, policy: Policy, signals: list[UserSig
 
     With whole-catalogue scoring it is 1.0 by construction; above ``full_scoring_max_items``
     it measures the exact top-n plus real-time sources."""
+    if len(scorer.item_ids) <= policy.full_scoring_max_items:  # every item is a candidate: no row to score
+        whole = any(_has_unseen(scorer, name, sig) for sig in signals for name in policy.models)
+        return 1.0 if whole else None
     got = []
     for sig in signals:
         for name in policy.models:
@@ -170,3 +173,11 @@ def candidate_recall(scorer: PolicyScorer, policy: Policy, signals: list[UserSig
             if want:
                 got.append(len(want & set(part.items)) / len(want))
     return float(np.mean(got)) if got else None
+
+
+def _has_unseen(scorer: PolicyScorer, name: str, sig: UserSignals) -> bool:
+    """Whether ``name`` knows the user and the user has an item left to rank (``candidate_recall``
+    counts such a user)."""
+    if name not in scorer.models or scorer.user_index(name, sig.user_id) is None:
+        return False
+    return sum(1 for i in sig.seen if i in scorer.item_index) < len(scorer.item_ids)

@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ from trainer.data.dataset import build_interactions, describe
 from trainer.data.filters import Filters
 from trainer.data.interactions import Interactions
 from trainer.data.sources import Source
+from trainer.fit_pool import FitPool, Job, worker_count
 
 log = logging.getLogger(__name__)
 
@@ -162,31 +163,65 @@ CHEAP_FIT_S = 3.0
 
 
 def _refit(name: str, params: dict[str, Any], data: Interactions, validation_fit: Any, policy: Policy | None,
-           verbose: bool, seconds: dict[str, float], warm: bool = False) -> tuple[Any, str]:
+           verbose: bool, seconds: dict[str, float], warm: bool = False, pool: FitPool | None = None,
+           job: Job | None = None) -> tuple[Any, str]:
     """The model a run saves, fitted on all of ``data``, and how it was made.
 
     - a model the policy does not serve whose fit is costly keeps its validation fit, with all of
       ``data`` attached (its scores read a user's whole row; ``recommend`` excludes everything seen);
     - with ``warm`` (every profile but ``full``), a model that can start warm (``trainer.models._warm``:
       Mult-VAE, two-tower, LightFM) continues from its validation fit for its ``warm_epochs``;
-    - anything else is refitted from scratch."""
-    from trainer.models._warm import can_warm_start, warm_fit
+    - anything else is refitted from scratch.
 
+    ``job``: the ``_refit_fit`` submitted to ``pool`` ahead of time (``train_run`` starts the refits
+    while the policy is being chosen); dropped when the validation fit is kept."""
     if validation_fit is not None:
         served = policy is None or name in policy.models
         if not served and seconds.get(name, 0.0) >= CHEAP_FIT_S:
+            if pool is not None and job is not None:
+                pool.cancel(job)
             validation_fit.data = data
             return validation_fit, "validation fit kept (not in the policy), all data attached"
-        model = _build(name, params, verbose)
-        if warm and can_warm_start(model, validation_fit):
-            t0 = time.perf_counter()
-            warm_fit(model, data, validation_fit)
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
-            return model, "warm start from the validation fit"
-    before = seconds.get(name, 0.0)
-    model = _fit_timed(name, params, data, verbose, seconds)
-    seconds[name] += before
-    return model, "refitted"
+    if pool is not None and job is not None:
+        model, how, spent = pool.result(job)
+    else:
+        model, how, spent = _refit_fit(name, params, data, validation_fit, warm, verbose)
+    seconds[name] = seconds.get(name, 0.0) + spent
+    return model, how
+
+
+def _refit_fit(name: str, params: dict[str, Any], data: Interactions, validation_fit: Any, warm: bool,
+               verbose: bool) -> tuple[Any, str, float]:
+    """(the model fitted on ``data``, how, seconds): warm from ``validation_fit`` where it can, else from
+    scratch. A ``FitPool`` job."""
+    from trainer.models._warm import can_warm_start, warm_fit
+
+    model = _build(name, params, verbose)
+    t0 = time.perf_counter()
+    if warm and validation_fit is not None and can_warm_start(model, validation_fit):
+        warm_fit(model, data, validation_fit)
+        return model, "warm start from the validation fit", time.perf_counter() - t0
+    model.fit(data)
+    return model, "refitted", time.perf_counter() - t0
+
+
+def _fit_job(name: str, params: dict[str, Any], data: Interactions, verbose: bool) -> Any:
+    """A model fitted on ``data`` (a ``FitPool`` job)."""
+    return _build(name, params, verbose).fit(data)
+
+
+#: The order jobs are handed out in: the longest fits first, so that the last ones to finish are short.
+_LONGEST_FIRST = ("ncf", "multvae", "two_tower", "lightfm", "ease", "itemknn", "rp3beta")
+
+
+def longest_first(models: list[str]) -> list[str]:
+    """``models`` in the order ``FitPool`` jobs are submitted.
+
+    >>> longest_first(["ease", "lightfm", "content", "multvae"])
+    ['multvae', 'lightfm', 'ease', 'content']
+    """
+    rank = {m: i for i, m in enumerate(_LONGEST_FIRST)}
+    return sorted(models, key=lambda m: rank.get(m, len(rank)))
 
 
 # --- one training run ------------------------------------------------------------------------------
@@ -240,20 +275,42 @@ def train_run(
         champion, holdout, holdout_note = carve_for_challenger(settings, data)
     tune_on = holdout.before if holdout is not None else data
     fit_seconds: dict[str, float] = {}
-    sel = select(tune_on, models, params, settings, val_ratio, k, seed, tune, verbose, fit_seconds)
-    validation, fitted, chosen, policy, tuning = sel.validation, sel.fitted, sel.params, sel.policy, sel.tuning
+    warm = settings.train_profile != "full"
+    # fits run side by side on a machine with more than one core (trainer.fit_pool); the scheduler's
+    # retrains stay in one process (Settings.scheduler_train_workers)
+    workers = worker_count(settings.train_workers, int(data.matrix.nnz))
+    if workers:
+        log.info("fitting models in %d worker process(es) beside this one", workers)
+    with FitPool(workers) as pool:
+        refit_jobs: dict[str, Job] = {}
 
-    def fit(name: str, p: dict[str, Any], on: Interactions):
-        return _fit_timed(name, p, on, verbose, fit_seconds)
+        def start_refits(sel: Selection) -> None:  # while the policy is chosen: what each refit starts from is known
+            if refit:
+                for name in longest_first(list(models)):
+                    refit_jobs[name] = pool.submit(_refit_fit, name, sel.params[name], data, sel.fitted.get(name),
+                                                   warm, verbose and not pool.workers)
 
-    final: dict[str, Any] = {}
-    refits: dict[str, str] = {}
-    for name in models:
-        if name in fitted and not refit:
-            final[name] = fitted[name]
-            continue
-        final[name], refits[name] = _refit(name, chosen[name], data, fitted.get(name), policy, verbose, fit_seconds,
-                                           warm=settings.train_profile != "full")
+        sel = select(tune_on, models, params, settings, val_ratio, k, seed, tune, verbose, fit_seconds, pool=pool,
+                     on_fitted=start_refits if pool.workers else None)
+        validation, fitted, chosen, policy, tuning = sel.validation, sel.fitted, sel.params, sel.policy, sel.tuning
+        if refit and not refit_jobs:
+            start_refits(sel)
+
+        final: dict[str, Any] = {}
+        refits: dict[str, str] = {}
+        for name in models:
+            if name in fitted and not refit:
+                final[name] = fitted[name]
+                continue
+            final[name], refits[name] = _refit(name, chosen[name], data, fitted.get(name), policy, verbose,
+                                               fit_seconds, warm=warm, pool=pool, job=refit_jobs.get(name))
+        early: dict[str, Any] = {}
+        if holdout is not None:
+            # the challenger is measured with models fitted on the data before the holdout (the
+            # validation fits themselves when they are what is served, refit=False), then served refitted
+            jobs = {n: pool.submit(_fit_job, n, chosen[n], holdout.before, verbose and not pool.workers)
+                    for n in longest_first(list(models)) if not (n in fitted and not refit)}
+            early = {n: fitted[n] if n not in jobs else pool.result(jobs[n]) for n in models}
     if policy is None:
         scored_models = [n for n in models if n not in NOT_BLENDED]
         policy = Policy.single(scored_models[0]) if scored_models else Policy.popularity()
@@ -276,10 +333,6 @@ def train_run(
     if holdout is not None:
         from trainer.promotion import challenger_comparison
 
-        # the challenger is measured with models fitted on the data before the holdout (the
-        # validation fits themselves when they are what is served, refit=False), then served refitted
-        early = {n: fitted[n] if (n in fitted and not refit) else _build(n, chosen[n], verbose).fit(holdout.before)
-                 for n in models}
         comparison, holdout_note = challenger_comparison(
             settings, holdout, champion, policy_scorer(early, holdout.before), policy)
     if comparison is not None:
@@ -342,13 +395,17 @@ class Selection:
 
 def select(data: Interactions, models: list[str], params: dict[str, dict[str, Any]], settings: Settings,
            val_ratio: float, k: int, seed: int, tune: bool = True, verbose: bool = False,
-           fit_seconds: dict[str, float] | None = None) -> Selection:
+           fit_seconds: dict[str, float] | None = None, pool: FitPool | None = None,
+           on_fitted: Callable[[Selection], None] | None = None) -> Selection:
     """Hold out ``val_ratio`` of each user's pairs of ``data``, fit (and with ``tune``, search)
     every model on the rest, and choose the policy on the held-out part (``trainer.tuning``);
     the policy's figures are those of the lists it would serve. ``streamrec train`` and
-    ``streamrec eval --policy`` both choose this way."""
-    from trainer import evaluation, splits
-    from trainer.tuning import SearchBudget, profile, search_params
+    ``streamrec eval --policy`` both choose this way.
+
+    ``pool`` fits the models side by side (``trainer.fit_pool``; default: one after the other,
+    here); ``on_fitted`` is called with the validation fits before the policy is chosen."""
+    from trainer import splits
+    from trainer.tuning import SearchBudget, profile
 
     fit_seconds = {} if fit_seconds is None else fit_seconds
     defaults, _ = profile(settings.train_profile)
@@ -358,27 +415,28 @@ def select(data: Interactions, models: list[str], params: dict[str, dict[str, An
     if val_ratio <= 0:
         return sel
 
-    def fit(name: str, p: dict[str, Any], on: Interactions):
-        return _fit_timed(name, p, on, verbose, fit_seconds)
-
     train_pairs, val_pairs = splits.random_split(pairs_frame(data), 1.0 - val_ratio, seed=seed)
     if val_pairs.empty:
         log.warning("validation split is empty (too few interactions per user): no validation figures")
         return sel
     train = restrict(data, train_pairs)
     budget = SearchBudget(settings.tune_budget_s)
+    pool = pool or FitPool(0)
+    jobs = {name: pool.submit(_search_one, name, params.get(name, {}), chosen[name], train, val_pairs, k, tune,
+                              (budget.seconds, budget.started), settings.train_profile, verbose and not pool.workers)
+            for name in longest_first(list(models))}
     for name in models:
-        if tune:
-            chosen[name], model, trials = search_params(
-                name, params.get(name, {}), lambda p, n=name: fit(n, p, train), train, val_pairs, k, budget,
-                settings.train_profile)
-            if len(trials) > 1:
-                sel.tuning[name] = trials
-        else:
-            model = fit(name, chosen[name], train)
-        sel.validation[name] = _clean(evaluation.evaluate(model, train, val_pairs, k=k, sampled=False))
+        found = pool.result(jobs[name])
+        chosen[name] = found.params
+        if len(found.trials) > 1:
+            sel.tuning[name] = found.trials
+        fit_seconds[name] = found.seconds
+        budget.notes.extend(found.notes)
+        sel.validation[name] = found.figures
         log.info("%s: validation %s", name, _short(sel.validation[name], k))
-        sel.fitted[name] = model
+        sel.fitted[name] = found.model
+    if on_fitted is not None:
+        on_fitted(sel)
     sel.policy, figures = _choose_policy(sel.fitted, train, val_pairs, k, settings, tune, budget)
     sel.validation["policy"] = figures
     if budget.notes:  # never silently cut: metrics.json and the train output say where it stopped
@@ -387,10 +445,44 @@ def select(data: Interactions, models: list[str], params: dict[str, dict[str, An
     return sel
 
 
+@dataclass
+class Found:
+    """One model's validation search: the chosen params, their fit, its figures."""
+
+    params: dict[str, Any]
+    model: Any
+    trials: dict[str, float]
+    figures: dict[str, Any]
+    seconds: float  # the last fit's
+    notes: list[str]  # where the search budget cut this model's grid
+
+
+def _search_one(name: str, given: dict[str, Any], params: dict[str, Any], train: Interactions, val: pd.DataFrame,
+                k: int, tune: bool, budget: tuple[float | None, float], train_profile: str, verbose: bool) -> Found:
+    """Search ``name``'s grid on validation (with ``tune``; else fit ``params``) and measure the
+    winner. A ``FitPool`` job: ``budget`` is (seconds, start on ``time.monotonic``), the run's search
+    budget, whose clock every process of the machine shares."""
+    from trainer import evaluation
+    from trainer.tuning import SearchBudget, search_params
+
+    seconds: dict[str, float] = {}
+    limit = SearchBudget(budget[0], started=budget[1])
+
+    def fit(p: dict[str, Any]):
+        return _fit_timed(name, p, train, verbose, seconds)
+
+    if tune:
+        params, model, trials = search_params(name, given, fit, train, val, k, limit, train_profile)
+    else:
+        model, trials = fit(params), {}
+    figures = _clean(evaluation.evaluate(model, train, val, k=k, sampled=False))
+    return Found(params, model, trials, figures, seconds.get(name, 0.0), limit.notes)
+
+
 def _choose_policy(fitted: dict[str, Any], train: Interactions, val: pd.DataFrame, k: int, settings: Settings,
                    tune: bool, budget=None) -> tuple[Policy, dict[str, Any]]:  # noqa: ANN001 - a SearchBudget
     """The policy to serve, and its validation figures measured on the lists it would serve."""
-    from trainer.policy_eval import evaluate_policy, item_infos
+    from trainer.policy_eval import RowsCache, evaluate_policy, item_infos
     from trainer.signals import OfflineSignals
     from trainer.tuning import NOT_BLENDED, UNLIMITED, choose_policy
 
@@ -399,19 +491,21 @@ def _choose_policy(fitted: dict[str, Any], train: Interactions, val: pd.DataFram
     base = Policy(category_cap=settings.category_cap)
 
     measured: dict[str, dict[str, Any]] = {}  # the chosen policy was measured by the λ search already
+    rows = RowsCache()  # the λ search serves the same users with the same models three times: score them once
 
     def evaluate(p: Policy) -> dict[str, Any]:
         key = json.dumps(p.with_(notes={}).to_dict(), sort_keys=True, default=str)
         if key not in measured:
-            measured[key] = _clean(evaluate_policy(scorer, p, train, val, k, signals, infos))
+            measured[key] = _clean(evaluate_policy(scorer, p, train, val, k, signals, infos, rows_cache=rows))
         return measured[key]
 
     blendable = [n for n in fitted if n not in NOT_BLENDED]
     if tune and blendable:
         users = np.arange(train.n_users)
-        rows = {n: fitted[n].score_matrix(users) for n in blendable}
-        policy, _ = choose_policy(rows, train, val, k, lambda p: evaluate(p)[f"ndcg@{k}"], base,
+        full_rows = {n: fitted[n].score_matrix(users) for n in blendable}
+        policy, _ = choose_policy(full_rows, train, val, k, lambda p: evaluate(p)[f"ndcg@{k}"], base,
                                   budget or UNLIMITED)
+        del full_rows
     elif blendable:
         best = max(blendable, key=lambda n: ranking_ndcg(fitted[n], train, val, k))
         policy = Policy.single(best, category_cap=settings.category_cap)

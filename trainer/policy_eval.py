@@ -43,18 +43,22 @@ def item_infos(data: Interactions) -> dict[str, ItemInfo]:
 
 def policy_lists(scorer: PolicyScorer, policy: Policy, signals: OfflineSignals, users: Iterable[str], k: int,
                  infos: Mapping[str, ItemInfo] | None = None, filters: Filters | None = None,
-                 batch_rows: bool = True, explain: bool = False) -> dict[str, HomeList]:
+                 batch_rows: bool = True, explain: bool = False,
+                 rows_cache: RowsCache | None = None) -> dict[str, HomeList]:
     """The served list of ``policy`` for each user.
 
     ``batch_rows`` scores users in batches (fast, for evaluation); without it each user is
-    scored alone, exactly as a request is (``streamrec recommend``: float-for-float the API's)."""
+    scored alone, exactly as a request is (``streamrec recommend``: float-for-float the API's).
+    ``rows_cache`` keeps the batches' score rows for the next call on the same users: a search
+    that serves the same users under several policies of the same models (the MMR λ search)
+    scores each user once per model instead of once per policy."""
     request = HomeRequest(k=k, filters=filters or Filters(), explain=explain)
     infos = infos or {}
     users = list(users)
     out: dict[str, HomeList] = {}
     for start in range(0, len(users), _BATCH):
         chunk = users[start : start + _BATCH]
-        rows = _batch_rows(scorer, policy, chunk) if batch_rows else {}
+        rows = _batch_rows(scorer, policy, chunk, rows_cache) if batch_rows else {}
         for pos, user in enumerate(chunk):
             sig = signals.user(user)
             user_rows = {m: r[pos] for m, r in rows.items() if r is not None and _known(r, pos)}
@@ -66,22 +70,56 @@ def policy_lists(scorer: PolicyScorer, policy: Policy, signals: OfflineSignals, 
     return out
 
 
-def _batch_rows(scorer: PolicyScorer, policy: Policy, users: list[str]) -> dict[str, np.ndarray | None]:
+class RowsCache:
+    """Score rows of user batches by (model, users), up to ``max_bytes`` (then rows are
+    recomputed, not kept: a catalogue too large to hold every validation row costs a rescoring,
+    never the memory)."""
+
+    def __init__(self, max_bytes: int = 1 << 30):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._rows: dict[tuple[str, tuple[str, ...]], np.ndarray | None] = {}
+
+    def get(self, key: tuple[str, tuple[str, ...]]):
+        return self._rows.get(key, _MISSING)
+
+    def put(self, key: tuple[str, tuple[str, ...]], rows: np.ndarray | None) -> None:
+        size = 0 if rows is None else rows.nbytes
+        if self.bytes + size <= self.max_bytes:
+            self._rows[key] = rows
+            self.bytes += size
+
+
+_MISSING = object()
+
+
+def _batch_rows(scorer: PolicyScorer, policy: Policy, users: list[str],
+                cache: RowsCache | None = None) -> dict[str, np.ndarray | None]:
     """Full score rows of the users each model knows (NaN rows for the others)."""
     rows: dict[str, np.ndarray | None] = {}
     for name in policy.models:
         if name not in scorer.models:
             continue
-        idx = [scorer.user_index(name, u) for u in users]
-        known = [i for i in idx if i is not None]
-        if not known:
-            rows[name] = None
+        key = (name, tuple(users))
+        kept = cache.get(key) if cache is not None else _MISSING
+        if kept is not _MISSING:
+            rows[name] = kept
             continue
-        scored = scorer.rows(name, np.array(known))
-        full = np.full((len(users), scored.shape[1]), np.nan, dtype=scored.dtype)
-        full[[p for p, i in enumerate(idx) if i is not None]] = scored
-        rows[name] = full
+        rows[name] = _model_rows(scorer, name, users)
+        if cache is not None:
+            cache.put(key, rows[name])
     return rows
+
+
+def _model_rows(scorer: PolicyScorer, name: str, users: list[str]) -> np.ndarray | None:
+    idx = [scorer.user_index(name, u) for u in users]
+    known = [i for i in idx if i is not None]
+    if not known:
+        return None
+    scored = scorer.rows(name, np.array(known))
+    full = np.full((len(users), scored.shape[1]), np.nan, dtype=scored.dtype)
+    full[[p for p, i in enumerate(idx) if i is not None]] = scored
+    return full
 
 
 def _known(rows: np.ndarray, pos: int) -> bool:
@@ -90,10 +128,12 @@ def _known(rows: np.ndarray, pos: int) -> bool:
 
 def evaluate_policy(scorer: PolicyScorer, policy: Policy, train: Interactions, test: pd.DataFrame,
                     k: int = 10, signals: OfflineSignals | None = None,
-                    infos: Mapping[str, ItemInfo] | None = None) -> dict[str, Any]:
-    """Full-ranking metrics of the policy's served lists for the test users known to ``train``."""
+                    infos: Mapping[str, ItemInfo] | None = None,
+                    rows_cache: RowsCache | None = None) -> dict[str, Any]:
+    """Full-ranking metrics of the policy's served lists for the test users known to ``train``
+    (``rows_cache``: see ``policy_lists``)."""
     users = sorted(set(test["user_id"].astype(str)) & set(train.user_index))
     signals = signals or OfflineSignals(train)
     infos = item_infos(train) if infos is None else infos
-    lists = policy_lists(scorer, policy, signals, users, k, infos)
+    lists = policy_lists(scorer, policy, signals, users, k, infos, rows_cache=rows_cache)
     return list_metrics({u: [i for i, _ in hl.items] for u, hl in lists.items()}, train, test, k)

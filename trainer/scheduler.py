@@ -314,7 +314,10 @@ class Scheduler:
             log.info("%s", msg)
             return Outcome(None, False, msg)
         source = loaded.source
-        result = train_run(source, s, list(s.retrain_models), tag="sched", promote=True)
+        # background work beside the worker and the API: fit in this process, not on every core (`streamrec
+        # train` run by hand uses them all, Settings.train_workers)
+        background = s.model_copy(update={"train_workers": s.scheduler_train_workers or 1})
+        result = train_run(source, background, list(s.retrain_models), tag="sched", promote=True)
         self._consume(counted)
         self._consume(feedback, self.keys.new_feedback)
         promo = result.promotion

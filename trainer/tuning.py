@@ -110,9 +110,11 @@ class SearchBudget:
     seconds: float | None = None
     clock: Callable[[], float] = time.monotonic
     notes: list[str] = field(default_factory=list)
+    started: float | None = None  # on ``clock``; None: now. A fit worker gets the run's start (trainer.fit_pool)
 
     def __post_init__(self) -> None:
-        self.started = self.clock()
+        if self.started is None:
+            self.started = self.clock()
 
     def exhausted(self) -> bool:
         return self.seconds is not None and self.clock() - self.started > self.seconds

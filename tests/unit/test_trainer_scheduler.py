@@ -84,3 +84,20 @@ def test_the_scheduler_process_yields_the_cpu_to_serving() -> None:
                          cwd=Path(__file__).resolve().parents[2]).stdout.split()
     assert int(out[1]) >= 5
     assert out[0] in ("idle", "nice") and (out[2] == "True") == (out[0] == "idle")
+
+
+def test_the_schedulers_retrain_fits_in_one_process(offline, monkeypatch):
+    """`streamrec train` fits on every core (Settings.train_workers 0); the scheduler's retrain, background
+    work beside the worker and the API, on scheduler_train_workers (1: its own process only)."""
+    import trainer.pipeline
+
+    real, seen = trainer.pipeline.train_run, []
+
+    def spy(source, settings, *args, **kwargs):
+        seen.append(settings.train_workers)
+        return real(source, settings, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.pipeline, "train_run", spy)
+    assert offline.train_workers == 0
+    assert Scheduler(offline).retrain("test").promoted
+    assert seen == [1]
