@@ -163,8 +163,8 @@ CHEAP_FIT_S = 3.0
 
 
 def _refit(name: str, params: dict[str, Any], data: Interactions, validation_fit: Any, policy: Policy | None,
-           verbose: bool, seconds: dict[str, float], warm: bool = False, pool: FitPool | None = None,
-           job: Job | None = None) -> tuple[Any, str]:
+           verbose: bool, seconds: dict[str, float], warm: bool = False, started: Fitting | None = None,
+           ) -> tuple[Any, str]:
     """The model a run saves, fitted on all of ``data``, and how it was made.
 
     - a model the policy does not serve whose fit is costly keeps its validation fit, with all of
@@ -173,19 +173,18 @@ def _refit(name: str, params: dict[str, Any], data: Interactions, validation_fit
       Mult-VAE, two-tower, LightFM) continues from its validation fit for its ``warm_epochs``;
     - anything else is refitted from scratch.
 
-    ``job``: the ``_refit_fit`` submitted to ``pool`` ahead of time (``train_run`` starts the refits
-    while the policy is being chosen); dropped when the validation fit is kept."""
+    ``started``: this refit, submitted ahead of time (``train_run`` starts the refits while the
+    policy is being chosen); dropped when the validation fit is kept."""
     if validation_fit is not None:
         served = policy is None or name in policy.models
         if not served and seconds.get(name, 0.0) >= CHEAP_FIT_S:
-            if pool is not None and job is not None:
-                pool.cancel(job)
+            if started is not None:
+                started.cancel()
             validation_fit.data = data
             return validation_fit, "validation fit kept (not in the policy), all data attached"
-    if pool is not None and job is not None:
-        model, how, spent = pool.result(job)
-    else:
-        model, how, spent = _refit_fit(name, params, data, validation_fit, warm, verbose)
+    if started is None:
+        started = Fitting(FitPool(0), name, params, data, validation_fit, warm, verbose)
+    model, how, spent = started.result()
     seconds[name] = seconds.get(name, 0.0) + spent
     return model, how
 
@@ -205,9 +204,36 @@ def _refit_fit(name: str, params: dict[str, Any], data: Interactions, validation
     return model, "refitted", time.perf_counter() - t0
 
 
-def _fit_job(name: str, params: dict[str, Any], data: Interactions, verbose: bool) -> Any:
-    """A model fitted on ``data`` (a ``FitPool`` job)."""
-    return _build(name, params, verbose).fit(data)
+class Fitting:
+    """One model's fit submitted to a ``FitPool``; a model that can be cut into parts fitted apart
+    (``members``/``join``: a Mult-VAE ensemble's members) goes out as one job per worker and this
+    process, and comes back joined — the same model, float for float."""
+
+    def __init__(self, pool: FitPool, name: str, params: dict[str, Any], data: Interactions, previous: Any = None,
+                 warm: bool = False, verbose: bool = False) -> None:
+        self.pool, self.name, self.params = pool, name, params
+        whole = _build(name, params, False)
+        pieces = [(params, previous)]
+        if pool.workers and hasattr(whole, "members"):
+            parts = whole.members(pool.workers + 1)
+            olds = previous.members(len(parts)) if previous is not None and hasattr(previous, "members") \
+                else [previous] * len(parts)
+            if len(olds) == len(parts):
+                pieces = [(p.get_params(), old) for p, old in zip(parts, olds)]
+        self.jobs = [pool.submit(_refit_fit, name, p, data, old, warm, verbose and not pool.workers)
+                     for p, old in pieces]
+
+    def result(self) -> tuple[Any, str, float]:
+        """(model, how it was made, seconds of fitting, summed over the parts)."""
+        done = [self.pool.result(job) for job in self.jobs]
+        if len(done) == 1:
+            return done[0]
+        model = _build(self.name, self.params, False).join([d[0] for d in done])
+        return model, done[0][1], sum(d[2] for d in done)
+
+    def cancel(self) -> None:
+        for job in self.jobs:
+            self.pool.cancel(job)
 
 
 #: The order jobs are handed out in: the longest fits first, so that the last ones to finish are short.
@@ -282,13 +308,12 @@ def train_run(
     if workers:
         log.info("fitting models in %d worker process(es) beside this one", workers)
     with FitPool(workers) as pool:
-        refit_jobs: dict[str, Job] = {}
+        refit_jobs: dict[str, Fitting] = {}
 
         def start_refits(sel: Selection) -> None:  # while the policy is chosen: what each refit starts from is known
             if refit:
                 for name in longest_first(list(models)):
-                    refit_jobs[name] = pool.submit(_refit_fit, name, sel.params[name], data, sel.fitted.get(name),
-                                                   warm, verbose and not pool.workers)
+                    refit_jobs[name] = Fitting(pool, name, sel.params[name], data, sel.fitted.get(name), warm, verbose)
 
         sel = select(tune_on, models, params, settings, val_ratio, k, seed, tune, verbose, fit_seconds, pool=pool,
                      on_fitted=start_refits if pool.workers else None)
@@ -303,14 +328,14 @@ def train_run(
                 final[name] = fitted[name]
                 continue
             final[name], refits[name] = _refit(name, chosen[name], data, fitted.get(name), policy, verbose,
-                                               fit_seconds, warm=warm, pool=pool, job=refit_jobs.get(name))
+                                               fit_seconds, warm=warm, started=refit_jobs.get(name))
         early: dict[str, Any] = {}
         if holdout is not None:
             # the challenger is measured with models fitted on the data before the holdout (the
             # validation fits themselves when they are what is served, refit=False), then served refitted
-            jobs = {n: pool.submit(_fit_job, n, chosen[n], holdout.before, verbose and not pool.workers)
+            jobs = {n: Fitting(pool, n, chosen[n], holdout.before, verbose=verbose)
                     for n in longest_first(list(models)) if not (n in fitted and not refit)}
-            early = {n: fitted[n] if n not in jobs else pool.result(jobs[n]) for n in models}
+            early = {n: fitted[n] if n not in jobs else jobs[n].result()[0] for n in models}
     if policy is None:
         scored_models = [n for n in models if n not in NOT_BLENDED]
         policy = Policy.single(scored_models[0]) if scored_models else Policy.popularity()
@@ -405,6 +430,7 @@ def select(data: Interactions, models: list[str], params: dict[str, dict[str, An
     ``pool`` fits the models side by side (``trainer.fit_pool``; default: one after the other,
     here); ``on_fitted`` is called with the validation fits before the policy is chosen."""
     from trainer import splits
+    from trainer.models import MODELS
     from trainer.tuning import SearchBudget, profile
 
     fit_seconds = {} if fit_seconds is None else fit_seconds
@@ -422,11 +448,18 @@ def select(data: Interactions, models: list[str], params: dict[str, dict[str, An
     train = restrict(data, train_pairs)
     budget = SearchBudget(settings.tune_budget_s)
     pool = pool or FitPool(0)
-    jobs = {name: pool.submit(_search_one, name, params.get(name, {}), chosen[name], train, val_pairs, k, tune,
-                              (budget.seconds, budget.started), settings.train_profile, verbose and not pool.workers)
-            for name in longest_first(list(models))}
+    _, grids = profile(settings.train_profile)
+    jobs: dict[str, Job | Fitting] = {}
+    for name in longest_first(list(models)):
+        if pool.workers and not (tune and grids.get(name)) and hasattr(MODELS[name], "members"):
+            jobs[name] = Fitting(pool, name, chosen[name], train)  # nothing to search: its parts side by side
+        else:
+            jobs[name] = pool.submit(_search_one, name, params.get(name, {}), chosen[name], train, val_pairs, k, tune,
+                                     (budget.seconds, budget.started), settings.train_profile,
+                                     verbose and not pool.workers)
     for name in models:
-        found = pool.result(jobs[name])
+        job = jobs[name]
+        found = pool.result(job) if isinstance(job, Job) else _measured(name, chosen[name], job, train, val_pairs, k)
         chosen[name] = found.params
         if len(found.trials) > 1:
             sel.tuning[name] = found.trials
@@ -455,6 +488,17 @@ class Found:
     figures: dict[str, Any]
     seconds: float  # the last fit's
     notes: list[str]  # where the search budget cut this model's grid
+
+
+def _measured(name: str, params: dict[str, Any], fitting: Fitting, train: Interactions, val: pd.DataFrame,
+              k: int) -> Found:
+    """A model fitted in parts (nothing to search), measured on validation as ``_search_one`` measures."""
+    from trainer import evaluation
+
+    model, _, seconds = fitting.result()
+    figures = _clean(evaluation.evaluate(model, train, val, k=k, sampled=False))
+    log.info("  %s (defaults): validation ndcg@%d=%.4f", name, k, figures[f"ndcg@{k}"])
+    return Found(params, model, {"{}": round(figures[f"ndcg@{k}"], 5)}, figures, seconds, [])
 
 
 def _search_one(name: str, given: dict[str, Any], params: dict[str, Any], train: Interactions, val: pd.DataFrame,

@@ -162,6 +162,28 @@ class MultVAE(Recommender):
         secs = [h["seconds"] for h in self.history_]
         return float(np.mean(secs)) if secs else float("nan")
 
+    def members(self, parts: int) -> list["MultVAE"]:
+        """This ensemble as ``parts`` smaller ones, each with its share of the members (``seed + a`` …
+        ``seed + b - 1``; a fitted model's parts carry its networks). Fitted apart (side by side, in
+        ``trainer.fit_pool``'s workers) and put back with ``join``, they are the members this model's
+        own fit makes, float for float: every member seeds its own random streams."""
+        bounds = np.linspace(0, self.ensemble, min(parts, self.ensemble) + 1).round().astype(int)
+        out = []
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            part = type(self)(**{**self.get_params(), "ensemble": hi - lo, "seed": self.seed + lo})
+            if self.nets_:
+                part.data, part.nets_ = self.data, self.nets_[lo:hi]
+                part.history_ = [h for h in self.history_ if lo <= h["member"] < hi]
+            out.append(part)
+        return out
+
+    def join(self, parts: list["MultVAE"]) -> "MultVAE":
+        """This model, made of fitted ``parts`` (``members``, in order)."""
+        self.data = parts[0].data
+        self.nets_ = [net for part in parts for net in part.nets_]
+        self.history_ = [{**h, "member": h["member"] + part.seed - self.seed} for part in parts for h in part.history_]
+        return self
+
     def _rows(self, data: Interactions, uidx: np.ndarray):
         import torch
 
