@@ -4,6 +4,8 @@
     python benchmarks/rerank.py --speed         # p50/p99 of reranking 10/20/50 candidates, search end to end
     python benchmarks/rerank.py --quality       # NDCG@10 on held-out Cranfield queries
     python benchmarks/rerank.py --speed --reranker artifacts/reranker/current   # a trained run's weights
+    python benchmarks/rerank.py --speed --reranker RUN --baseline-reranker RUN6  # two runs on the same inputs
+    python benchmarks/rerank.py --quality --base-layers 3 --epochs 8 --lr 1e-4 --feedback-rate 1.0 --save-model DIR
 
 Speed: the product's reranker (``trainer.text_models.load_reranker``, what the API loads)
 scores (query, abstract) pairs of Cranfield, torch fp32 and the run's int8 ONNX export
@@ -19,14 +21,17 @@ taken at a load above the core count says more about the neighbours than the rer
 
 Quality: every query's first-stage list (RRF of the bi-encoder and BM25) is shown; the
 feedback of users is simulated on it from the judgments (seeded; a judged-relevant document
-is liked, the others disliked, each shown document with probability ``--feedback-rate``);
-``trainer.reranker`` builds the pairs (the same code as ``streamrec train-reranker``) of 80%
-of the queries (split by query) and fine-tunes the cross-encoder from the packaged MiniLM,
-saves it and exports it to int8 ONNX as a run; NDCG@10 (gains 5 - grade over every judged
-document) is reported on the other 20% for BM25, the bi-encoder, the fused first stage, the
-untuned cross-encoder, and the fine-tuned one through both backends (torch fp32 and the ONNX
-int8 export that serves), alone and fused with the first stage at ``--rerank-weight``.
-``--reranker RUN_DIR`` skips the fine-tuning and compares the backends of a saved run.
+is liked, the others disliked, each shown document with probability ``--feedback-rate``)
+for 80% of the queries (split by query); ``streamrec train-reranker``'s own pipeline
+(``trainer.reranker.pipeline.train_reranker``) trains on that feedback as it would on the
+topic's: its own 80/20 split of those queries, fine-tuning from the packaged MiniLM (its
+first ``--base-layers`` layers), the int8 export, the fusion weight with the first stage
+chosen on its validation lists, the promotion gate. NDCG@10 (gains 5 - grade over every
+judged document) is reported on the other 20% of the queries, never seen by training nor by
+the choice of the weight, for BM25, the bi-encoder, the fused first stage, the untuned
+cross-encoder, and the run through both backends (torch fp32 and the ONNX int8 export that
+serves), alone and fused with the first stage at the run's weight (as served) and at 0.5.
+``--reranker RUN_DIR`` skips the training and measures a saved run.
 """
 from __future__ import annotations
 
@@ -77,7 +82,8 @@ def reranker_dir(args, max_length: int) -> tuple[Path, str]:
         model_dir = Path(args.reranker) / "model"
         if not has_onnx(model_dir):
             sys.exit(f"{args.reranker} has no ONNX export (model/onnx/): train it with this version of train-reranker")
-        return model_dir, f"reranker run {Path(args.reranker).name}"
+        layers = json.loads((model_dir / "config.json").read_text()).get("num_hidden_layers")
+        return model_dir, f"reranker run {Path(args.reranker).name} ({layers} layers)"
     from trainer.reranker.base import encoder_layers, keep_first_layers
 
     model_dir = Path(tempfile.mkdtemp()) / "model"
@@ -105,6 +111,10 @@ def speed(args, cran, index) -> dict:
     backends = {"torch fp32": load_reranker(model_dir, "torch", args.threads, args.max_length),
                 "onnx int8": load_reranker(model_dir, "onnx", args.threads, args.max_length)}
     max_length = backends["onnx int8"].max_length
+    if args.baseline_reranker:  # another run's export on the same inputs, e.g. the 6-layer model against a cut one
+        base_dir = Path(args.baseline_reranker) / "model"
+        base_layers = json.loads((base_dir / "config.json").read_text()).get("num_hidden_layers")
+        backends[f"onnx int8, baseline ({base_layers} layers)"] = load_reranker(base_dir, "onnx", args.threads)
     qids = list(cran.queries)
     first, _ = index.first_stage(cran.queries[qids[0]], 100)
     docs = [index.text_of(i) for i, _ in first]
@@ -238,7 +248,7 @@ def quality(args, cran, index) -> dict:
         artifacts = args.save_model or Path(tempfile.mkdtemp())
         settings = Settings(artifact_dir=artifacts, rerank_max_length=args.max_length, rerank_threads=args.threads,
                             rerank_base_layers=args.base_layers, rerank_weight=args.rerank_weight,
-                            train_threads=args.threads)
+                            train_threads=args.train_threads)
         params = FineTuneParams(epochs=args.epochs, batch_size=16, learning_rate=args.lr, seed=args.seed)
         result = train_reranker(settings, events, cran.docs, params=params, device="cpu", progress=args.progress,
                                 say=lambda m: print(m, file=sys.stderr))
@@ -248,7 +258,7 @@ def quality(args, cran, index) -> dict:
                    f"({r['data']['train_pairs']} pairs to train, {r['data']['val_pairs']} of "
                    f"{r['data']['val_queries']} queries to validate), {r['start_from']}, {args.epochs} epoch(s), "
                    f"batch 16, lr {args.lr}, max_length {args.max_length}, {r['train_seconds']:.0f} s on "
-                   f"{torch.get_num_threads()} threads; validation NDCG@10 first stage "
+                   f"{args.train_threads} thread(s); validation NDCG@10 first stage "
                    f"{r['first_stage']['ndcg@10']:.4f}, reranker as served {r['after']['ndcg@10']:.4f}; "
                    f"{'promoted' if result.promoted else 'NOT promoted'}")
         print(f"run: {run_dir}", file=sys.stderr)
@@ -291,11 +301,17 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--cache", type=Path, default=None, help="keep the Cranfield search index here between runs")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-threads", type=int, default=1,
+                    help="quality: torch threads while fine-tuning (STREAMREC_TRAIN_THREADS; on the shared 2 cores, "
+                         "2 threads took 6 s a step against 1-2.6 s with 1)")
     ap.add_argument("--repeats", type=int, default=100, help="speed: calls timed per size (one query each)")
     ap.add_argument("--torch-repeats", type=int, default=10,
                     help="speed: of those, how many torch fp32 also scores (it is 5-10x slower)")
     ap.add_argument("--reranker", default=None, help="a reranker run dir with model/ and model/onnx/ (speed: default "
                                                      "the packaged base, exported; quality: no fine-tuning)")
+    ap.add_argument("--baseline-reranker", default=None,
+                    help="speed: a second reranker run whose ONNX export is timed on the same inputs (its own max "
+                         "length), e.g. the whole 6-layer model against a cut one")
     ap.add_argument("--save-model", type=Path, default=None, help="quality: keep the train-reranker run "
                                                                   "(artifacts dir: reranker/run_*) under this dir")
     ap.add_argument("--epochs", type=float, default=1.0)
