@@ -9,13 +9,20 @@ the peak so far):
 1. read the snapshot (``load_source``: every part, deduplicated on ``event_id``);
 2. build the training dataset (``dataset_from_source``: strengths, positive pairs, the CSR matrix);
 3. the validation carve (``pairs_frame`` → ``random_split`` → ``restrict``), as ``streamrec train``;
-4. a popularity fit (the cheapest model; the models' own memory is the subject of
-   ``benchmarks/training.py``).
+4. a popularity fit (the cheapest model).
+
+With ``--models``, each model named is then fitted on the same carve, each in a fresh process
+of its own (the data path again, then the peak reset, then the fit), one thread, with the
+default profile's parameters (``trainer.tuning.DEFAULT_PARAMS``, the first point of each grid)
+except ``--epochs`` for the models trained by epochs: the memory of a fit is what its first
+epoch allocates (matrices, embeddings, optimiser state), so the epochs bound the time, not
+the peak. The fit's peak is printed beside the data path's peak of the same process.
 
 The baseline printed in the same run is the interpreter with the libraries imported.
 
     python benchmarks/data_scale.py                        # 10,000,000 events, 200,000 users, 20,000 items
     python benchmarks/data_scale.py --events 1000000       # a quicker look
+    python benchmarks/data_scale.py --models ease,rp3beta,multvae,two_tower,lightfm --epochs 1
 """
 from __future__ import annotations
 
@@ -78,8 +85,28 @@ def _memory() -> str:
     return f"rss {mb['VmRSS'] / 1024:6.2f} GiB, peak {mb['VmHWM'] / 1024:6.2f} GiB"
 
 
-def measure(path: Path) -> None:
-    """The data path, step by step, in this process."""
+def _reset_peak() -> None:
+    """Start ``VmHWM`` again from the current resident size (Linux: ``clear_refs`` 5)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def fit_params(name: str, epochs: int) -> dict:
+    """The default profile's parameters of ``name``, the first point of its grid, ``epochs`` epochs."""
+    import inspect
+
+    from trainer.models import MODELS
+    from trainer.tuning import DEFAULT_PARAMS, GRIDS
+
+    params = {k: v[0] for k, v in GRIDS.get(name, {}).items()}
+    params.update(DEFAULT_PARAMS.get(name, {}))
+    accepted = inspect.signature(MODELS[name].__init__).parameters
+    if "epochs" in accepted:
+        params["epochs"] = epochs
+    return {k: v for k, v in params.items() if k in accepted}
+
+
+def measure(path: Path, fit: str | None = None, epochs: int = 1) -> None:
+    """The data path, step by step, in this process (then the fit of ``fit``)."""
     import pandas as pd  # noqa: F401 - the baseline holds the libraries a retrain imports
 
     from schemas.settings import Settings
@@ -102,8 +129,20 @@ def measure(path: Path) -> None:
     train_pairs, val_pairs = splits.random_split(pairs_frame(data), 0.75, seed=42)
     train = restrict(data, train_pairs)
     print(f"  {'validation carve':<44} {_memory()}  {time.perf_counter() - t0:6.1f} s", flush=True)
-    make_model("popularity").fit(train)
-    print(f"  {'popularity fit':<44} {_memory()}  {time.perf_counter() - t0:6.1f} s", flush=True)
+    if fit is None:
+        make_model("popularity").fit(train)
+        print(f"  {'popularity fit':<44} {_memory()}  {time.perf_counter() - t0:6.1f} s", flush=True)
+        return
+    from trainer.pipeline import _limit_threads
+
+    _limit_threads(1)
+    del data, train_pairs, val_pairs
+    params = fit_params(fit, epochs)
+    _reset_peak()
+    print(f"  {'before the fit (peak reset)':<44} {_memory()}", flush=True)
+    t1 = time.perf_counter()
+    make_model(fit, **params).fit(train)
+    print(f"  {fit + ' fit':<44} {_memory()}  {time.perf_counter() - t1:6.1f} s  {params}", flush=True)
 
 
 def main() -> None:
@@ -111,10 +150,13 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--users", type=int, default=200_000)
     ap.add_argument("--items", type=int, default=20_000)
+    ap.add_argument("--models", default="", help="comma-separated models to fit after the data path, each alone")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs of the models trained by epochs (default 1)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process
+    ap.add_argument("--fit", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        measure(args.measure)
+        measure(args.measure, args.fit, args.epochs)
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "snapshot"
@@ -125,6 +167,12 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--measure", str(path)], cwd=ROOT)
         if out.returncode != 0:
             sys.exit(f"the data path failed (exit {out.returncode}; killed for memory when -9)")
+        for name in filter(None, args.models.split(",")):
+            print(f"{name}: the data path again, then its fit, in a fresh process:", flush=True)
+            out = subprocess.run([sys.executable, __file__, "--measure", str(path), "--fit", name,
+                                  "--epochs", str(args.epochs)], cwd=ROOT)
+            if out.returncode != 0:
+                print(f"  {name} failed (exit {out.returncode}; killed for memory when -9)", flush=True)
 
 
 if __name__ == "__main__":
