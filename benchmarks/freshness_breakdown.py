@@ -111,11 +111,16 @@ def slowlog(url: str) -> str:
     import redis
 
     r = redis.Redis.from_url(url)
-    got = r.slowlog_get(1024)
-    ms = sorted((e["duration"] / 1000 for e in got), reverse=True)
-    over = sum(1 for m in ms if m > 300)
-    return (f"{len(ms)} entries, longest {', '.join(f'{m:.0f}' for m in ms[:5])} ms, "
-            f"{over} over 300 ms (the API's Redis timeout)") if ms else "empty"
+    got = sorted(r.slowlog_get(4096), key=lambda e: -e["duration"])
+    if not got:
+        return "empty"
+    over = sum(1 for e in got if e["duration"] > 300_000)
+    top = ", ".join(f"{e['duration'] / 1000:.0f} ms {_text(e['command']).split(' ')[0]}" for e in got[:5])
+    return f"{len(got)} entries, longest {top}; {over} over 300 ms (the API's Redis timeout)"
+
+
+def _text(v) -> str:  # noqa: ANN001
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
 
 
 def q(xs: list[float], f: float) -> float:
