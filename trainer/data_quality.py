@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,15 +132,22 @@ async def _measure(settings: Settings, sample: int) -> dict:
         await consumer.stop()
 
 
-async def _true_ends(consumer, tps) -> dict[int, int]:
-    """Each partition's end offset, read past what the broker reports until an empty fetch."""
+#: how long ``_true_ends`` reads past the reported ends: under a steady stream every fetch returns
+#: records, and an unbounded read would hold the scheduler's loop (its updates and retrains) behind it
+TRUE_END_READ_S = 10.0
+
+
+async def _true_ends(consumer, tps, budget_s: float | None = None) -> dict[int, int]:
+    """Each partition's end offset, read past what the broker reports until an empty fetch, or for
+    at most ``budget_s`` while records keep arriving (they are new events either way)."""
     reported = await consumer.end_offsets(tps)
     consumer.assign(tps)
     end = {tp.partition: reported[tp] for tp in tps}
     for tp in tps:
         consumer.seek(tp, reported[tp])
     todo = set(tps)
-    while todo:
+    deadline = time.monotonic() + (TRUE_END_READ_S if budget_s is None else budget_s)
+    while todo and time.monotonic() < deadline:
         # generous: the first fetch after an assignment connects to the leader; an empty fetch ends the read
         batch = await consumer.getmany(*todo, timeout_ms=3000)
         for tp in list(todo):

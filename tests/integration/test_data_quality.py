@@ -51,3 +51,30 @@ def test_the_cli_exits_99_when_there_is_nothing_new(settings, monkeypatch):
         get_settings.cache_clear()
     assert res.exit_code == 99, res.output
     assert json.loads(res.stdout)["enough_new_data"] is False
+
+
+def test_the_check_ends_while_events_keep_arriving(settings, monkeypatch):
+    """Every fetch past the reported end returns records under a steady stream: the read past it is
+    bounded, or the scheduler's look (and the updates behind it) would wait for the stream to pause."""
+    import threading
+
+    import trainer.data_quality as data_quality
+
+    monkeypatch.setattr(data_quality, "TRUE_END_READ_S", 2.0)
+    produce_events(settings, [event("view", "u0", f"i{i}") for i in range(20)])
+    stop, rounds = threading.Event(), []
+
+    def stream() -> None:
+        while not stop.is_set() and len(rounds) < 600:  # ~a minute at most: the test fails, never hangs
+            produce_events(settings, [event("view", f"u{len(rounds) % 5}", f"i{len(rounds)}")])
+            rounds.append(1)
+
+    producer = threading.Thread(target=stream, daemon=True)
+    producer.start()
+    try:
+        quality = check_data(settings, min_new_events=1)
+        still_streaming = producer.is_alive() and not stop.is_set()
+    finally:
+        stop.set()
+        producer.join(timeout=30)
+    assert still_streaming and quality.new_events >= 20
