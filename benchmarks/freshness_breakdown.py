@@ -59,6 +59,25 @@ def background(kafka: str, topic: str, rate: int, stop) -> None:  # noqa: ANN001
     asyncio.run(run())
 
 
+BUSY = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+while true do
+  local n = redis.call('TIME')
+  if n[1] * 1000000 + n[2] - start > tonumber(ARGV[1]) * 1000 then return 1 end
+end
+"""
+
+
+def block_redis(url: str, ms: int, every_s: float, stop) -> None:  # noqa: ANN001 - an mp.Event
+    """Hold Redis ``ms`` every ``every_s`` (a script call runs alone), as a long catch-up batch does."""
+    import redis
+
+    r = redis.Redis.from_url(url)
+    while not stop.wait(every_s):
+        r.eval(BUSY, 0, ms)
+
+
 def start_stack(data: Path) -> tuple[subprocess.Popen, dict]:
     port = 18000 + int.from_bytes(os.urandom(2), "big") % 1000
     env = {**os.environ, "STREAMREC_DATA_DIR": str(data)}
@@ -217,10 +236,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--probes", type=int, default=100)
+    ap.add_argument("--block-ms", type=int, default=0,
+                    help="hold Redis this long (one script call) every --block-every s: a worker's catch-up batch")
+    ap.add_argument("--block-every", type=float, default=1.5)
     args = ap.parse_args()
     import inference.home
 
-    print(f"code: {Path(inference.home.__file__).resolve().parents[1]}; load average before {os.getloadavg()}")
+    print(f"code: {Path(inference.home.__file__).resolve().parents[1]}; load average before {os.getloadavg()}"
+          + (f"; Redis held {args.block_ms} ms every {args.block_every} s" if args.block_ms else ""))
     data = Path(tempfile.mkdtemp(prefix="streamrec-fresh-"))
     proc, stack = start_stack(data)
     import redis
@@ -230,6 +253,9 @@ def main() -> None:
     bg = mp.Process(target=background, args=(stack["kafka_bootstrap"], "interactions", args.rate, stop))
     try:
         bg.start()
+        if args.block_ms:
+            threading.Thread(target=block_redis, args=(stack["redis_url"], args.block_ms, args.block_every, stop),
+                             daemon=True).start()
         time.sleep(3)
         rows = probes(stack, args.probes, "")
         slow = slowlog(stack["redis_url"])
