@@ -22,8 +22,7 @@ from inference.experiments import ExperimentBook, Pick, arm_variant, serving_pic
 from inference.metrics import ApiMetrics
 from inference.models import ModelRegistry
 from inference.retrieval import ItemCatalog, PopularitySnapshot, UserContext, fetch_home
-from inference.store import STORE_LIST_LUA
-from inference.store import RedisStore
+from inference.store import STORE_LIST_LUA, RedisStore
 from inference.strategies import HomeQuery, rank_home, served_name, strategy_names
 from schemas.errors import StoreUnavailable
 from schemas.keys import RecsId, recs_variant
