@@ -31,8 +31,8 @@ clock runs from that first event until the API serves the new item from the cham
 with"), and the home list of a user of that taste who never saw it holds it. The API's
 impressions are off (``STREAMREC_EMIT_IMPRESSIONS=false``): the probes would otherwise be
 traffic of their own, counting towards the trigger. The monitor looks once at the start
-(``STREAMREC_MONITOR_INTERVAL_S`` long), because a look reads the topic until a fetch comes back
-empty (``trainer.data_quality``) and holds the scheduler's loop while records keep coming.
+(``STREAMREC_MONITOR_INTERVAL_S`` long): a look holds the scheduler's loop while it reads the
+topic's end (``trainer.data_quality``, up to 10 s), and it is not what is measured here.
 
     python benchmarks/incremental.py --live                        # 400 users, 200 items, ~8000 clicks
     python benchmarks/incremental.py --live --update-interval 120 --update-events 1000

@@ -55,10 +55,10 @@ def test_the_scheduler_updates_the_serving_run_and_the_running_api_serves_it(sta
         loop.start()
         try:
             # the scheduler's first pass: the monitor looks (once: its interval is long), then the clicks
-            # counted so far make an update due that finds nothing new in the log. A look reads the topic
-            # to its end and, while records keep arriving (the API's impressions), keeps reading
-            # (trainer/data_quality._true_ends); and an update racing the new events could serve before
-            # them. So the new events and the traffic start after that pass.
+            # counted so far make an update due that finds nothing new in the log. An update racing the
+            # new events could be promoted without them (and the next one refused by the gate), and a
+            # look reads the topic's end while the API's impressions arrive: the new events and the
+            # traffic start after that pass.
             wait_until(lambda: r.exists(keys.monitor_last) and scheduler.state().get("last_update_at"), timeout=120)
             produce_events(s, new)
 
