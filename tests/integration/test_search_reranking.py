@@ -194,6 +194,8 @@ async def test_train_reranker_refuses_small_feedback_then_trains_promotes_and_re
     tried = {float(w): v for w, v in rep["rerank_weight_validation"].items()}
     assert tried[rep["rerank_weight"]] == rep["after"]["ndcg@10"] == max(tried.values())
     assert "fused with the first stage at weight" in (result.run_dir / "report.txt").read_text()
+    # the gate judges the weight chosen on other lists when there are two lists to cross-fit
+    assert ("cross-fitted" in rep["decision"]) == (rep["after"]["lists"] >= 2)
     async with api_client(s) as (app, c):
         reload = (await c.post("/admin/reload")).json()
         info = (await c.get("/api/v1/reranking/info")).json()

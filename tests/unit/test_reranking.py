@@ -179,3 +179,22 @@ def test_the_fusion_weight_is_chosen_on_validation_lists():
     assert table[weight] == table[0.0] > table[1.0]
     # no list with a like: nothing to choose by, the preferred weight
     assert choose_weight(p.assign(label=0), good, prefer=0.5)[0] == 0.5
+
+
+def test_the_gate_judges_a_weight_chosen_on_other_lists():
+    """On noise, the best of 11 weights on the same lists beats the first stage by luck; the
+    cross-fitted NDCG (each half at the weight the other half chose) does not."""
+    from trainer.reranker.evaluate import choose_weight, cross_fitted_ndcg
+
+    rng = np.random.default_rng(1)
+    rows = [{"list_id": f"l{n}", "item_id": f"i{j}", "label": float(j == rng.integers(0, 3)), "position": j,
+             "timestamp": 0} for n in range(40) for j in range(8)]
+    p = pd.DataFrame(rows)
+    p = p[p.groupby("list_id")["label"].transform("max") > 0]
+    noise = rng.random(len(p))
+    weight, table = choose_weight(p, noise)
+    first = ranking_metrics(p, None)["ndcg@10"]
+    assert table[weight] >= first  # weight 0 is the first stage: the in-sample best never loses
+    assert cross_fitted_ndcg(p, noise) <= table[weight]
+    perfect = p["label"].to_numpy()
+    assert cross_fitted_ndcg(p, perfect) == 1.0

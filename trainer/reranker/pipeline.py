@@ -23,7 +23,7 @@ from schemas.settings import Settings
 from trainer.reranker import store
 from ranking.rerank import DEFAULT_RERANK_WEIGHT, fusion_weight
 from trainer.reranker.base import encoder_layers, keep_first_layers
-from trainer.reranker.evaluate import choose_weight, evaluate_scores, predict, ranking_metrics
+from trainer.reranker.evaluate import choose_weight, cross_fitted_ndcg, evaluate_scores, predict, ranking_metrics
 from trainer.reranker.finetune import FineTuneParams, fine_tune
 from trainer.reranker.onnx_backend import export_onnx
 from trainer.reranker.pairs import EXPLICIT, balance_warning, build_pairs, check_enough, split_by_query
@@ -114,12 +114,15 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
     after = predict(served, val)
     backend = {"served": backend_name(served), "max_length": getattr(served, "max_length", max_len), **export}
     # the reranker's weight in its fusion with the first stage: fixed by STREAMREC_RERANK_WEIGHT, else the one that
-    # does best on these validation lists (the run records it and the API serves it). Chosen on the set that also
-    # decides promotion: weight 0 is the first stage itself, so a reranker that adds nothing ties and is not promoted
+    # does best on these validation lists (the run records it and the API serves it). The best of 11 weights on the
+    # lists that also decide promotion flatters the reranker, so the gate takes the cross-fitted NDCG instead (each
+    # half of the lists at the weight the other half chose; evaluate.cross_fitted_ndcg)
+    gate_ndcg = None
     if settings.rerank_weight is not None:
         wt, weight_table = settings.rerank_weight, {}
     else:
         wt, weight_table = choose_weight(val, after, prefer=DEFAULT_RERANK_WEIGHT)
+        gate_ndcg = cross_fitted_ndcg(val, after, prefer=DEFAULT_RERANK_WEIGHT, seed=params.seed)
         say(f"fusion weight {wt} (NDCG@10 on validation: "
             + ", ".join(f"{w}: {v:.4f}" for w, v in weight_table.items() if v is not None) + ")")
     if backend["served"] != "torch fp32":
@@ -134,7 +137,14 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
     columns["after"] = evaluate_scores(val, after, weight=wt)
     baseline_name = "the serving reranker" if serving_scores is not None else "the first stage"
     baseline = columns["serving"] if serving_scores is not None else columns["first_stage"]
-    decision, reason = _decide(columns["after"], baseline, baseline_name, settings.reranker_min_delta)
+    judged = columns["after"]
+    if gate_ndcg is not None:
+        columns["after"]["ndcg@10_cross_fitted"] = gate_ndcg
+        judged = {**columns["after"], PRIMARY: gate_ndcg}
+    decision, reason = _decide(judged, baseline, baseline_name, settings.reranker_min_delta)
+    if gate_ndcg is not None:
+        reason += " (the new reranker's ndcg@10 cross-fitted: each half of the validation lists at the weight chosen " \
+                  "on the other half)"
     if not promote:
         reason = reason.replace("promoted:", "would be promoted (--no-promote):") if decision else reason
         decision = False

@@ -44,6 +44,9 @@ def format_report(report: dict) -> str:
         lines.append(f"fused with the first stage at weight {report['rerank_weight']}"
                      + (" (chosen on these validation lists; ndcg@10 by weight: "
                         + ", ".join(f"{w} {v:.4f}" for w, v in tried.items()) + ")" if tried else " (fixed)"))
+        if report["after"].get("ndcg@10_cross_fitted") is not None:
+            lines.append(f"ndcg@10 with the weight chosen on the other half of the lists (what promotion judges): "
+                         f"{report['after']['ndcg@10_cross_fitted']:.4f}")
     lines += ["", report["decision"]]
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")
