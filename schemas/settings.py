@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     batch_size: int = 5000  # largest interactions batch (a backlog is caught up in batches this big)
     batch_within_s: float = 0.02  # longest a small batch waits for more events, only when the worker is near saturation
     batch_budget_s: float = 0.025  # Redis script time one batch aims at while the worker keeps up (sizes the batch)
+    # ... and while it catches up: well under redis_timeout_s, or the API's reads time out behind one script
+    batch_catchup_budget_s: float = Field(0.15, gt=0)
     stream_workers: int = 1  # workers `streamrec up` runs (one group; they split the interactions partitions)
     interactions_fetch_max_wait_ms: int = 10  # the broker may hold a fetch this long: it delays events of a light load
     rebalance_timeout_s: float = 3.0

@@ -8,18 +8,21 @@ by itself. The policy bounds that self-clocking from three observations:
   keeps up, a batch is capped at ``budget_s`` of script time, so one script call never blocks
   Redis (and the API's reads) for long;
 - the *lag* (records behind the high-water mark): more than a second of arrivals behind, the cap
-  is lifted to ``batch_size`` — catching up wants the fewest, largest script calls;
+  is lifted to ``catchup_budget_s`` of script time, at most ``batch_size`` — catching up wants
+  fewer, larger script calls, but one call must still end well within the API's Redis timeout
+  (``redis_timeout_s``): a 5,000-event script held Redis 0.4–0.5 s on a loaded machine, every
+  read of the API timed out behind it, its breaker opened and lists were served degraded;
 - the *arrival rate* and the *utilisation* (share of wall time spent applying): only a worker
   near saturation lets a small batch wait (at most ``within_s``) for more, trading a few
   milliseconds for fewer per-batch costs; an idle one never waits.
 
->>> p = BatchPolicy(batch_size=5000, budget_s=0.025, within_s=0.02)
+>>> p = BatchPolicy(batch_size=5000, budget_s=0.025, within_s=0.02, catchup_budget_s=0.15)
 >>> for t in range(1, 101):                 # 2,000 events/s in batches of 20, 2 ms of work each
 ...     p.observe(20, 0.002, t / 100)
 >>> round(p.rate), round(p.cost_s * 1e6), p.max_records, p.linger_s(20)
 (2000, 100, 250, 0.0)
->>> p.set_lag(5000); p.max_records           # 2.5 s behind: catch up in the largest batches
-5000
+>>> p.set_lag(5000); p.max_records           # 2.5 s behind: catch up in batches of 150 ms of script
+1500
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class BatchPolicy:
     batch_size: int = 5000
     budget_s: float = 0.025
     within_s: float = 0.02
+    catchup_budget_s: float = 0.15
     min_batch: int = 100
     poll_ms: int = 100  # an idle getmany returns as soon as a record arrives; this only bounds the wait
 
@@ -47,7 +51,7 @@ class BatchPolicy:
     @classmethod
     def from_settings(cls, s: Settings) -> "BatchPolicy":
         return cls(batch_size=s.batch_size, budget_s=s.batch_budget_s, within_s=s.batch_within_s,
-                   min_batch=min(100, s.batch_size))
+                   catchup_budget_s=s.batch_catchup_budget_s, min_batch=min(100, s.batch_size))
 
     def observe(self, n: int, busy_s: float, now: float) -> None:
         """One batch of ``n`` events applied in ``busy_s`` seconds, ending at ``now`` (monotonic)."""
@@ -64,11 +68,11 @@ class BatchPolicy:
 
     @property
     def max_records(self) -> int:
-        if self.lag > max(self.rate, self.batch_size / 10):  # over a second behind: catch up
-            return self.batch_size
+        catching_up = self.lag > max(self.rate, self.batch_size / 10)  # over a second behind
         if self.cost_s <= 0:
             return self.batch_size
-        return int(min(self.batch_size, max(self.min_batch, self.budget_s / self.cost_s)))
+        budget = self.catchup_budget_s if catching_up else self.budget_s
+        return int(min(self.batch_size, max(self.min_batch, budget / self.cost_s + 1e-9)))  # + float error
 
     def linger_s(self, n: int) -> float:
         """How long a batch of ``n`` waits for more before it is applied (0 unless near saturation)."""

@@ -34,13 +34,24 @@ def test_a_worker_near_saturation_lets_small_batches_fill() -> None:
 
 
 def test_the_batch_is_capped_by_script_time_until_the_worker_falls_behind() -> None:
-    p = BatchPolicy(batch_size=5000, budget_s=0.025, within_s=0.02)
+    p = BatchPolicy(batch_size=5000, budget_s=0.025, within_s=0.02, catchup_budget_s=0.15)
     steady(p, rate=4000, batch=100, busy_s=0.005)  # 50 us per event
     assert p.max_records == 500  # 25 ms of script time
     p.set_lag(10_000)  # 2.5 s of arrivals behind
-    assert p.max_records == 5000
+    assert p.max_records == 3000  # 150 ms of script time: still well within the API's Redis timeout
     p.set_lag(100)
     assert p.max_records == 500
+
+
+def test_catching_up_on_a_slow_redis_keeps_each_script_under_the_api_timeout() -> None:
+    p = BatchPolicy(batch_size=5000, budget_s=0.025, within_s=0.02, catchup_budget_s=0.15)
+    steady(p, rate=4000, batch=400, busy_s=0.04)  # 100 us per event: a loaded machine
+    p.set_lag(20_000)
+    assert p.max_records * p.cost_s <= 0.15 + 1e-9 and p.max_records == 1500
+    fast = BatchPolicy(batch_size=5000, budget_s=0.025, within_s=0.02, catchup_budget_s=0.15)
+    steady(fast, rate=20_000, batch=2000, busy_s=0.02)  # 10 us per event: the largest batches
+    fast.set_lag(50_000)
+    assert fast.max_records == 5000
 
 
 def test_offsets_to_commit_are_one_past_each_partitions_last_record() -> None:
