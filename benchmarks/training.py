@@ -4,7 +4,9 @@ Each model is fitted with the product's defaults (``trainer.tuning.DEFAULT_PARAM
 middle of its grid otherwise) on the whole of a dataset, in a process of its own so that its
 peak memory (max RSS) is its own. EASE, the cheapest strong model, is the baseline measured in
 the same run; every row gives its time against EASE's. Then ``streamrec train`` with its
-defaults (searches included) is timed on the same data, as the product runs it.
+defaults (searches included) is timed on the same data, as the product runs it: on every core
+(its default: fits side by side, ``trainer.fit_pool``) and in one process (the scheduler's way), wall
+and CPU seconds, with the load average before and after (the machine may be shared).
 
     python benchmarks/training.py                      # ML-100K from ../shared/data/ml-100k
     python benchmarks/training.py --models ease rp3beta multvae --no-train
@@ -12,6 +14,7 @@ defaults (searches included) is timed on the same data, as the product runs it.
     python benchmarks/training.py --synthetic-ml1m --no-models   # no ML-1M here: synthetic data of its size
     python benchmarks/training.py --profile fast       # STREAMREC_TRAIN_PROFILE=fast
     python benchmarks/training.py --profile full       # the models and grids before the time budget
+    python benchmarks/training.py --no-models --train-workers 0   # only `streamrec train` on every core
 
 The device is the one ``trainer.device`` chooses (CUDA when a GPU is present); it is printed.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -32,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
-MODELS = ["ease", "rp3beta", "itemknn", "lightfm", "multvae", "two_tower", "ncf"]
+MODELS = ["ease", "rp3beta", "itemknn", "lightfm", "multvae", "two_tower"]  # the retrain's and ItemKNN; NCF: --models
 PROFILE = "default"  # --profile: the training profile (STREAMREC_TRAIN_PROFILE) the figures are for
 
 
@@ -81,21 +85,33 @@ def _children_cpu() -> float:
     return use.ru_utime + use.ru_stime
 
 
-def train_default(path: Path) -> dict:
-    """``streamrec train`` with its defaults (searches included), timed from outside."""
+def train_default(path: Path, workers: int) -> dict:
+    """``streamrec train`` with its defaults (searches included), timed from outside: wall and CPU
+    seconds (its own and its fit workers'). ``workers``: ``STREAMREC_TRAIN_WORKERS`` (0: every core, the
+    default; 1: one process, as the scheduler trains). The search index is left out (it is built only
+    when the catalogue's texts change, with a model of its own; docs/search-reranking.md)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {"STREAMREC_ARTIFACT_DIR": f"{tmp}/artifacts", "STREAMREC_DATA_DIR": f"{tmp}/data",
-               "STREAMREC_TRAIN_PROFILE": PROFILE, "PATH": "/usr/bin:/bin"}
+               "STREAMREC_TRAIN_PROFILE": PROFILE, "STREAMREC_TRAIN_WORKERS": str(workers),
+               "STREAMREC_SEARCH_INDEX_ON_TRAIN": "false", "PATH": "/usr/bin:/bin"}
+        load = os.getloadavg()[0]
         t0, cpu0 = time.perf_counter(), _children_cpu()
         out = subprocess.run([sys.executable, "-m", "infra", "train", "--interactions", str(path), "--no-progress"],
                              cwd=ROOT, env=env, capture_output=True, text=True)
         seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
         if out.returncode != 0:
-            return {"error": out.stderr[-1000:]}
+            return {"workers": workers, "error": out.stderr[-1000:]}
         run = Path(out.stdout.strip().splitlines()[-1])
         metrics = json.loads((run / "metrics.json").read_text())
-        return {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "policy": metrics.get("policy"),
-                "validation_ndcg@10": metrics.get("score"),
+        pool = metrics.get("fit_pool", {})
+        # the critical path: all CPU time but the workers', plus what the training process waited for them
+        # to compute. It is the wall time on an idle machine with these cores, whatever the load now
+        critical = cpu - pool.get("workers_cpu_s", 0.0) + pool.get("waited_cpu_s", 0.0)
+        return {"workers": workers, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+                "critical_path_cpu_seconds": round(critical, 1), "fit_pool": pool,
+                "load_before": round(load, 1), "load_after": round(os.getloadavg()[0], 1),
+                "policy": metrics.get("policy"), "validation_ndcg@10": metrics.get("score"),
+                "validation": {n: round(v.get("ndcg@10", float("nan")), 4) for n, v in metrics["validation"].items()},
                 "stopped_early": metrics.get("tuning", {}).get("stopped_early", [])}
 
 
@@ -136,6 +152,8 @@ def main() -> None:
     ap.add_argument("--no-models", action="store_true", help="skip the per-model fits (time `streamrec train` only)")
     ap.add_argument("--synthetic-ml1m", action="store_true",
                     help="synthetic data of MovieLens-1M's size (3000 users, 3700 items, ~490k ratings) instead of --data")
+    ap.add_argument("--train-workers", type=int, nargs="+", default=[0, 1],
+                    help="time `streamrec train` with each STREAMREC_TRAIN_WORKERS (default: 0 = every core, then 1)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: fit one model in this process
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
@@ -175,12 +193,18 @@ def main() -> None:
         print(f"{r['model']:<11}{r['fit_s']:>9.2f}{ratio:>9}{r['epochs'] or '–':>8}{eps:>16}{r['peak_rss_mb']:>9}")
     summary = {"data": str(args.data), "device": device, "models": rows}
     if not args.no_train:
-        summary["train_default"] = train_default(args.data)
-        t = summary["train_default"]
-        print("\nstreamrec train (defaults, searches included): "
-              + (f"{t['seconds']} s ({t['cpu_seconds']} CPU s), policy {t['policy']}, "
-                 f"validation ndcg@10 {t['validation_ndcg@10']}"
-                 if "seconds" in t else f"failed: {t['error']}"))
+        cores = os.cpu_count()
+        summary["train_default"] = []
+        print(f"\nstreamrec train with its defaults (searches included), {cores} cores; "
+              "workers 0 = every core (the default), 1 = one process (the scheduler's way):")
+        for workers in args.train_workers:
+            t = train_default(args.data, workers)
+            summary["train_default"].append(t)
+            print(f"  workers {workers}: " + (
+                f"{t['seconds']} s wall, {t['cpu_seconds']} CPU s (critical path {t['critical_path_cpu_seconds']} "
+                f"CPU s), load average {t['load_before']} -> "
+                f"{t['load_after']}; policy {t['policy']}, validation ndcg@10 {t['validation_ndcg@10']:.4f} "
+                f"{t['validation']}" if "seconds" in t else f"failed: {t['error']}"), flush=True)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 

@@ -348,6 +348,9 @@ def train_run(
     }
     if refits:
         metrics["refit"] = refits
+    if workers:  # how the fits were spread (benchmarks/training.py reads the critical path from it)
+        metrics["fit_pool"] = {"workers": workers, "workers_cpu_s": round(pool.workers_cpu_s, 2),
+                               "waited_cpu_s": round(pool.waited_cpu_s, 2)}
     if tuning:
         metrics["tuning"] = tuning
     metrics["score"] = run_score(metrics, settings.promote_metric)
