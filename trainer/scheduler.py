@@ -245,8 +245,11 @@ class Scheduler:
         self._consume(counted)
         promo = result.promotion
         msg = promo.describe() if promo is not None else result.message
-        self._save_state(last_update_at=time.time(), last_update=result.run_dir.name if result.run_dir else None,
-                         last_update_message=msg, last_update_seconds=round(sum(result.fit_seconds.values()), 2))
+        done = dict(last_update_at=time.time(), last_update_message=msg,
+                    last_update_seconds=round(sum(result.fit_seconds.values()), 2))
+        if result.run_dir is not None:  # an update that trained nothing keeps the name of the one that did
+            done["last_update"] = result.run_dir.name
+        self._save_state(**done)
         log.info("update: %s", msg)
         return Outcome(result.run_dir, bool(promo and promo.promoted), msg)
 

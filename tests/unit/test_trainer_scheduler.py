@@ -73,6 +73,24 @@ def test_update_warm_starts_from_the_serving_run_with_the_events_past_its_offset
     assert sched.check_update() is None  # under the threshold, interval not elapsed
 
 
+
+def test_an_update_that_trains_nothing_keeps_the_name_of_the_one_serving(offline, monkeypatch):
+    from types import SimpleNamespace
+
+    import trainer.incremental
+
+    sched = Scheduler(offline)
+    sched.retrain("test")
+    sched._save_state(last_update="run_x_update")
+    nothing = SimpleNamespace(run_dir=None, promotion=None, message="no events past the serving run", fit_seconds={})
+    monkeypatch.setattr(trainer.incremental, "incremental_run", lambda *a, **k: nothing)
+    Snapshot(offline.snapshot_path()).append([rec(n) for n in range(60, 65)], "interactions", {0: 65})
+    out = sched.update("counter still held read events")
+    state = sched.state()
+    assert out.run_dir is None and state["last_update"] == "run_x_update"
+    assert state["last_update_message"] == "no events past the serving run"
+
+
 def test_the_scheduler_process_yields_the_cpu_to_serving() -> None:
     """In a child process (the policy sticks to the process): SCHED_IDLE where Linux allows it,
     the niceness either way, inherited by threads started afterwards (torch's pool)."""
