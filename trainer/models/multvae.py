@@ -224,7 +224,6 @@ class MultVAE(Recommender):
         return self._train(net, data, seed, self.epochs, anneal=True, rng=rng)
 
     def _train(self, net, data: Interactions, seed: int, epochs: int, anneal: bool, users=None, rng=None):
-        import torch
         from torch.nn import functional as F
 
         with torch_threads(self.threads):
