@@ -50,7 +50,11 @@ def test_the_scheduler_updates_the_serving_run_and_the_running_api_serves_it(sta
     stop = threading.Event()
     scheduler = Scheduler(schedule)
     loop = threading.Thread(target=scheduler.run, args=(stop, 0.5), daemon=True)
-    with uvicorn_thread(s) as base, httpx.Client(base_url=base, timeout=30) as c:
+    # the API's impressions are new records in the log too: an update that found them (and not the
+    # clicks below) trained on the same interactions, tied the serving run and was refused by the gate
+    # (seen once in the full suite); this test is about the clicks
+    api = s.model_copy(update={"emit_impressions": False})
+    with uvicorn_thread(api) as base, httpx.Client(base_url=base, timeout=30) as c:
         assert c.get(HOME, params={"user_id": "u0", "k": 10}).json()["model_version"] == first.name
         loop.start()
         try:
