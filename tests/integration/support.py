@@ -130,6 +130,20 @@ def produce_events(settings: Settings, events: list[dict]) -> None:
     produce(settings, "interactions", [json.dumps(e).encode() for e in events])
 
 
+def produce_clicks_until_seen(settings: Settings, events: pd.DataFrame, timeout_s: float = 60) -> None:
+    """Send ``events`` (user_id, item_id, timestamp rows) as clicks and wait until the worker has applied
+    them all: every user's seen set holds their distinct items."""
+    import redis
+
+    from schemas.keys import Keys
+
+    produce_events(settings, [{"event_id": f"e{n}", "type": "click", "user_id": r.user_id, "item_id": r.item_id,
+                               "ts": float(r.timestamp), "context": {}} for n, r in enumerate(events.itertuples())])
+    client, keys = redis.Redis.from_url(settings.redis_url), Keys(settings.redis_prefix)
+    want = events.groupby("user_id")["item_id"].nunique()
+    wait_until(lambda: all(client.scard(keys.seen(u)) == n for u, n in want.items()), timeout=timeout_s)
+
+
 async def consume(settings: Settings, topic: str = "interactions", want: int = 1, timeout_s: float = 15) -> list[dict]:
     """Read a topic from the start (no consumer group) until ``want`` JSON records or the timeout."""
     c = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,

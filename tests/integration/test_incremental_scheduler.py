@@ -16,13 +16,12 @@ import pytest
 import redis
 
 from schemas.keys import Keys
-from tests.integration.support import produce_events, synthetic_events, uvicorn_thread, wait_until
+from tests.integration.support import produce_clicks_until_seen, produce_events, synthetic_events, uvicorn_thread, wait_until
+from tests.integration.test_incremental_update import MODELS  # the same small serving run, updated by hand there
 from tests.integration.test_served_equals_recommend import cli, stack  # noqa: F401 - the worker fixture
 
 pytestmark = pytest.mark.integration
 HOME = "/api/v1/recommendations/home"
-MODELS = ["-m", "ease", "-m", "multvae", "-p", "multvae.epochs=20", "-p", "multvae.ensemble=1",
-          "-p", "multvae.warm_epochs=20"]
 
 
 def test_the_scheduler_updates_the_serving_run_and_the_running_api_serves_it(stack, monkeypatch):  # noqa: F811
@@ -30,12 +29,9 @@ def test_the_scheduler_updates_the_serving_run_and_the_running_api_serves_it(sta
 
     s = stack
     events, _ = synthetic_events(n_users=60, n_items=40, per_user=12, seed=5)
-    produce_events(s, [{"event_id": f"e{n}", "type": "click", "user_id": r.user_id, "item_id": r.item_id,
-                        "ts": float(r.timestamp), "context": {}} for n, r in enumerate(events.itertuples())])
+    produce_clicks_until_seen(s, events)
     r = redis.Redis.from_url(s.redis_url)
     keys = Keys(s.redis_prefix)
-    want = events.groupby("user_id")["item_id"].nunique()
-    wait_until(lambda: all(r.scard(keys.seen(u)) == n for u, n in want.items()), timeout=60)
     first = Path(cli(s, monkeypatch, "train", *MODELS, "--promote", "--no-progress").stdout.strip().splitlines()[-1])
     assert (s.artifact_dir / "run_current").resolve() == first
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from schemas.keys import Keys
-from tests.integration.support import produce_events, synthetic_events, uvicorn_thread, wait_until
+from tests.integration.support import produce_clicks_until_seen, produce_events, synthetic_events, uvicorn_thread, wait_until
 from tests.integration.test_served_equals_recommend import cli, stack  # noqa: F401 - the worker fixture
 
 pytestmark = pytest.mark.integration
@@ -22,12 +22,9 @@ MODELS = ["-m", "ease", "-m", "multvae", "-p", "multvae.epochs=20", "-p", "multv
 def test_new_events_update_the_serving_run_and_the_api_serves_the_new_item(stack, monkeypatch):  # noqa: F811
     s = stack
     events, _ = synthetic_events(n_users=60, n_items=40, per_user=12, seed=5)
-    produce_events(s, [{"event_id": f"e{n}", "type": "click", "user_id": r.user_id, "item_id": r.item_id,
-                        "ts": float(r.timestamp), "context": {}} for n, r in enumerate(events.itertuples())])
+    produce_clicks_until_seen(s, events)
     r = redis.Redis.from_url(s.redis_url)
     keys = Keys(s.redis_prefix)
-    want = events.groupby("user_id")["item_id"].nunique()
-    wait_until(lambda: all(r.scard(keys.seen(u)) == n for u, n in want.items()), timeout=60)
     first = Path(cli(s, monkeypatch, "train", *MODELS, "--promote", "--no-progress").stdout.strip().splitlines()[-1])
     assert (s.artifact_dir / "run_current").resolve() == first
 
