@@ -89,6 +89,8 @@ def train_reranker(
     epochs: float = typer.Option(3.0, "--epochs", min=0.01),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     lr: float = typer.Option(2e-5, "--lr", min=0.0),
+    loss: str = typer.Option("bce", "--loss", help="bce (like/dislike pairs) | lambda (the shown lists, ordered "
+                                                   "for NDCG; --batch-size then counts lists)"),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (> 0; quick runs)."),
     seed: int = typer.Option(42, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]"),
@@ -111,7 +113,8 @@ def train_reranker(
     with _errors():
         settings = _settings()
         frame, texts = events_and_texts(settings, events, items, do_replay=do_replay, progress=progress, say=say)
-        params = FineTuneParams(epochs=epochs, batch_size=batch_size, learning_rate=lr, seed=seed, max_steps=max_steps)
+        params = FineTuneParams(epochs=epochs, batch_size=batch_size, learning_rate=lr, seed=seed, max_steps=max_steps,
+                                loss=loss)
         result = run(settings, frame, texts, allow_small=allow_small, implicit=implicit, params=params,
                      start_from=start_from, device=device, progress=progress, promote=promote, say=say)
     typer.echo(format_report(result.report))
