@@ -238,6 +238,11 @@ class Settings(BaseSettings):
     # train-reranker from the packaged base keeps its first N transformer layers (0: all 6); a pass costs about
     # N / 6 of the whole model's (trainer/reranker/base.py, docs/search-reranking.md)
     rerank_base_layers: int = Field(0, ge=0, le=24)
+    # train-reranker from the packaged base first learns the task on the catalogue: each item text shaped
+    # "title. body" gives its title as a query its body answers, BM25's near misses as dislikes; at most this
+    # many items (0: off), for this many epochs (trainer/reranker/catalogue.py)
+    rerank_pretrain_items: int = Field(2000, ge=0)
+    rerank_pretrain_epochs: float = Field(1.0, gt=0.0, le=20.0)
     reranker_min_feedback: int = Field(50, ge=1)  # train-reranker refuses below this many like/dislike pairs
     reranker_min_feedback_small: int = Field(10, ge=1)  # ... or below this with --allow-small
     reranker_min_delta: float = 0.0  # a new reranker is promoted when it beats the serving one by more

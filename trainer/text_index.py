@@ -67,7 +67,8 @@ def texts_from_meta(meta) -> dict[str, str]:
     return out
 
 
-def _tokenize(texts: list[str]):
+def bm25_tokens(texts: list[str]):
+    """``texts`` tokenised the way the BM25 index is (English stop words, no stemming)."""
     import bm25s
 
     return bm25s.tokenize(texts, stopwords=STOPWORDS, show_progress=False)
@@ -127,7 +128,7 @@ def build_text_index(texts: Mapping[str, str], out_dir: Path, encoder, progress:
     faiss.write_index(index, str(out_dir / "faiss.index"))
     np.save(out_dir / "embeddings.npy", emb)
     retriever = bm25s.BM25()
-    retriever.index(_tokenize(docs), show_progress=False)
+    retriever.index(bm25_tokens(docs), show_progress=False)
     retriever.save(str(out_dir / "bm25"))
     (out_dir / "item_ids.json").write_text(json.dumps(ids))
     (out_dir / "texts.json").write_text(json.dumps(docs))
@@ -178,7 +179,7 @@ class TextIndex:
         n = min(n, len(self))
         if n <= 0:
             return []
-        docs, scores = self.bm25.retrieve(_tokenize([query]), k=n, show_progress=False)
+        docs, scores = self.bm25.retrieve(bm25_tokens([query]), k=n, show_progress=False)
         return [(self.item_ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
 
     def first_stage(self, query: str, n: int, rrf_k: int = 60,

@@ -23,6 +23,7 @@ from schemas.settings import Settings
 from trainer.reranker import store
 from ranking.rerank import DEFAULT_RERANK_WEIGHT, fusion_weight
 from trainer.reranker.base import encoder_layers, keep_first_layers
+from trainer.reranker.catalogue import MIN_ITEMS, pretrain_on_catalogue
 from trainer.reranker.evaluate import choose_weight, cross_fitted_ndcg, evaluate_scores, predict, ranking_metrics
 from trainer.reranker.finetune import FineTuneParams, fine_tune
 from trainer.reranker.onnx_backend import export_onnx
@@ -96,6 +97,18 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
         keep_first_layers(model, settings.rerank_base_layers)
         start_name = f"{start_name}, first {encoder_layers(model)} layers"
     before = predict(model, val)
+    pretrain = None
+    if start_dir is None and settings.rerank_pretrain_items:
+        # the base has never scored a pair: it learns the task on the catalogue's titles and bodies first
+        # (trainer/reranker/catalogue.py); a run that continues a reranker has learnt it already
+        pretrain = pretrain_on_catalogue(model, texts, settings.rerank_pretrain_items, settings.rerank_pretrain_epochs,
+                                         seed=params.seed, device=dev, progress=progress)
+        if pretrain is None:
+            say(f"no catalogue pre-training: fewer than {MIN_ITEMS} item texts are shaped 'title. body'")
+        else:
+            start_name = f"{start_name}, pre-trained on {pretrain['items']} catalogue titles"
+            say(f"pre-trained on {pretrain['pairs']} pairs of {pretrain['items']} catalogue titles in "
+                f"{pretrain['seconds']:.0f} s")
     serving_scores = None
     if serving_dir is not None:  # scored as the API serves it (its ONNX export when it has one)
         serving_scores = predict(_served(settings, serving_dir / "model"), val)
@@ -155,7 +168,7 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
     report = {
         "run_id": run_dir.name, "start_from": start_name, "device": dev, "params": params.to_dict(), "rerank_weight": wt,
         "rerank_weight_validation": {str(w): v for w, v in weight_table.items()},
-        "layers": encoder_layers(model),
+        "layers": encoder_layers(model), "pretrain": pretrain,
         "train_seconds": train_seconds, "trained_at": trained_at, "backend": backend, "columns": list(columns),
         **columns,
         "data": {"pairs": len(pairs), "feedbacks": len(explicit), "positive": int((pairs["label"] > 0.5).sum()),
@@ -171,7 +184,7 @@ def train_reranker(settings: Settings, events: pd.DataFrame, texts: Mapping[str,
             "feedbacks": len(explicit), "pairs": len(pairs), "metrics": columns["after"],
             "first_stage": columns["first_stage"], "trained_at": trained_at, "promoted": False,
             "params": params.to_dict(), "backend": backend["served"], "max_length": backend["max_length"],
-            "rerank_weight": wt, "layers": encoder_layers(model)}
+            "rerank_weight": wt, "layers": encoder_layers(model), "pretrain": pretrain}
     (run_dir / "info.json").write_text(json.dumps(info, indent=2, default=float))
     (run_dir / "COMPLETE").write_text(trained_at)
     if decision:
