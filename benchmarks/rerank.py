@@ -51,6 +51,21 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "cranfield"
 
 
+def cpu_summary() -> str:
+    """The CPU's model and the vector extensions the int8 pass's speed depends on (VNNI: int8
+    dot products; AMX: matrix tiles). Sessions land on different 2-core hosts: the same
+    script gave 96 ms p99 for 20 candidates on an earlier one (its flags were not recorded)
+    and 48 ms on one with both (docs/search-reranking.md), so the table says which it ran on."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "cpu unknown"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "cpu")
+    flags = next((set(ln.split(":", 1)[1].split()) for ln in info.splitlines() if ln.startswith("flags")), set())
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16")
+    return f"{name}, {os.cpu_count()} cpus, {' '.join(f for f in wanted if f in flags) or 'no avx2'}"
+
+
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs) * 1000.0, q))
 
@@ -164,7 +179,8 @@ def speed(args, cran, index) -> dict:
                      pct(samples, 99), float("nan")))
     loads.append(os.getloadavg()[0])
 
-    print(f"\nspeed: {source}; max_length {max_length} (the export's, as served); {args.threads} threads "
+    print(f"\nspeed: {cpu_summary()}")
+    print(f"speed: {source}; max_length {max_length} (the export's, as served); {args.threads} threads "
           f"(torch: {torch.get_num_threads()}, onnxruntime intra-op: {args.threads}); one call per query, "
           f"torch and onnx on the same inputs in turn; load average (1 min) {' -> '.join(f'{x:.1f}' for x in loads)}")
     print("(cpu ms: CPU time of the call over all threads, p50 — what the call costs, less sensitive to the "
@@ -177,7 +193,7 @@ def speed(args, cran, index) -> dict:
     return {"rows": [dict(zip(("what", "candidates", "texts", "calls", "p50_ms", "p99_ms", "cpu_p50_ms"), r))
                      for r in rows],
             "checks": [dict(zip(("candidates", "texts", "max_abs_diff", "top5_overlap"), c)) for c in checks],
-            "load": loads, "max_length": max_length, "source": source}
+            "load": loads, "max_length": max_length, "source": source, "cpu": cpu_summary()}
 
 
 # --- quality ----------------------------------------------------------------------------------
@@ -249,15 +265,18 @@ def quality(args, cran, index) -> dict:
         settings = Settings(artifact_dir=artifacts, rerank_max_length=args.max_length, rerank_threads=args.threads,
                             rerank_base_layers=args.base_layers, rerank_weight=args.rerank_weight,
                             train_threads=args.train_threads)
-        params = FineTuneParams(epochs=args.epochs, batch_size=16, learning_rate=args.lr, seed=args.seed)
+        params = FineTuneParams(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                                loss=args.loss)
         result = train_reranker(settings, events, cran.docs, params=params, device="cpu", progress=args.progress,
+                                start_from=args.start_from or "base",
                                 say=lambda m: print(m, file=sys.stderr))
         run_dir = result.run_dir
         r = result.report
         trained = (f"train-reranker on {r['data']['feedbacks']} feedbacks of {len(train_ids)} queries "
                    f"({r['data']['train_pairs']} pairs to train, {r['data']['val_pairs']} of "
                    f"{r['data']['val_queries']} queries to validate), {r['start_from']}, {args.epochs} epoch(s), "
-                   f"batch 16, lr {args.lr}, max_length {args.max_length}, {r['train_seconds']:.0f} s on "
+                   f"{args.loss} loss, batch {args.batch_size}, lr {args.lr}, max_length {args.max_length}, "
+                   f"{r['train_seconds']:.0f} s on "
                    f"{args.train_threads} thread(s); validation NDCG@10 first stage "
                    f"{r['first_stage']['ndcg@10']:.4f}, reranker as served {r['after']['ndcg@10']:.4f}; "
                    f"{'promoted' if result.promoted else 'NOT promoted'}")
@@ -316,6 +335,10 @@ def main() -> None:
                                                                   "(artifacts dir: reranker/run_*) under this dir")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--start-from", default=None, help="quality: a reranker run dir to fine-tune from (default: "
+                                                       "the packaged base)")
+    ap.add_argument("--loss", choices=("bce", "lambda"), default="bce", help="quality: train-reranker's loss")
+    ap.add_argument("--batch-size", type=int, default=16, help="quality: pairs per step (bce), lists (lambda)")
     ap.add_argument("--max-length", type=int, default=64,
                     help="tokens of (query, text): fine-tuning and export (STREAMREC_RERANK_MAX_LENGTH)")
     ap.add_argument("--top-n", type=int, default=20)
