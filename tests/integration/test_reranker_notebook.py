@@ -14,6 +14,7 @@ SMALL = """SAMPLE_QUERIES = 12
 EXTRA_DOCS = 30
 MAX_STEPS = 2
 EPOCHS = 1.0
+PRETRAIN_ITEMS = 50
 TOP_N = 10
 SEED = 7
 DATA = None"""
@@ -33,5 +34,6 @@ def test_the_notebook_runs_on_a_small_sample_and_shows_report_and_plots():
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "ndcg@10" in text and "first_stage" in text and "to validate" in text
+    assert "pre-trained on 50 catalogue titles" in text  # the abstracts taught the task before the feedback
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 5
